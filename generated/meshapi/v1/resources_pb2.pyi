@@ -1,0 +1,275 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import wrappers_pb2 as _wrappers_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Cluster(_message.Message):
+    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent")
+    class LbPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        LB_POLICY_UNSPECIFIED: _ClassVar[Cluster.LbPolicy]
+        ROUND_ROBIN: _ClassVar[Cluster.LbPolicy]
+        LEAST_REQUEST: _ClassVar[Cluster.LbPolicy]
+        PEAK_EWMA: _ClassVar[Cluster.LbPolicy]
+        RING_HASH: _ClassVar[Cluster.LbPolicy]
+        RANDOM: _ClassVar[Cluster.LbPolicy]
+    LB_POLICY_UNSPECIFIED: Cluster.LbPolicy
+    ROUND_ROBIN: Cluster.LbPolicy
+    LEAST_REQUEST: Cluster.LbPolicy
+    PEAK_EWMA: Cluster.LbPolicy
+    RING_HASH: Cluster.LbPolicy
+    RANDOM: Cluster.LbPolicy
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LB_POLICY_FIELD_NUMBER: _ClassVar[int]
+    PEAK_EWMA_FIELD_NUMBER: _ClassVar[int]
+    LEAST_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RING_HASH_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_DETECTION_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_BREAKER_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    PANIC_THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    lb_policy: Cluster.LbPolicy
+    peak_ewma: PeakEwma
+    least_request: LeastRequest
+    ring_hash: RingHash
+    health_check: HealthCheck
+    outlier_detection: OutlierDetection
+    circuit_breaker: CircuitBreaker
+    connect_timeout: _duration_pb2.Duration
+    panic_threshold_percent: _wrappers_pb2.UInt32Value
+    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+
+class PeakEwma(_message.Message):
+    __slots__ = ("decay", "default_rtt")
+    DECAY_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_RTT_FIELD_NUMBER: _ClassVar[int]
+    decay: _duration_pb2.Duration
+    default_rtt: _duration_pb2.Duration
+    def __init__(self, decay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., default_rtt: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class LeastRequest(_message.Message):
+    __slots__ = ("active_request_bias",)
+    ACTIVE_REQUEST_BIAS_FIELD_NUMBER: _ClassVar[int]
+    active_request_bias: _wrappers_pb2.DoubleValue
+    def __init__(self, active_request_bias: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ...) -> None: ...
+
+class RingHash(_message.Message):
+    __slots__ = ("minimum_ring_size",)
+    MINIMUM_RING_SIZE_FIELD_NUMBER: _ClassVar[int]
+    minimum_ring_size: int
+    def __init__(self, minimum_ring_size: _Optional[int] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "service_name", "jitter_fraction")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    timeout: _duration_pb2.Duration
+    unhealthy_threshold: int
+    healthy_threshold: int
+    service_name: str
+    jitter_fraction: _wrappers_pb2.DoubleValue
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., service_name: _Optional[str] = ..., jitter_fraction: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ...) -> None: ...
+
+class OutlierDetection(_message.Message):
+    __slots__ = ("consecutive_failures", "interval", "base_ejection_time", "max_ejection_time", "max_ejection_percent", "failure_status_codes", "success_rate_stdev_factor", "success_rate_request_volume", "failure_percentage_threshold")
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    BASE_EJECTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_EJECTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_EJECTION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_STATUS_CODES_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_RATE_STDEV_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_RATE_REQUEST_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_PERCENTAGE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    consecutive_failures: _wrappers_pb2.UInt32Value
+    interval: _duration_pb2.Duration
+    base_ejection_time: _duration_pb2.Duration
+    max_ejection_time: _duration_pb2.Duration
+    max_ejection_percent: _wrappers_pb2.UInt32Value
+    failure_status_codes: _containers.RepeatedScalarFieldContainer[int]
+    success_rate_stdev_factor: _wrappers_pb2.UInt32Value
+    success_rate_request_volume: _wrappers_pb2.UInt32Value
+    failure_percentage_threshold: _wrappers_pb2.UInt32Value
+    def __init__(self, consecutive_failures: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., base_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejection_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., failure_status_codes: _Optional[_Iterable[int]] = ..., success_rate_stdev_factor: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., success_rate_request_volume: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., failure_percentage_threshold: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+
+class CircuitBreaker(_message.Message):
+    __slots__ = ("max_requests", "max_retries", "max_pending_requests")
+    MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PENDING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    max_requests: _wrappers_pb2.UInt32Value
+    max_retries: _wrappers_pb2.UInt32Value
+    max_pending_requests: _wrappers_pb2.UInt32Value
+    def __init__(self, max_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_pending_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+
+class EndpointSet(_message.Message):
+    __slots__ = ("cluster", "endpoints")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    def __init__(self, cluster: _Optional[str] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("address", "weight", "zone", "metadata", "health_status")
+    class HealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        HEALTH_STATUS_UNSPECIFIED: _ClassVar[Endpoint.HealthStatus]
+        HEALTHY: _ClassVar[Endpoint.HealthStatus]
+        UNHEALTHY: _ClassVar[Endpoint.HealthStatus]
+        DRAINING: _ClassVar[Endpoint.HealthStatus]
+    HEALTH_STATUS_UNSPECIFIED: Endpoint.HealthStatus
+    HEALTHY: Endpoint.HealthStatus
+    UNHEALTHY: Endpoint.HealthStatus
+    DRAINING: Endpoint.HealthStatus
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_STATUS_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    weight: _wrappers_pb2.UInt32Value
+    zone: str
+    metadata: _containers.ScalarMap[str, str]
+    health_status: Endpoint.HealthStatus
+    def __init__(self, address: _Optional[str] = ..., weight: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., health_status: _Optional[_Union[Endpoint.HealthStatus, str]] = ...) -> None: ...
+
+class RouteConfig(_message.Message):
+    __slots__ = ("name", "virtual_hosts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    virtual_hosts: _containers.RepeatedCompositeFieldContainer[VirtualHost]
+    def __init__(self, name: _Optional[str] = ..., virtual_hosts: _Optional[_Iterable[_Union[VirtualHost, _Mapping]]] = ...) -> None: ...
+
+class VirtualHost(_message.Message):
+    __slots__ = ("name", "domains", "routes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
+
+class Route(_message.Message):
+    __slots__ = ("name", "match", "route")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    match: RouteMatch
+    route: RouteAction
+    def __init__(self, name: _Optional[str] = ..., match: _Optional[_Union[RouteMatch, _Mapping]] = ..., route: _Optional[_Union[RouteAction, _Mapping]] = ...) -> None: ...
+
+class RouteMatch(_message.Message):
+    __slots__ = ("path", "prefix", "regex", "headers")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    prefix: str
+    regex: str
+    headers: _containers.RepeatedCompositeFieldContainer[HeaderMatcher]
+    def __init__(self, path: _Optional[str] = ..., prefix: _Optional[str] = ..., regex: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[HeaderMatcher, _Mapping]]] = ...) -> None: ...
+
+class HeaderMatcher(_message.Message):
+    __slots__ = ("name", "exact", "prefix", "suffix", "regex", "present", "invert")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    INVERT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    exact: str
+    prefix: str
+    suffix: str
+    regex: str
+    present: bool
+    invert: bool
+    def __init__(self, name: _Optional[str] = ..., exact: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., regex: _Optional[str] = ..., present: _Optional[bool] = ..., invert: _Optional[bool] = ...) -> None: ...
+
+class RouteAction(_message.Message):
+    __slots__ = ("cluster", "weighted_clusters", "timeout", "retry_policy", "request_headers_to_add", "request_headers_to_remove", "hash_policy")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HEADERS_TO_ADD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_HEADERS_TO_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    HASH_POLICY_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    weighted_clusters: _containers.RepeatedCompositeFieldContainer[ClusterWeight]
+    timeout: _duration_pb2.Duration
+    retry_policy: RetryPolicy
+    request_headers_to_add: _containers.RepeatedCompositeFieldContainer[HeaderValue]
+    request_headers_to_remove: _containers.RepeatedScalarFieldContainer[str]
+    hash_policy: HashPolicy
+    def __init__(self, cluster: _Optional[str] = ..., weighted_clusters: _Optional[_Iterable[_Union[ClusterWeight, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., request_headers_to_add: _Optional[_Iterable[_Union[HeaderValue, _Mapping]]] = ..., request_headers_to_remove: _Optional[_Iterable[str]] = ..., hash_policy: _Optional[_Union[HashPolicy, _Mapping]] = ...) -> None: ...
+
+class ClusterWeight(_message.Message):
+    __slots__ = ("name", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: int
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class RetryPolicy(_message.Message):
+    __slots__ = ("retry_on", "num_retries", "per_try_timeout")
+    RETRY_ON_FIELD_NUMBER: _ClassVar[int]
+    NUM_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    PER_TRY_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    retry_on: _containers.RepeatedScalarFieldContainer[str]
+    num_retries: _wrappers_pb2.UInt32Value
+    per_try_timeout: _duration_pb2.Duration
+    def __init__(self, retry_on: _Optional[_Iterable[str]] = ..., num_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., per_try_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class HeaderValue(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class HashPolicy(_message.Message):
+    __slots__ = ("header",)
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    header: str
+    def __init__(self, header: _Optional[str] = ...) -> None: ...
+
+class MeshConfig(_message.Message):
+    __slots__ = ("clusters", "endpoints", "routes")
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
+    clusters: _containers.RepeatedCompositeFieldContainer[Cluster]
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointSet]
+    routes: _containers.RepeatedCompositeFieldContainer[RouteConfig]
+    def __init__(self, clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointSet, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ...) -> None: ...
