@@ -1,0 +1,109 @@
+"""The `meshgrpc` command: argument parsing and wiring only.
+
+Each subcommand hands its parsed arguments to the module that owns the work and
+exits with the code that module returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
+
+
+def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT",
+        help=f"control plane address (default {DEFAULT_CONTROL_PLANE})",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshgrpc", description="A gRPC-native service mesh.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a config file and print its errors")
+    p.add_argument("-f", "--file", required=True)
+
+    p = sub.add_parser("control-plane", help="run the control plane")
+    p.add_argument("--config", help="YAML or JSON MeshConfig file, watched for edits")
+    p.add_argument("--listen", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT")
+    p.add_argument("--data-dir", default="./.meshgrpc", help="where the store lives")
+    p.add_argument("--debounce", type=float, default=0.1, metavar="SECONDS",
+                   help="changes within this window make one push (default 0.1)")
+    p.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS",
+                   help="registrations silent this long are dropped (default 10)")
+
+    p = sub.add_parser("apply", help="apply a config file atomically and print the diff")
+    p.add_argument("-f", "--file", required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    p.add_argument("--replace", action="store_true",
+                   help="the file is the whole mesh: remove resources it lacks")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("get", help="print resources as served")
+    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "all"])
+    p.add_argument("name", nargs="?", default="")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("delete", help="delete one resource")
+    p.add_argument("kind", choices=["cluster", "endpoints", "route"])
+    p.add_argument("name")
+    p.add_argument("--dry-run", action="store_true")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("status", help="one row per connected proxy and its sync state")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("register", help="register a service instance until stopped")
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--address", required=True, metavar="HOST:PORT")
+    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--zone", default="")
+    p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("proxy", help="run the sidecar proxy")
+    p.add_argument("--node-id", required=True)
+    _add_control_plane_flag(p)
+    p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
+    p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
+    p.add_argument("--route-config", default="default")
+    p.add_argument("--zone", default="")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imports are per command so that each starts only what it needs.
+    if args.command == "validate":
+        from meshgrpc.config import commands
+        return commands.validate(args)
+    if args.command == "control-plane":
+        from meshgrpc.controlplane import main
+        return main.run(args)
+    if args.command in ("apply", "get", "delete", "status", "register"):
+        from meshgrpc.controlplane import commands
+        return getattr(commands, args.command)(args)
+    if args.command == "proxy":
+        from meshgrpc.proxy import main
+        return main.run(args)
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
