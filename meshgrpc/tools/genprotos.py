@@ -13,11 +13,10 @@ from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTO_ROOT = ROOT / "protos"
-PACKAGE = "meshapi"
 
 
 def proto_files() -> list[pathlib.Path]:
-    return sorted((PROTO_ROOT / PACKAGE).rglob("*.proto"))
+    return sorted(PROTO_ROOT.rglob("*.proto"))
 
 
 def include_paths() -> list[str]:
@@ -40,7 +39,7 @@ def generate(out: pathlib.Path) -> None:
 
 def _add_package_markers(out: pathlib.Path) -> None:
     # Regular packages (not namespace ones) so setuptools finds and installs them.
-    for folder in [out / PACKAGE, *(p for p in (out / PACKAGE).rglob("*") if p.is_dir())]:
+    for folder in (p for p in out.rglob("*") if p.is_dir()):
         if folder.name != "__pycache__":
             (folder / "__init__.py").touch()
 
