@@ -33,6 +33,7 @@ class Proc:
         self.lines: deque[str] = deque(maxlen=2000)
         self.addresses: dict[str, str] = {}
         self._changed = threading.Condition()
+        self._eof = False
         threading.Thread(target=self._read, daemon=True).start()
 
     @property
@@ -48,6 +49,7 @@ class Proc:
                     self.addresses[m["role"]] = m["addr"]
                 self._changed.notify_all()
         with self._changed:
+            self._eof = True
             self._changed.notify_all()
 
     def output(self) -> str:
@@ -64,15 +66,11 @@ class Proc:
                     if m := regex.search(line):
                         return m
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.popen.poll() is not None and not self._reader_alive()):
+                if left <= 0 or self._eof:
                     raise AssertionError(
                         f"no line matching {pattern!r} within {timeout}s from {self.args}\n"
                         f"exit code: {self.popen.poll()}\noutput:\n" + "\n".join(self.lines))
                 self._changed.wait(min(left, 0.2))
-
-    def _reader_alive(self) -> bool:
-        return any(t.name != "MainThread" and t.is_alive() for t in threading.enumerate()) and \
-            self.popen.stdout is not None and not self.popen.stdout.closed
 
     def address(self, role: str, timeout: float = 15.0) -> str:
         """The HOST:PORT the process says `role` listens on."""
