@@ -1,0 +1,140 @@
+"""Turning committed mesh state into versioned snapshots in the cache, coalescing bursts.
+
+Changes are committed by the controller as they come; the push that follows is
+debounced: it waits for a quiet window (`window` seconds without a new change),
+but never longer than `cap_factor` windows after the first pending change, so a
+steady trickle of registrations cannot starve proxies. A type's version (an
+integer string) is bumped only when the digest of its served resources changes,
+and the new versions are committed to the store before the snapshot is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Callable, Mapping
+
+from meshgrpc.config import resources
+from meshgrpc.controlplane.state import MeshState
+from meshgrpc.controlplane.store import Commit, Store, TypeVersion
+from meshgrpc.xds.snapshot import Snapshot, mesh_digests
+
+log = logging.getLogger(__name__)
+
+
+class Debouncer:
+    """When to push: the pure decision, driven by the times passed in."""
+
+    def __init__(self, window: float, cap_factor: float = 10.0) -> None:
+        self.window = window
+        self.cap = window * cap_factor
+        self._first: float | None = None
+        self._last: float | None = None
+
+    def changed(self, now: float) -> None:
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    def due_at(self) -> float | None:
+        """When the pending changes must be pushed; None when nothing is pending."""
+        if self._first is None or self._last is None:
+            return None
+        return min(self._last + self.window, self._first + self.cap)
+
+    def take(self, now: float) -> bool:
+        """True (and nothing pending any more) when a push is due at `now`."""
+        due = self.due_at()
+        if due is None or now < due:
+            return False
+        self._first = self._last = None
+        return True
+
+    def clear(self) -> bool:
+        """Forgets the pending changes (they are being pushed now); True if there were any."""
+        pending = self._first is not None
+        self._first = self._last = None
+        return pending
+
+    def __repr__(self) -> str:
+        return f"Debouncer(window={self.window}, due_at={self.due_at()})"
+
+
+def next_versions(current: Mapping[str, TypeVersion], digests: Mapping[str, str]) -> dict[str, TypeVersion]:
+    """The types whose content changed, each with its next version ("1" for a new type)."""
+    bumped = {}
+    for type_url, digest in digests.items():
+        old = current.get(type_url)
+        if old is None:
+            bumped[type_url] = TypeVersion("1", digest)
+        elif old.digest != digest:
+            bumped[type_url] = TypeVersion(str(int(old.version) + 1), digest)
+    return bumped
+
+
+class Publisher:
+    """Owns the versions and the push task. `notify()` after each committed change."""
+
+    def __init__(self, source: Callable[[], MeshState], store: Store, cache, versions: Mapping[str, TypeVersion],
+                 window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._store = store
+        self._cache = cache
+        self.versions: dict[str, TypeVersion] = dict(versions)
+        self.debouncer = Debouncer(window)
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.pushes = 0
+
+    def notify(self) -> None:
+        self.debouncer.changed(self._clock())
+        self._wake.set()
+
+    def publish(self) -> bool:
+        """Computes versions, commits them, then sets the snapshot (commit before
+        push). Returns False, setting nothing, when no type's content changed."""
+        mesh = self._source().served()
+        bumped = next_versions(self.versions, mesh_digests(mesh))
+        if not bumped and self._cache.current is not None:
+            return False
+        self._store.commit(Commit(versions=bumped))
+        self.versions.update(bumped)
+        self._cache.set(Snapshot.from_mesh(mesh, {t: tv.version for t, tv in self.versions.items()}))
+        self.pushes += 1
+        log.info("serving %s", ", ".join(f"{resources.SHORT_NAME[t]}={tv.version}" for t, tv in self.versions.items()))
+        return True
+
+    def flush(self) -> None:
+        """Pushes pending changes now: operators' applies and deletes skip the debounce
+        so that their response carries the versions being served."""
+        if self.debouncer.clear():
+            self.publish()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
+
+    async def stop(self) -> None:
+        """Cancels the push task; a pending change is already committed and is pushed at next start."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            due = self.debouncer.due_at()
+            self._wake.clear()
+            if due is None:
+                await self._wake.wait()
+                continue
+            if not self.debouncer.take(self._clock()):
+                # A new change moves the deadline, so wake on it as well as on time.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, due - self._clock()))
+                except TimeoutError:
+                    pass
+                continue
+            self.publish()

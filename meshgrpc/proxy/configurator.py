@@ -1,0 +1,83 @@
+"""Turns discovery updates into the proxy's state: validate, build, swap.
+
+Each update replaces one resource type. The candidate config (the update plus the
+other types in effect) goes through the same validator the control plane uses;
+if it breaks a rule the update is rejected with every error (the discovery client
+NACKs with that text) and nothing changes. Otherwise a new immutable routing
+table and cluster set are built and swapped in with one reference, so calls in
+flight finish on what they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable, Protocol
+
+from google.protobuf.message import Message
+
+from meshapi.v1 import resources_pb2
+from meshgrpc.config import resources
+from meshgrpc.config.validate import validate_mesh
+from meshgrpc.errors import ConfigError
+from meshgrpc.proxy.cluster import ClusterSet
+from meshgrpc.proxy.router import RouteTable
+from meshgrpc.proxy.state import ProxyState, StateHolder
+
+log = logging.getLogger(__name__)
+
+
+class AddressSync(Protocol):
+    def sync(self, addresses: set[str]) -> None: ...
+
+
+class ProxyConfigurator:
+    """Owns the resources in effect and rebuilds the proxy's state from them."""
+
+    def __init__(self, holder: StateHolder, route_config_name: str, pools: AddressSync,
+                 on_nack: Callable[[], None] = lambda: None, rng: random.Random | None = None) -> None:
+        self._holder = holder
+        self._route_config_name = route_config_name
+        self._pools = pools
+        self._on_nack = on_nack
+        self._rng = rng or random.Random()
+        self.resources: dict[str, dict[str, Message]] = {t: {} for t in resources.TYPE_ORDER}
+        self.versions: dict[str, str] = {}
+
+    @property
+    def ready(self) -> bool:
+        """True once every type has arrived and the route config this proxy serves exists."""
+        return len(self.versions) == len(resources.TYPE_ORDER) and \
+            self._route_config_name in self.resources[resources.ROUTES]
+
+    def on_update(self, type_url: str, version: str, items: list[Message]) -> None:
+        """Applies one discovery response, or raises ConfigError leaving everything as it was."""
+        candidate = {**self.resources, type_url: {resources.resource_name(r): r for r in items}}
+        try:
+            state = self._build(candidate, {**self.versions, type_url: version})
+        except ConfigError:
+            self._on_nack()
+            raise
+        self.resources, self.versions = candidate, state.versions
+        self._holder.swap(state)
+        self._pools.sync(state.clusters.addresses())
+        log.info("applied %s version %s (%d resources)", type_url.rsplit(".", 1)[-1], version, len(items))
+
+    def mesh(self, candidate: dict[str, dict[str, Message]] | None = None) -> resources_pb2.MeshConfig:
+        """The resources (in effect, or a candidate set) as one MeshConfig."""
+        candidate = candidate or self.resources
+        return resources_pb2.MeshConfig(
+            clusters=candidate[resources.CLUSTER].values(),
+            endpoints=candidate[resources.ENDPOINTS].values(),
+            routes=candidate[resources.ROUTES].values(),
+        )
+
+    def _build(self, candidate: dict[str, dict[str, Message]], versions: dict[str, str]) -> ProxyState:
+        errors = validate_mesh(self.mesh(candidate))
+        if errors:
+            raise ConfigError(errors)
+        route_config = candidate[resources.ROUTES].get(self._route_config_name)
+        routes = RouteTable.compile(route_config, rng=self._rng) if route_config is not None else None
+        previous = self._holder.current.clusters if self._holder.current is not None else None
+        clusters = ClusterSet.build(candidate[resources.CLUSTER], candidate[resources.ENDPOINTS], previous)
+        return ProxyState(routes=routes, clusters=clusters, versions=versions)

@@ -1,0 +1,347 @@
+"""The compiled routing table: a pure function from (:authority, :path, headers) to
+a route decision.
+
+Everything that can be computed when config changes is computed in
+`RouteTable.compile`: the virtual host lookup tables, path regexes (compiled once,
+as bytes patterns), header matchers, per-route header sets and cumulative cluster
+weights. `RouteTable.route` runs once per call on the event loop thread; it takes
+bytes as they come off the wire and never decodes, compiles or builds a dict.
+
+Matching follows the meshapi.v1 contract (resources.proto), which mirrors Envoy's
+RouteConfiguration:
+- virtual host by :authority, port stripped, case-insensitive: an exact domain,
+  then `*suffix` domains longest first, then `prefix*` domains longest first,
+  then `*`. A wildcard never matches the empty string (Envoy's rule), so
+  `*.example.com` does not match `example.com`.
+- then the first route, in config order, whose path matcher (exact, prefix or
+  regex fullmatch, on :path without its query string) and header matchers all hold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import random
+import re
+from typing import Callable
+
+from meshapi.v1 import resources_pb2
+
+Headers = list[tuple[bytes, bytes]]
+
+# The most distinct :authority values whose virtual host is remembered; past it
+# the memo is cleared (bounded memory whatever clients send).
+_AUTHORITY_MEMO_SIZE = 1024
+_NO_MATCH = 1 << 62  # route index larger than any real one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """The decision for a matched route. Immutable; shared by every call it matches.
+
+    `pick_cluster()` chooses among weighted clusters per call (weight 0 never
+    chosen); with a single cluster it returns that name without drawing."""
+
+    name: str  # route name, or "<virtual host>/<index>" when the route has none
+    timeout: float | None  # seconds; None: no bound but the client's grpc-timeout
+    headers_to_add: tuple[tuple[bytes, bytes], ...]  # replacing same-named request headers
+    headers_to_remove: frozenset[bytes]
+    hash_header: bytes | None  # request header hashed by RING_HASH clusters
+    virtual_host: str = ""
+    clusters: tuple[str, ...] = ()  # every cluster this route can send to (metrics, checks)
+    retry_policy: resources_pb2.RetryPolicy | None = dataclasses.field(default=None, repr=False)
+    _single: str | None = dataclasses.field(default=None, repr=False)
+    _choices: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    _cumulative: tuple[float, ...] = dataclasses.field(default=(), repr=False)
+    _total: float = dataclasses.field(default=0.0, repr=False)
+    _random: Callable[[], float] = dataclasses.field(default=random.random, repr=False)
+
+    def pick_cluster(self) -> str:
+        if self._single is not None:
+            return self._single
+        # _choices has the last cluster twice, so a draw that rounds up to _total
+        # still lands on a real cluster without a branch.
+        return self._choices[bisect.bisect_right(self._cumulative, self._random() * self._total)]
+
+
+class _Matcher:
+    """One compiled route: path test, header tests and the entry it yields."""
+
+    __slots__ = ("index", "kind", "value", "regex", "header_tests", "entry")
+
+    def __init__(self, index: int, match: resources_pb2.RouteMatch, entry: RouteEntry) -> None:
+        self.index = index
+        self.kind = match.WhichOneof("path_specifier") or "prefix"
+        raw = getattr(match, self.kind) if match.WhichOneof("path_specifier") else "/"
+        self.value = raw.encode()
+        self.regex = _compile_fullmatch(raw) if self.kind == "regex" else None
+        self.header_tests = tuple(_HeaderTest(h) for h in match.headers)
+        self.entry = entry
+
+    def matches(self, path: bytes, headers: Headers) -> bool:
+        kind = self.kind
+        if kind == "prefix":
+            if not path.startswith(self.value):
+                return False
+        elif kind == "path":
+            if path != self.value:
+                return False
+        elif self.regex(path) is None:
+            return False
+        for test in self.header_tests:
+            if not test.holds(headers):
+                return False
+        return True
+
+
+class _HeaderTest:
+    """One compiled HeaderMatcher.
+
+    An absent header fails every kind except `present`, and `invert` does not turn
+    that failure into a match (as in Envoy and grpc-go's xDS matchers): inverting
+    `exact: a` means "present and not a". Headers ending in -bin are never matched
+    (gRFC A28): a matcher naming one always fails, inverted or not. Repeated
+    headers are compared as their values joined with "," (RFC 9110 5.3)."""
+
+    __slots__ = ("name", "kind", "value", "regex", "invert", "never")
+
+    def __init__(self, matcher: resources_pb2.HeaderMatcher) -> None:
+        self.name = matcher.name.lower().encode()
+        self.kind = matcher.WhichOneof("header_match_specifier") or "present"
+        spec = getattr(matcher, self.kind) if matcher.WhichOneof("header_match_specifier") else True
+        self.value = spec.encode() if isinstance(spec, str) else spec
+        self.regex = _compile_fullmatch(spec) if self.kind == "regex" else None
+        self.invert = matcher.invert
+        self.never = self.name.endswith(b"-bin")
+
+    def holds(self, headers: Headers) -> bool:
+        if self.never:
+            return False
+        value = _header_value(headers, self.name)
+        if self.kind == "present":
+            return ((value is not None) == self.value) != self.invert
+        if value is None:
+            return False
+        return self._compare(value) != self.invert
+
+    def _compare(self, value: bytes) -> bool:
+        kind = self.kind
+        if kind == "exact":
+            return value == self.value
+        if kind == "prefix":
+            return value.startswith(self.value)
+        if kind == "suffix":
+            return value.endswith(self.value)
+        return self.regex(value) is not None
+
+
+def _header_value(headers: Headers, name: bytes) -> bytes | None:
+    """The header's value; repeated headers joined with ",". A scan, not a dict:
+    requests carry few headers and most routes test none."""
+    found = None
+    for key, value in headers:
+        if key == name:
+            found = value if found is None else found + b"," + value
+    return found
+
+
+def _compile_fullmatch(pattern: str) -> Callable[[bytes], object]:
+    """A fullmatch over bytes. Patterns compile as bytes (no per-call decode); one
+    that cannot (a \\u escape, a non-ASCII class) compiles as str and decodes."""
+    try:
+        return re.compile(pattern.encode()).fullmatch
+    except re.error:
+        text = re.compile(pattern).fullmatch
+        return lambda value: text(value.decode("utf-8", "surrogateescape"))
+
+
+class _VirtualHost:
+    """A virtual host's routes, indexed so that one call rarely tests more than
+    one route while the first matching route in config order still wins.
+
+    Routes with no header matchers and an exact path go into `exact` (path ->
+    first such route); those whose prefix is "/" or a whole gRPC service ("/pkg.Svc/")
+    go into `catch_all` / `services`. The rest stay in `others`, in order. A lookup
+    takes the earliest indexed candidate and then tests only the `others` that
+    come before it."""
+
+    __slots__ = ("name", "exact", "services", "catch_all", "others")
+
+    def __init__(self, name: str, matchers: list[_Matcher]) -> None:
+        self.name = name
+        self.exact: dict[bytes, _Matcher] = {}
+        self.services: dict[bytes, _Matcher] = {}
+        self.catch_all: _Matcher | None = None
+        others = []
+        for m in matchers:
+            if not self._index(m):
+                others.append(m)
+        self.others = tuple(others)
+
+    def _index(self, m: _Matcher) -> bool:
+        if m.header_tests or m.kind == "regex":
+            return False
+        if m.kind == "path":
+            self.exact.setdefault(m.value, m)
+        elif m.value == b"/":
+            self.catch_all = self.catch_all or m
+        elif _is_service_prefix(m.value):
+            self.services.setdefault(m.value, m)
+        else:
+            return False
+        return True
+
+    def route(self, path: bytes, headers: Headers) -> RouteEntry | None:
+        best = self.catch_all
+        exact = self.exact.get(path)
+        if exact is not None and (best is None or exact.index < best.index):
+            best = exact
+        if self.services:
+            end = path.find(b"/", 1)
+            if end > 0:
+                svc = self.services.get(path[: end + 1])
+                if svc is not None and (best is None or svc.index < best.index):
+                    best = svc
+        limit = best.index if best is not None else _NO_MATCH
+        for m in self.others:
+            if m.index > limit:
+                break
+            if m.matches(path, headers):
+                return m.entry
+        return best.entry if best is not None else None
+
+
+def _is_service_prefix(prefix: bytes) -> bool:
+    """True for "/x/" with no other slash: one path segment, as gRPC services are."""
+    return len(prefix) > 2 and prefix.startswith(b"/") and prefix.endswith(b"/") and prefix.count(b"/") == 2
+
+
+class RouteTable:
+    """An immutable, compiled RouteConfig. Build with `RouteTable.compile`.
+
+    `route()` is called on the event loop thread only. Its one piece of state is a
+    bounded memo of :authority -> virtual host, which changes no answer."""
+
+    __slots__ = ("name", "_exact", "_suffixes", "_prefixes", "_any", "_memo", "_vhosts")
+
+    def __init__(self, name: str, vhosts: list[tuple[list[str], _VirtualHost]]) -> None:
+        self.name = name
+        self._vhosts = tuple(vh for _, vh in vhosts)
+        self._exact: dict[bytes, _VirtualHost] = {}
+        suffixes: dict[bytes, _VirtualHost] = {}
+        prefixes: dict[bytes, _VirtualHost] = {}
+        self._any: _VirtualHost | None = None
+        for domains, vh in vhosts:
+            for domain in domains:
+                d = domain.lower().encode()
+                if d == b"*":
+                    self._any = self._any or vh
+                elif d.startswith(b"*"):
+                    suffixes.setdefault(d[1:], vh)
+                elif d.endswith(b"*"):
+                    prefixes.setdefault(d[:-1], vh)
+                else:
+                    self._exact.setdefault(d, vh)
+        # Longest first: the most specific wildcard wins.
+        self._suffixes = tuple(sorted(suffixes.items(), key=lambda kv: -len(kv[0])))
+        self._prefixes = tuple(sorted(prefixes.items(), key=lambda kv: -len(kv[0])))
+        self._memo: dict[bytes, _VirtualHost | None] = {}
+
+    @classmethod
+    def compile(cls, route_config: resources_pb2.RouteConfig,
+                rng: random.Random | None = None) -> RouteTable:
+        """Compiles a (validated) RouteConfig. `rng` draws weighted clusters."""
+        draw = (rng or random.Random()).random
+        vhosts = []
+        for vh in route_config.virtual_hosts:
+            matchers = [_Matcher(i, r.match, _entry(vh.name, i, r, draw)) for i, r in enumerate(vh.routes)]
+            vhosts.append((list(vh.domains), _VirtualHost(vh.name, matchers)))
+        return cls(route_config.name, vhosts)
+
+    def route(self, authority: bytes, path: bytes, headers: Headers) -> RouteEntry | None:
+        """The entry of the first matching route, or None (no virtual host or route)."""
+        try:
+            vh = self._memo[authority]
+        except KeyError:
+            vh = self._remember(authority)
+        if vh is None:
+            return None
+        if b"?" in path:
+            path = path[: path.index(b"?")]
+        return vh.route(path, headers)
+
+    def virtual_host(self, authority: bytes) -> str | None:
+        """Name of the virtual host serving `authority` (for tests and debugging)."""
+        vh = self._lookup(_host_of(authority))
+        return vh.name if vh is not None else None
+
+    def _remember(self, authority: bytes) -> _VirtualHost | None:
+        if len(self._memo) >= _AUTHORITY_MEMO_SIZE:
+            self._memo.clear()
+        vh = self._memo[authority] = self._lookup(_host_of(authority))
+        return vh
+
+    def _lookup(self, host: bytes) -> _VirtualHost | None:
+        vh = self._exact.get(host)
+        if vh is not None:
+            return vh
+        for suffix, vh in self._suffixes:
+            if len(host) > len(suffix) and host.endswith(suffix):
+                return vh
+        for prefix, vh in self._prefixes:
+            if len(host) > len(prefix) and host.startswith(prefix):
+                return vh
+        return self._any
+
+    def __repr__(self) -> str:
+        routes = sum(len(vh.exact) + len(vh.services) + len(vh.others) + (vh.catch_all is not None)
+                     for vh in self._vhosts)
+        return f"<RouteTable {self.name!r} virtual_hosts={len(self._vhosts)} indexed_routes={routes}>"
+
+
+def _host_of(authority: bytes) -> bytes:
+    """Lower-cased host of an :authority, port stripped ("[::1]:80" -> "[::1]")."""
+    host = authority.lower()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        return host[: end + 1] if end > 0 else host
+    colon = host.rfind(b":")
+    if colon >= 0 and host[colon + 1:].isdigit():
+        return host[:colon]
+    return host
+
+
+def _entry(vhost: str, index: int, route: resources_pb2.Route, draw: Callable[[], float]) -> RouteEntry:
+    action = route.route
+    weighted = [(c.name, c.weight) for c in action.weighted_clusters if c.weight > 0]
+    names = tuple(n for n, _ in weighted) if action.weighted_clusters else (action.cluster,)
+    return RouteEntry(
+        name=route.name or f"{vhost}/{index}",
+        timeout=_seconds(action.timeout) if action.HasField("timeout") else None,
+        headers_to_add=tuple((h.name.lower().encode(), h.value.encode()) for h in action.request_headers_to_add),
+        headers_to_remove=frozenset(n.lower().encode() for n in action.request_headers_to_remove),
+        hash_header=action.hash_policy.header.lower().encode() if action.hash_policy.header else None,
+        virtual_host=vhost,
+        clusters=names,
+        retry_policy=action.retry_policy if action.HasField("retry_policy") else None,
+        **_weights(action.cluster, weighted, draw),
+    )
+
+
+def _weights(single: str, weighted: list[tuple[str, int]], draw: Callable[[], float]) -> dict:
+    if not weighted:
+        return {"_single": single}
+    if len(weighted) == 1:
+        return {"_single": weighted[0][0]}
+    cumulative, total = [], 0
+    for _, weight in weighted:
+        total += weight
+        cumulative.append(float(total))
+    choices = tuple(n for n, _ in weighted) + (weighted[-1][0],)
+    return {"_choices": choices, "_cumulative": tuple(cumulative), "_total": float(total), "_random": draw}
+
+
+def _seconds(duration) -> float | None:
+    """A Duration in seconds; zero means no bound (Envoy's convention)."""
+    seconds = duration.seconds + duration.nanos / 1e9
+    return seconds if seconds > 0 else None

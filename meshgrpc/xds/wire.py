@@ -1,0 +1,73 @@
+"""Hand-assembled protobuf encodings for the discovery stream's hot path.
+
+A DiscoveryResponse's fields may be written in any order and concatenated
+(protobuf encoding spec: "concatenating two messages merges them"), so a response
+is built as one cached body (type_url, version_info, resources) shared by every
+stream, plus a few bytes of nonce field per stream. Tests check these bytes
+parse back to the message protobuf would have built.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+
+from google.protobuf.message import Message
+
+# Tags (field_number << 3 | wire type 2 = length-delimited).
+_ANY_TYPE_URL, _ANY_VALUE = b"\x0a", b"\x12"
+_RESP_TYPE_URL, _RESP_VERSION, _RESP_NONCE, _RESP_RESOURCES = b"\x0a", b"\x12", b"\x1a", b"\x22"
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, data: bytes) -> bytes:
+    return tag + varint(len(data)) + data
+
+
+def pack_any(type_url: str, message: Message) -> bytes:
+    """The serialized google.protobuf.Any holding `message` (deterministic)."""
+    value = message.SerializeToString(deterministic=True)
+    return _field(_ANY_TYPE_URL, type_url.encode()) + _field(_ANY_VALUE, value)
+
+
+def response_body(type_url: str, version: str, any_bytes: Iterable[bytes]) -> bytes:
+    """A DiscoveryResponse without its nonce."""
+    parts = [_field(_RESP_TYPE_URL, type_url.encode()), _field(_RESP_VERSION, version.encode())]
+    parts += [_field(_RESP_RESOURCES, a) for a in any_bytes]
+    return b"".join(parts)
+
+
+def nonce_field(nonce: str) -> bytes:
+    """The DiscoveryResponse nonce field, appended to a cached body."""
+    return _field(_RESP_NONCE, nonce.encode())
+
+
+class BodyCache:
+    """Bounded LRU of response bodies by key, so that a body that is not a
+    snapshot's prebuilt wildcard body (a subset of names, an interim
+    make-before-break union) is still built once for all streams that need it."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = build()
+            if len(self._bodies) > self._capacity:
+                self._bodies.popitem(last=False)
+        else:
+            self._bodies.move_to_end(key)
+        return body
+
+    def __len__(self) -> int:
+        return len(self._bodies)
