@@ -79,19 +79,20 @@ class _Matcher:
         self.entry = entry
 
     def matches(self, path: bytes, headers: Headers) -> bool:
-        kind = self.kind
-        if kind == "prefix":
-            if not path.startswith(self.value):
-                return False
-        elif kind == "path":
-            if path != self.value:
-                return False
-        elif self.regex(path) is None:
+        if not self.path_holds(path):
             return False
         for test in self.header_tests:
             if not test.holds(headers):
                 return False
         return True
+
+    def path_holds(self, path: bytes) -> bool:
+        kind = self.kind
+        if kind == "prefix":
+            return path.startswith(self.value)
+        if kind == "path":
+            return path == self.value
+        return self.regex(path) is not None
 
 
 class _HeaderTest:
@@ -146,13 +147,16 @@ def _header_value(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _compile_fullmatch(pattern: str) -> Callable[[bytes], object]:
-    """A fullmatch over bytes. Patterns compile as bytes (no per-call decode); one
-    that cannot (a \\u escape, a non-ASCII class) compiles as str and decodes."""
-    try:
-        return re.compile(pattern.encode()).fullmatch
-    except re.error:
-        text = re.compile(pattern).fullmatch
-        return lambda value: text(value.decode("utf-8", "surrogateescape"))
+    """A fullmatch over bytes. ASCII patterns compile as bytes (no per-call decode;
+    \\d and \\w then mean ASCII, which is all a :path holds); others (a \\u escape,
+    a non-ASCII literal) compile as str and decode the value per call."""
+    if pattern.isascii():
+        try:
+            return re.compile(pattern.encode()).fullmatch
+        except re.error:
+            pass
+    text = re.compile(pattern).fullmatch
+    return lambda value: text(value.decode("utf-8", "surrogateescape"))
 
 
 class _VirtualHost:
@@ -163,9 +167,10 @@ class _VirtualHost:
     first such route); those whose prefix is "/" or a whole gRPC service ("/pkg.Svc/")
     go into `catch_all` / `services`. The rest stay in `others`, in order. A lookup
     takes the earliest indexed candidate and then tests only the `others` that
-    come before it."""
+    come before it. `decided` goes one step further: for each exact path in the
+    config whose answer cannot depend on headers, the answer itself."""
 
-    __slots__ = ("name", "exact", "services", "catch_all", "others")
+    __slots__ = ("name", "exact", "services", "catch_all", "others", "decided")
 
     def __init__(self, name: str, matchers: list[_Matcher]) -> None:
         self.name = name
@@ -177,6 +182,9 @@ class _VirtualHost:
             if not self._index(m):
                 others.append(m)
         self.others = tuple(others)
+        # Keys never hold "?": a request path with a query string takes the slow path.
+        self.decided = {path: entry for path in self.exact
+                        if b"?" not in path and (entry := _decided(matchers, path))}
 
     def _index(self, m: _Matcher) -> bool:
         if m.header_tests or m.kind == "regex":
@@ -209,6 +217,15 @@ class _VirtualHost:
             if m.matches(path, headers):
                 return m.entry
         return best.entry if best is not None else None
+
+
+def _decided(matchers: list[_Matcher], path: bytes) -> RouteEntry | None:
+    """The entry `path` always gets, or None if headers decide it: the first route
+    whose path test holds settles it unless that route also tests headers."""
+    for m in matchers:
+        if m.path_holds(path):
+            return None if m.header_tests else m.entry
+    return None
 
 
 def _is_service_prefix(prefix: bytes) -> bool:
@@ -266,6 +283,9 @@ class RouteTable:
             vh = self._remember(authority)
         if vh is None:
             return None
+        entry = vh.decided.get(path)
+        if entry is not None:
+            return entry
         if b"?" in path:
             path = path[: path.index(b"?")]
         return vh.route(path, headers)

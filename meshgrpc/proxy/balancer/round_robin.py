@@ -1,10 +1,11 @@
 """ROUND_ROBIN: smooth weighted round robin as an earliest-deadline-first schedule.
 
-Endpoint i with weight w_i is due at (k + 1/2) / w_i for its k-th pick; picks go
-in deadline order, ties to the heavier endpoint, then to config order. Starting
-each endpoint half a period in spreads picks evenly: weights 3:1 give A A B A,
-never A A A B, so no endpoint takes a burst (the property nginx's smooth WRR
-has, at O(log n) rather than O(n) per pick).
+Endpoint i with weight w_i is due at (k + phase_i) / w_i for its k-th pick; picks
+go in deadline order, ties to the heavier endpoint, then to config order. The
+phase staggers endpoints of equal weight across the period: the j-th of m such
+endpoints starts at (j + 1/2) / m. So weights 3:1 give A A B A, never A A A B,
+and 10:1:1 gives runs of at most 5, never 10: no endpoint takes a burst (the
+property nginx's smooth WRR has, at O(log n) rather than O(n) per pick).
 
 The schedule is periodic with sum(w) / gcd(w) picks per cycle. When the cycle
 is at most `MAX_CYCLE` picks it is computed once at build time and a pick is a
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from meshapi.v1 import resources_pb2
@@ -68,24 +70,33 @@ class CyclePicker:
 
 
 class EdfPicker:
-    """The schedule run live on a heap of (deadline, -weight, index, k).
+    """The schedule run live on a heap of (deadline, -weight, index, numerator).
 
-    Deadlines are (2k + 1) / (2w): IEEE division rounds correctly, so equal
-    rationals give equal floats and ties break the same way every cycle."""
+    Deadlines are kept as integer fractions (2mk + 2j + 1) / (2mw) and divided
+    once per pick: IEEE division rounds correctly, so equal rationals give equal
+    floats and ties break the same way in every cycle."""
 
-    __slots__ = ("_heap", "_endpoints")
+    __slots__ = ("_heap", "_endpoints", "_denominators", "_steps")
 
     def __init__(self, endpoints: tuple[EndpointState, ...], skip: int = 0) -> None:
         self._endpoints = endpoints
-        self._heap = [(0.5 / e.weight, -e.weight, i, 0) for i, e in enumerate(endpoints)]
+        peers = Counter(e.weight for e in endpoints)
+        seen: Counter[int] = Counter()
+        self._denominators, self._steps, self._heap = [], [], []
+        for i, e in enumerate(endpoints):
+            m, j = peers[e.weight], seen[e.weight]
+            seen[e.weight] += 1
+            self._denominators.append(2 * m * e.weight)
+            self._steps.append(2 * m)
+            self._heap.append(((2 * j + 1) / (2 * m * e.weight), -e.weight, i, 2 * j + 1))
         heapq.heapify(self._heap)
         for _ in range(skip):
             self.pick()
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        _, neg_weight, i, k = self._heap[0]
-        k += 1
-        heapq.heapreplace(self._heap, ((2 * k + 1) / (-2 * neg_weight), neg_weight, i, k))
+        _, neg_weight, i, numerator = self._heap[0]
+        numerator += self._steps[i]
+        heapq.heapreplace(self._heap, (numerator / self._denominators[i], neg_weight, i, numerator))
         return self._endpoints[i]
 
     def __repr__(self) -> str:

@@ -1,0 +1,263 @@
+"""The operator commands that talk to a running control plane: apply, get,
+delete, status and register.
+
+Each call has a deadline; when the control plane cannot be reached the command
+says so in one line and exits 2. Bad input exits 1 with the server's reasons
+(every validation error with its field path). `register` holds its registration
+until SIGTERM/SIGINT, re-registering with backoff when the stream breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import logging
+import random
+import signal
+import sys
+
+import grpc
+
+from meshapi.v1 import management_pb2, management_pb2_grpc
+from meshgrpc.config import resources
+from meshgrpc.config.loader import dump, load_file
+from meshgrpc.errors import ConfigError
+
+log = logging.getLogger("meshgrpc.register")
+
+DEADLINE = 10.0  # seconds allowed for each call to the control plane
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+GET_KINDS = {"clusters": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
+             "routes": management_pb2.ROUTE, "all": management_pb2.RESOURCE_KIND_UNSPECIFIED}
+DELETE_KINDS = {"cluster": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
+                "route": management_pb2.ROUTE}
+
+
+class _Failed(Exception):
+    """Ends a command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _command(body):
+    """Runs `body(args, stub)` on a channel to --control-plane and maps failures to exit codes."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with grpc.insecure_channel(args.control_plane) as channel:
+                return body(args, management_pb2_grpc.ManagementStub(channel))
+        except grpc.RpcError as e:
+            code, message = _explain(args.control_plane, e.code(), e.details())
+            print(message, file=sys.stderr)
+            return code
+        except _Failed as e:
+            print(str(e), file=sys.stderr)
+            return e.code
+    run.__name__ = body.__name__
+    return run
+
+
+def _explain(target: str, code: grpc.StatusCode, details: str | None) -> tuple[int, str]:
+    if code in UNREACHABLE:
+        return 2, f"cannot reach the control plane at {target}: {details or code.name}"
+    return 1, f"error ({code.name}): {details}"
+
+
+# --- apply, get, delete, status -------------------------------------------------
+
+@_command
+def apply(args, stub) -> int:
+    try:
+        config = load_file(args.file)
+    except ConfigError as e:
+        raise _Failed(str(e), 1) from None
+    request = management_pb2.ApplyRequest(config=config, replace=args.replace, dry_run=args.dry_run)
+    response = stub.Apply(request, timeout=DEADLINE)
+    print(_changes_text(response.changes, args.dry_run), end="")
+    return 0
+
+
+@_command
+def get(args, stub) -> int:
+    response = stub.Get(management_pb2.GetRequest(kind=GET_KINDS[args.kind], name=args.name), timeout=DEADLINE)
+    if args.output == "json":
+        print(dump(response.config, "json"), end="")
+    else:
+        print(f"# versions: {_versions_text(response.versions)}")
+        print(dump(response.config, "yaml"), end="")
+    return 0
+
+
+@_command
+def delete(args, stub) -> int:
+    request = management_pb2.DeleteRequest(kind=DELETE_KINDS[args.kind], name=args.name, dry_run=args.dry_run)
+    response = stub.Delete(request, timeout=DEADLINE)
+    print(_changes_text(response.changes, args.dry_run), end="")
+    return 0
+
+
+@_command
+def status(args, stub) -> int:
+    response = stub.ProxyStatus(management_pb2.ProxyStatusRequest(), timeout=DEADLINE)
+    print(f"# versions: {_versions_text(response.versions)}")
+    print(status_table(response.proxies), end="")
+    return 0
+
+
+def status_table(proxies) -> str:
+    """One row per proxy: NODE, PEER, CONNECTED, then STATE VERSION per type."""
+    header = ["NODE", "PEER", "CONNECTED"] + [resources.SHORT_NAME[t].upper() for t in resources.TYPE_ORDER]
+    rows = [header] + [_status_row(p) for p in sorted(proxies, key=lambda p: p.node_id)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]
+    if not proxies:
+        lines.append("(no proxies connected)")
+    return "\n".join(lines) + "\n"
+
+
+def _status_row(proxy: management_pb2.ProxyStatus) -> list[str]:
+    by_type = {t.type_url: t for t in proxy.types}
+    since = proxy.connected_since.ToDatetime(tzinfo=datetime.timezone.utc).isoformat(timespec="seconds")
+    return [proxy.node_id, proxy.peer, since] + [_type_cell(by_type.get(t)) for t in resources.TYPE_ORDER]
+
+
+def _type_cell(ts: management_pb2.TypeStatus | None) -> str:
+    if ts is None or ts.state in (management_pb2.TypeStatus.NOT_SENT, management_pb2.TypeStatus.SYNC_STATE_UNSPECIFIED):
+        return "NOT_SENT"
+    state = management_pb2.TypeStatus.SyncState.Name(ts.state)
+    if ts.state == management_pb2.TypeStatus.NACKED:
+        return f"NACKED {ts.sent_version} ({ts.error.splitlines()[0] if ts.error else 'no reason given'})"
+    return f"{state} {ts.sent_version}"
+
+
+def _versions_text(versions) -> str:
+    return " ".join(f"{resources.SHORT_NAME[t]}={versions[t]}" for t in resources.TYPE_ORDER if t in versions)
+
+
+def _changes_text(changes, dry_run: bool) -> str:
+    if not changes:
+        return "no changes\n"
+    out = []
+    for c in changes:
+        action = management_pb2.ResourceChange.Action.Name(c.action).lower()
+        kind = management_pb2.ResourceKind.Name(c.kind).lower()
+        out.append(f"{action} {kind} {c.name}\n{c.diff}")
+    if dry_run:
+        out.append("(dry run: nothing changed)\n")
+    return "".join(out)
+
+
+# --- register -------------------------------------------------------------------
+
+def register(args: argparse.Namespace) -> int:
+    try:
+        instance = _instance(args)
+    except ValueError as e:
+        print(f"meshgrpc register: {e}", file=sys.stderr)
+        return 1
+    return asyncio.run(_register(args.control_plane, instance, random.Random()))
+
+
+def _instance(args: argparse.Namespace) -> management_pb2.Instance:
+    metadata = {}
+    for item in args.metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata {item!r}: expected KEY=VALUE")
+        metadata[key] = value
+    return management_pb2.Instance(cluster=args.cluster, address=args.address, weight=args.weight,
+                                   zone=args.zone, metadata=metadata)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, 0.1 s doubling up to 5 s."""
+
+    def __init__(self, rng: random.Random, base: float = 0.1, cap: float = 5.0) -> None:
+        self._rng, self._base, self._cap, self._attempt = rng, base, cap, 0
+
+    def next(self) -> float:
+        delay = min(self._cap, self._base * 2 ** self._attempt)
+        self._attempt += 1
+        return self._rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+async def _register(target: str, instance: management_pb2.Instance, rng: random.Random) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    backoff, registered = Backoff(rng), False
+
+    def on_registered() -> None:
+        nonlocal registered
+        registered = True
+        backoff.reset()
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = management_pb2_grpc.ManagementStub(channel)
+        while not stop.is_set():
+            try:
+                await _hold(stub, instance, stop, on_registered)
+                return 0
+            except grpc.aio.AioRpcError as e:
+                code, message = _explain(target, e.code(), e.details())
+                if not registered:  # refused or unreachable from the start: say so and stop
+                    print(message, file=sys.stderr)
+                    return code
+                log.warning("registration lost (%s); re-registering", message)
+            except _Lost as e:
+                if not registered:
+                    print(f"cannot register with the control plane at {target}: {e}", file=sys.stderr)
+                    return 2
+                log.warning("registration lost (%s); re-registering", e)
+            await _wait(stop, backoff.next())
+    return 0
+
+
+class _Lost(Exception):
+    pass
+
+
+async def _hold(stub, instance, stop: asyncio.Event, on_registered) -> None:
+    """Registers and heartbeats until `stop`; then ends the stream cleanly (which unregisters)."""
+    call = stub.Register()
+    try:
+        await call.write(management_pb2.RegisterRequest(instance=instance))
+        ttl = (await _reply(call, DEADLINE)).lease_ttl.ToTimedelta().total_seconds()
+        log.info("registered %s in cluster %r (lease ttl %gs)", instance.address, instance.cluster, ttl)
+        on_registered()
+        while not await _wait(stop, ttl / 3):
+            await call.write(management_pb2.RegisterRequest())
+            await _reply(call, min(DEADLINE, ttl))
+        await call.done_writing()
+        await asyncio.wait_for(call.code(), DEADLINE)
+        log.info("unregistered %s", instance.address)
+    finally:
+        call.cancel()
+
+
+async def _reply(call, timeout: float) -> management_pb2.RegisterResponse:
+    try:
+        reply = await asyncio.wait_for(call.read(), timeout)
+    except TimeoutError:
+        raise _Lost(f"no answer within {timeout:g}s") from None
+    if reply is grpc.aio.EOF:
+        code = await call.code()
+        if code != grpc.StatusCode.OK:
+            raise _Lost(f"{code.name}: {await call.details()}")
+        raise _Lost("the control plane ended the stream")
+    return reply
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Waits up to `timeout` for `event`; True if it is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass
+    return event.is_set()

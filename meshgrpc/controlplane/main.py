@@ -1,0 +1,144 @@
+"""`meshgrpc control-plane`: wiring the store, state, publisher, registry, file
+watch and gRPC services together, and running them until SIGTERM or SIGINT.
+
+Start-up order keeps the rule "commit before push": the stored state is loaded,
+the --config file applied (and committed) if it changed since it was last
+applied, the first snapshot built, and only then the port opened.
+A --config file that does not validate at start-up is refused (exit 1), even
+when the store holds an older config: starting on something other than what the
+operator just pointed at would hide the mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+from meshgrpc.controlplane.controller import Controller
+from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
+from meshgrpc.controlplane.management import ManagementServicer
+from meshgrpc.controlplane.publisher import Publisher
+from meshgrpc.controlplane.registry import Registry
+from meshgrpc.controlplane.state import MeshState
+from meshgrpc.controlplane.store import SqliteStore
+from meshgrpc.errors import ConfigError
+from meshgrpc.xds.cache import SnapshotCache
+from meshgrpc.xds.server import DiscoveryServer
+
+log = logging.getLogger("meshgrpc.controlplane")
+
+GRACE_SECONDS = 2.0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(args))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(args))
+
+
+async def serve(args: argparse.Namespace) -> int:
+    store = SqliteStore(args.data_dir)
+    try:
+        return await _serve(args, store)
+    finally:
+        store.close()
+
+
+async def _serve(args: argparse.Namespace, store: SqliteStore) -> int:
+    stored = store.load()
+    controller = Controller(store, MeshState.from_stored(stored))
+    seen_digest = stored.config_digest
+    if args.config:
+        try:
+            seen_digest = apply_file_at_start(controller, args.config, stored.config_digest)
+        except ConfigError as e:
+            print(f"meshgrpc control-plane: refusing to start: {e}", file=sys.stderr)
+            return 1
+    cache = SnapshotCache()
+    publisher = Publisher(lambda: controller.state, store, cache, stored.versions, args.debounce)
+    publisher.publish()  # the committed state is served from the first connection on
+    controller.on_change = publisher.notify
+    registry = Registry(controller, args.lease_ttl)
+    registry.restore(stored.registrations)
+    watcher = FileWatcher(args.config, _file_applier(controller), seen_digest) if args.config else None
+
+    server, discovery, health_servicer = _build_server(controller, publisher, registry, cache)
+    port = _bind(server, args.listen)
+    if port is None:
+        return 1
+    await server.start()
+    log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], port)
+    owned = [publisher, registry] + ([watcher] if watcher else [])
+    for component in owned:
+        component.start()
+    try:
+        await _until_signalled()
+    finally:
+        log.info("control-plane stopping")
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(GRACE_SECONDS)
+        for component in owned:
+            await component.stop()
+        if hasattr(discovery, "close"):
+            await discovery.close()
+    return 0
+
+
+def apply_file_at_start(controller: Controller, path: str, stored_digest: str) -> str:
+    """Applies the file as a replace unless it is the one last applied; returns its digest."""
+    raw, digest = read_config(path)
+    if digest == stored_digest:
+        log.info("%s is unchanged since it was last applied; serving the stored config", path)
+        return digest
+    changes = controller.apply(parse_config(path, raw), replace=True, config_digest=digest)
+    log.info("applied %s: %d change(s)", path, len(changes))
+    return digest
+
+
+def _file_applier(controller: Controller):
+    def apply(mesh, digest):
+        return controller.apply(mesh, replace=True, config_digest=digest)
+    return apply
+
+
+def _build_server(controller, publisher, registry, cache):
+    server = grpc.aio.server()
+    discovery = DiscoveryServer(cache)
+    discovery.add_to(server)
+    ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, discovery, health_servicer
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> int | None:
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as e:
+        port = 0
+        log.debug("bind failed: %s", e)
+    if port == 0:
+        print(f"meshgrpc control-plane: cannot listen on {listen}", file=sys.stderr)
+        return None
+    return port
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,128 @@
+"""The Management gRPC service: apply, get, delete, proxy status and registration.
+
+A thin layer over the controller, the registry and the snapshot cache. meshgrpc
+errors become gRPC statuses in one place, `_mesh_errors`, using each error's
+`code` and message (a ConfigError's message lists every field error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+import grpc
+from google.protobuf import duration_pb2
+
+from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
+from meshgrpc.config import resources
+from meshgrpc.controlplane.controller import Controller
+from meshgrpc.controlplane.publisher import Publisher
+from meshgrpc.controlplane.registry import Registry
+from meshgrpc.controlplane.state import filter_mesh
+from meshgrpc.errors import ConfigError, FieldError, MeshError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def _mesh_errors(handler):
+    """Reports a MeshError raised by `handler` as its gRPC status and message."""
+    @functools.wraps(handler)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await handler(self, request, context)
+        except MeshError as e:
+            await context.abort(e.code, str(e))
+    return wrapper
+
+
+class ManagementServicer(management_pb2_grpc.ManagementServicer):
+    def __init__(self, controller: Controller, publisher: Publisher, registry: Registry, cache, discovery) -> None:
+        self._controller = controller
+        self._publisher = publisher
+        self._registry = registry
+        self._cache = cache
+        self._discovery = discovery
+
+    def add_to(self, server: grpc.aio.Server) -> None:
+        management_pb2_grpc.add_ManagementServicer_to_server(self, server)
+
+    @_mesh_errors
+    async def Apply(self, request: management_pb2.ApplyRequest, context) -> management_pb2.ApplyResponse:
+        changes = self._controller.apply(request.config, request.replace, request.dry_run)
+        self._publisher.flush()
+        return management_pb2.ApplyResponse(changes=changes, versions=self._versions())
+
+    @_mesh_errors
+    async def Get(self, request: management_pb2.GetRequest, context) -> management_pb2.GetResponse:
+        type_url = _type_of(request.kind) if request.kind else None
+        served = self._served()
+        found = filter_mesh(served, type_url, request.name)
+        if request.name and not any(getattr(found, f) for f in resources.MESH_FIELD.values()):
+            raise NotFound(f"no resource named {request.name!r}")
+        return management_pb2.GetResponse(config=found, versions=self._versions())
+
+    @_mesh_errors
+    async def Delete(self, request: management_pb2.DeleteRequest, context) -> management_pb2.DeleteResponse:
+        if not request.name:
+            raise ConfigError([FieldError("name", "required")])
+        changes = self._controller.delete(_type_of(request.kind), request.name, request.dry_run)
+        self._publisher.flush()
+        return management_pb2.DeleteResponse(changes=changes)
+
+    @_mesh_errors
+    async def ProxyStatus(self, request, context) -> management_pb2.ProxyStatusResponse:
+        return management_pb2.ProxyStatusResponse(proxies=self._discovery.proxy_statuses(), versions=self._versions())
+
+    @_mesh_errors
+    async def Register(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        """First message: the instance; then one heartbeat per message. The lease ends
+        with the stream, or when no heartbeat arrives within the TTL."""
+        first = await self._read(context)
+        if first is None:
+            return
+        if not first.HasField("instance"):
+            raise ConfigError([FieldError("instance", "required in the first message")])
+        lease = self._registry.register(first.instance)
+        log.info("registered %s in cluster %r", first.instance.address, first.instance.cluster)
+        try:
+            reply = management_pb2.RegisterResponse(lease_ttl=_duration(self._registry.ttl))
+            await context.write(reply)
+            while await self._read(context) is not None:
+                self._registry.heartbeat(lease)
+                await context.write(reply)
+        finally:
+            self._registry.release(lease)
+
+    async def _read(self, context: grpc.aio.ServicerContext) -> management_pb2.RegisterRequest | None:
+        """The next message, None at the end of the stream; NotFound after a silent TTL."""
+        try:
+            message = await asyncio.wait_for(context.read(), timeout=self._registry.ttl)
+        except TimeoutError:
+            raise NotFound(f"no heartbeat within the lease TTL ({self._registry.ttl}s)") from None
+        return None if message is grpc.aio.EOF else message
+
+    def _served(self) -> resources_pb2.MeshConfig:
+        snapshot = self._cache.current
+        mesh = resources_pb2.MeshConfig()
+        if snapshot is None:
+            return mesh
+        for type_url in resources.TYPE_ORDER:
+            items = snapshot.resources(type_url)
+            getattr(mesh, resources.MESH_FIELD[type_url]).extend(items[n] for n in sorted(items))
+        return mesh
+
+    def _versions(self) -> dict[str, str]:
+        return {t: tv.version for t, tv in self._publisher.versions.items()}
+
+
+def _type_of(kind: int) -> str:
+    if kind not in resources.TYPE_OF_KIND:
+        raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS or ROUTE")])
+    return resources.TYPE_OF_KIND[kind]
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d

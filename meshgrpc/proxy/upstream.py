@@ -1,0 +1,329 @@
+"""Upstream HTTP/2 connections: one pool per endpoint address, and the manager
+that keeps the set of pools in line with the endpoints config names.
+
+An EndpointPool multiplexes calls on few connections. A connection takes streams
+up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS (another connection is opened when
+all are full, and h2's TooManyStreamsError counts as full). A connection that
+receives GOAWAY drains: no new streams, those above last_stream_id go elsewhere,
+it closes when its last stream ends. A failed connect backs the endpoint off
+(exponential, jittered, capped) so a dead endpoint costs one attempt per backoff
+period rather than one per call; calls arriving meanwhile fail fast UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived,
+    StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
+)
+from h2.exceptions import TooManyStreamsError
+
+from meshgrpc.proxy import grpc_status as gs
+from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
+from meshgrpc.proxy.h2side import Flusher, H2Side
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamConnection(H2Side):
+    """Client side of one HTTP/2 connection to an endpoint."""
+
+    def __init__(self, pool: EndpointPool) -> None:
+        super().__init__(new_connection(True, pool.tuning), pool.flusher)
+        self.pool = pool
+        self.active = 0  # streams we opened and have not released
+        self.draining = False  # GOAWAY received (or pool closing): no new streams
+        self.full = False  # h2 refused a stream: full until one is released
+
+    def __repr__(self) -> str:
+        return (f"<UpstreamConnection {self.pool.address} active={self.active} "
+                f"draining={self.draining} closed={self.closed}>")
+
+    def capacity(self) -> int:
+        return min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams_per_conn)
+
+    def usable(self) -> bool:
+        return not (self.draining or self.closed or self.full) and self.active < self.capacity()
+
+    def pipe_into(self, call):
+        return call.req
+
+    # -- events ---------------------------------------------------------------------
+    def on_response(self, ev) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is not None:
+            call.on_response(ev.headers, ev.stream_ended is not None)
+
+    def on_data(self, ev) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is None:
+            self.on_data_for_dropped_stream(ev)
+        else:
+            call.resp.push(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)
+
+    def on_trailers(self, ev) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is not None:
+            call.on_response_trailers(ev.headers)
+
+    def on_ended(self, ev) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is not None:
+            call.resp.push(b"", 0, True)
+
+    def on_reset(self, ev) -> None:
+        call = self.calls.get(ev.stream_id)
+        if call is not None:
+            call.on_upstream_reset(ev.error_code)
+
+    def on_goaway(self, ev) -> None:
+        # RFC 9113 §6.8: streams above last_stream_id were never processed and
+        # may be retried; those at or below it finish on this connection.
+        self.draining = True
+        log.info("%r: GOAWAY %s last_stream_id=%d", self, ev.error_code, ev.last_stream_id)
+        for sid, call in sorted(self.calls.items()):
+            if sid > ev.last_stream_id and not call.retry_elsewhere("upstream GOAWAY"):
+                call.fail(gs.UNAVAILABLE, f"upstream {self.pool.address} went away before answering")
+        self.pool.connection_draining(self)
+
+    def on_settings(self, ev) -> None:
+        self.on_settings_changed(ev)
+        self.pool.serve_waiters()
+
+    handlers = {
+        ResponseReceived: on_response, DataReceived: on_data, TrailersReceived: on_trailers,
+        StreamEnded: on_ended, StreamReset: on_reset, WindowUpdated: H2Side.on_window_updated,
+        RemoteSettingsChanged: on_settings, ConnectionTerminated: on_goaway,
+    }
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.blocked.clear()
+        why = f"upstream connection to {self.pool.address} lost"
+        for call in list(self.calls.values()):
+            call.on_upstream_lost(why)
+        self.pool.connection_lost(self)
+        self.flusher.flush()
+
+    def close_if_idle(self) -> None:
+        if not self.calls and self.transport is not None and not self.closed:
+            self.h2.close_connection()
+            self.touch()
+            self.flusher.flush()
+            self.transport.close()
+
+
+class Backoff:
+    """Reconnect delays: exponential from `base` to `cap`, with ±20% jitter."""
+
+    def __init__(self, rng: random.Random, base: float = 0.1, cap: float = 5.0) -> None:
+        self.rng, self.base, self.cap = rng, base, cap
+        self.delay = 0.0
+
+    def failed(self) -> float:
+        self.delay = min(self.cap, self.delay * 2 if self.delay else self.base)
+        return self.delay * (0.8 + 0.4 * self.rng.random())
+
+    def succeeded(self) -> None:
+        self.delay = 0.0
+
+
+class EndpointPool:
+    """HTTP/2 connections to one endpoint, shared by all calls to it."""
+
+    def __init__(self, address: str, host: str, port: int, *, flusher: Flusher,
+                 tuning: Tuning = DEFAULT_TUNING, clock=time.monotonic,
+                 rng: random.Random | None = None, connect_timeout: float = 5.0,
+                 max_waiters: int = 4096, max_streams_per_conn: int = 1000) -> None:
+        self.address, self.host, self.port = address, host, port
+        self.flusher, self.tuning, self.clock = flusher, tuning, clock
+        self.connect_timeout = connect_timeout
+        self.max_waiters = max_waiters
+        self.max_streams_per_conn = max_streams_per_conn
+        self.backoff = Backoff(rng or random.Random())
+        self.retry_at = 0.0
+        self.conns: list[UpstreamConnection] = []
+        self.connecting = 0
+        self.waiters: collections.deque = collections.deque()
+        self.tasks: set[asyncio.Task] = set()
+        self.closing = False
+        self.connects = 0  # connection attempts made (observability, tests)
+
+    def __repr__(self) -> str:
+        return (f"<EndpointPool {self.address} conns={len(self.conns)} connecting={self.connecting} "
+                f"waiters={len(self.waiters)} closing={self.closing}>")
+
+    def attach(self, call) -> None:
+        """Start `call` on a connection now, or queue it until one is ready."""
+        for conn in self.conns:
+            if conn.usable():
+                try:
+                    call.open_on(conn)
+                except TooManyStreamsError:
+                    conn.full = True
+                    continue
+                conn.active += 1
+                return
+        if self.closing:
+            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} was removed")
+            return
+        if not self.connecting and self.clock() < self.retry_at:
+            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} unreachable (reconnect backing off)")
+            return
+        if len(self.waiters) >= self.max_waiters:
+            call.fail(gs.UNAVAILABLE, f"too many calls waiting for a connection to {self.address}")
+            return
+        self.waiters.append(call)
+        call.waiting_in = self
+        if not self.connecting:
+            self._connect()
+
+    def forget(self, call) -> None:
+        try:
+            self.waiters.remove(call)
+        except ValueError:
+            pass
+
+    def release(self, conn: UpstreamConnection) -> None:
+        conn.active -= 1
+        conn.full = False
+        if conn.draining:
+            conn.close_if_idle()
+        elif self.waiters:
+            self.serve_waiters()
+
+    def serve_waiters(self) -> None:
+        waiters = self.waiters
+        while waiters and any(c.usable() for c in self.conns):
+            self.attach(waiters.popleft())
+        if waiters and not self.connecting and not self.closing:
+            self._connect()  # every connection is full: add one
+
+    def connection_draining(self, conn: UpstreamConnection) -> None:
+        conn.close_if_idle()
+        self.serve_waiters()
+
+    def connection_lost(self, conn: UpstreamConnection) -> None:
+        if conn in self.conns:
+            self.conns.remove(conn)
+
+    def _connect(self) -> None:
+        self.connecting += 1
+        self.connects += 1
+        task = asyncio.get_running_loop().create_task(self._open())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                self.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            self.connecting -= 1
+            self._connect_failed(e)
+            return
+        self.connecting -= 1
+        self.backoff.succeeded()
+        if self.closing:
+            conn.close_if_idle()
+            return
+        self.conns.append(conn)
+        self.serve_waiters()
+        self.flusher.flush()
+
+    def _connect_failed(self, err: Exception) -> None:
+        delay = self.backoff.failed()
+        self.retry_at = self.clock() + delay
+        log.warning("connect to %s failed (%s); retrying no sooner than %.2fs", self.address,
+                    err or type(err).__name__, delay)
+        waiters, self.waiters = self.waiters, collections.deque()
+        msg = f"cannot connect to endpoint {self.address}: {err or type(err).__name__}"
+        for call in waiters:
+            call.waiting_in = None
+            call.fail(gs.UNAVAILABLE, msg)
+        self.flusher.flush()
+
+    def close(self, now: bool = False) -> None:
+        """Stop taking calls; connections close once idle (or at once if `now`)."""
+        self.closing = True
+        waiters, self.waiters = self.waiters, collections.deque()
+        for call in waiters:
+            call.waiting_in = None
+            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} was removed")
+        for conn in list(self.conns):
+            conn.draining = True
+            if now and conn.transport is not None:
+                conn.transport.close()
+            else:
+                conn.close_if_idle()
+        if now:
+            for task in self.tasks:
+                task.cancel()
+        self.flusher.flush()
+
+    def idle(self) -> bool:
+        return not self.conns and not self.connecting
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class UpstreamPools:
+    """Pools keyed by "host:port". `sync(addresses)` opens pools for new endpoints
+    and retires pools of removed ones (their connections close after their
+    streams finish). `get()` also creates pools on demand, so a call to an endpoint
+    that appeared in config before `sync` ran still goes out."""
+
+    def __init__(self, tuning: Tuning = DEFAULT_TUNING, clock=time.monotonic,
+                 rng: random.Random | None = None, **pool_options) -> None:
+        self.flusher = Flusher()
+        self.tuning, self.clock = tuning, clock
+        self.rng = rng or random.Random()
+        self.pool_options = pool_options
+        self.pools: dict[str, EndpointPool] = {}
+        self.retiring: list[EndpointPool] = []
+
+    def __repr__(self) -> str:
+        return f"<UpstreamPools {sorted(self.pools)} retiring={len(self.retiring)}>"
+
+    def get(self, address: str, host: str | None = None, port: int | None = None) -> EndpointPool:
+        pool = self.pools.get(address)
+        if pool is None:
+            if host is None or port is None:
+                host, port = split_address(address)
+            pool = EndpointPool(address, host, port, flusher=self.flusher, tuning=self.tuning,
+                                clock=self.clock, rng=self.rng, **self.pool_options)
+            self.pools[address] = pool
+        return pool
+
+    def sync(self, addresses) -> None:
+        """Make the pool set match `addresses` (an iterable of "host:port")."""
+        wanted = set(addresses)
+        for address in wanted - self.pools.keys():
+            self.get(address)
+        for address in self.pools.keys() - wanted:
+            pool = self.pools.pop(address)
+            pool.close()
+            self.retiring.append(pool)
+        self.retiring = [p for p in self.retiring if not p.idle()]
+
+    async def close(self) -> None:
+        """Shut every pool now (process exit); awaits the connect tasks' cancellation."""
+        pools = list(self.pools.values()) + self.retiring
+        self.pools, self.retiring = {}, []
+        tasks = [t for p in pools for t in p.tasks]
+        for pool in pools:
+            pool.close(now=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
