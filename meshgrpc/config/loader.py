@@ -11,6 +11,8 @@ validate.py.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import math
@@ -208,7 +210,8 @@ def _check_message(obj: Any, desc: Descriptor, path: str, errors: list[FieldErro
     for key, value in obj.items():
         field = fields.get(key) if isinstance(key, str) else None
         if field is None:
-            errors.append(FieldError(_join(path, str(key)), _unknown_field(desc, key)))
+            shown = key if isinstance(key, str) and key else json.dumps(key) if isinstance(key, str) else repr(key)
+            errors.append(FieldError(_join(path, shown), _unknown_field(desc, key)))
             continue
         fpath = _join(path, field.name)
         if field.name in given:
@@ -237,6 +240,7 @@ def _unknown_field(desc: Descriptor, key: Any) -> str:
     return f"unknown field; {desc.name} has " + ", ".join(names)
 
 
+@lru_cache(maxsize=None)
 def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
@@ -409,9 +413,6 @@ def _string_problem(value: Any) -> str | None:
 
 
 def _is_base64(text: str) -> bool:
-    import base64
-    import binascii
-
     try:
         base64.urlsafe_b64decode(text.encode() + b"=" * (4 - len(text) % 4))
     except (binascii.Error, ValueError):

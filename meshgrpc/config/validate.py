@@ -431,6 +431,12 @@ def _has_routes(v: pb.VirtualHost, path: str, ctx: _Context) -> Iterator[FieldEr
         yield FieldError(f"{path}.routes", "at least one route is required")
 
 
+def _route_name(r: pb.Route, path: str, ctx: _Context) -> Iterator[FieldError]:
+    # Optional, but it becomes a metrics label when set.
+    if r.name and (problem := _name_problem(r.name)):
+        yield FieldError(f"{path}.name", problem)
+
+
 def _route_parts(r: pb.Route, path: str, ctx: _Context) -> Iterator[FieldError]:
     if not r.HasField("match"):
         yield FieldError(f"{path}.match", "match is required")
@@ -570,7 +576,7 @@ ACTION_RULES: tuple[Rule, ...] = (
     _destination, _weighted_clusters, _action_timeout, _retry_policy, _headers_to_add, _headers_to_remove,
     _hash_policy,
 )
-ROUTE_RULES: tuple[Rule, ...] = (_route_parts, _sub("match", MATCH_RULES), _sub("route", ACTION_RULES))
+ROUTE_RULES: tuple[Rule, ...] = (_route_name, _route_parts, _sub("match", MATCH_RULES), _sub("route", ACTION_RULES))
 VIRTUAL_HOST_RULES: tuple[Rule, ...] = (_vhost_name, _domains, _has_routes, _each("routes", ROUTE_RULES))
 ROUTE_CONFIG_RULES: tuple[Rule, ...] = (
     _route_config_name, _unique_virtual_hosts, _unique_domains, _each("virtual_hosts", VIRTUAL_HOST_RULES),

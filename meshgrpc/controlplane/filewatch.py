@@ -78,8 +78,9 @@ class FileWatcher:
         log.info("applied the edit of %s: %s", self.path, _summary(changes))
         return True
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task:
         self._task = asyncio.get_running_loop().create_task(self._poll(), name="config-file-watch")
+        return self._task
 
     async def stop(self) -> None:
         if self._task is not None:

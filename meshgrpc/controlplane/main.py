@@ -68,29 +68,43 @@ async def _serve(args: argparse.Namespace, store: SqliteStore) -> int:
     publisher.publish()  # the committed state is served from the first connection on
     controller.on_change = publisher.notify
     registry = Registry(controller, args.lease_ttl)
-    registry.restore(stored.registrations)
+    registry.restore((c, a) for c, by_address in controller.state.registrations.items() for a in by_address)
     watcher = FileWatcher(args.config, _file_applier(controller), seen_digest) if args.config else None
+    return await _run_server(args, controller, publisher, registry, cache, watcher)
 
-    server, discovery, health_servicer = _build_server(controller, publisher, registry, cache)
+
+async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
+    server, health_servicer = _build_server(controller, publisher, registry, cache)
     port = _bind(server, args.listen)
     if port is None:
         return 1
     await server.start()
     log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], port)
+    stop = _stop_on_signals()
+    failed: list[BaseException] = []
     owned = [publisher, registry] + ([watcher] if watcher else [])
     for component in owned:
-        component.start()
+        component.start().add_done_callback(_on_task_end(stop, failed))
     try:
-        await _until_signalled()
+        await stop.wait()
     finally:
         log.info("control-plane stopping")
         await health_servicer.enter_graceful_shutdown()
+        await registry.stop()   # first: streams ended by the shutdown must not unregister
         await server.stop(GRACE_SECONDS)
         for component in owned:
             await component.stop()
-        if hasattr(discovery, "close"):
-            await discovery.close()
-    return 0
+    return 1 if failed else 0
+
+
+def _on_task_end(stop: asyncio.Event, failed: list[BaseException]):
+    """A background task that dies is fatal: log why and stop, rather than serve on half-working."""
+    def done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s failed; stopping", task.get_name(), exc_info=task.exception())
+            failed.append(task.exception())
+            stop.set()
+    return done
 
 
 def apply_file_at_start(controller: Controller, path: str, stored_digest: str) -> str:
@@ -117,7 +131,7 @@ def _build_server(controller, publisher, registry, cache):
     ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    return server, discovery, health_servicer
+    return server, health_servicer
 
 
 def _bind(server: grpc.aio.Server, listen: str) -> int | None:
@@ -132,13 +146,9 @@ def _bind(server: grpc.aio.Server, listen: str) -> int | None:
     return port
 
 
-async def _until_signalled() -> None:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    return stop

@@ -11,7 +11,6 @@ and the new versions are committed to the store before the snapshot is set.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import Callable, Mapping
@@ -113,8 +112,9 @@ class Publisher:
         if self.debouncer.clear():
             self.publish()
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
+        return self._task
 
     async def stop(self) -> None:
         """Cancels the push task; a pending change is already committed and is pushed at next start."""

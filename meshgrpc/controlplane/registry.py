@@ -88,6 +88,7 @@ class Registry:
         self._clock = clock
         self.leases = Leases(ttl)
         self._task: asyncio.Task | None = None
+        self._frozen = False
 
     @property
     def ttl(self) -> float:
@@ -114,7 +115,9 @@ class Registry:
             raise NotFound(f"registration of {address} in cluster {cluster!r} expired or was taken over")
 
     def release(self, lease: Lease) -> None:
-        if self.leases.release(lease):
+        # Once frozen (shutting down), streams end because the server stops, not
+        # because instances left: their registrations stay committed for the restart.
+        if not self._frozen and self.leases.release(lease):
             self._controller.unregister(*lease.key)
 
     def sweep(self) -> list[Key]:
@@ -125,10 +128,13 @@ class Registry:
                 log.info("registration of %s in cluster %r expired", address, cluster)
         return gone
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task:
         self._task = asyncio.get_running_loop().create_task(self._sweep_forever(), name="lease-sweeper")
+        return self._task
 
     async def stop(self) -> None:
+        """Stops the sweeper and freezes the registrations as they are committed."""
+        self._frozen = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

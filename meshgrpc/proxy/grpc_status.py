@@ -37,12 +37,14 @@ def parse_timeout(value: bytes) -> float | None:
 
 
 def format_timeout(seconds: float) -> bytes:
-    """The shortest-unit `grpc-timeout` that fits 8 digits, rounded up so the
-    upstream never gets less time than we computed (never below 1 unit)."""
-    for unit, scale in ((b"u", 1e-6), (b"m", 1e-3), (b"S", 1.0), (b"M", 60.0), (b"H", 3600.0)):
-        n = -int(-seconds // scale)  # ceil
+    """The finest-unit `grpc-timeout` that fits 8 digits, rounded up (at least 1
+    unit) so the upstream never gets less time than the proxy computed."""
+    ns = max(round(seconds * 1e9), 1)
+    for unit, scale in ((b"n", 1), (b"u", 1_000), (b"m", 1_000_000), (b"S", 10**9),
+                        (b"M", 60 * 10**9), (b"H", 3600 * 10**9)):
+        n = -(-ns // scale)
         if n <= _MAX_DIGITS:
-            return b"%d%s" % (max(n, 1), unit)
+            return b"%d%s" % (n, unit)
     return b"%dH" % _MAX_DIGITS
 
 

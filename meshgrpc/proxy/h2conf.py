@@ -12,12 +12,19 @@ relay uses on both sides. Every tweak here was measured (DESIGN.md "Performance"
   kill streams RFC 9113 §6.8 lets finish. The relay itself stops opening streams on a
   connection that sent or received GOAWAY.
 
+- hpack calls `log.debug` for every header it encodes or decodes; the relay swaps
+  hpack's module logger for a no-op unless that logger is enabled for DEBUG when
+  this module is imported (`quiet_hpack()`, called below).
+
 Pinned to h2==4.4.1 (pyproject): `_receive_frame` below mirrors that version.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+
+import hpack.hpack
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
@@ -148,3 +155,19 @@ def new_connection(client_side: bool, tuning: Tuning = DEFAULT_TUNING) -> RelayH
     if tuning.connection_window > _INITIAL_WINDOW:
         conn.increment_flow_control_window(tuning.connection_window - _INITIAL_WINDOW)
     return conn
+
+
+class _Silent:
+    """Stands in for hpack's module logger: debug() costs one no-op call."""
+
+    @staticmethod
+    def debug(*args, **kwargs) -> None:
+        return None
+
+
+def quiet_hpack() -> None:
+    if not logging.getLogger("hpack.hpack").isEnabledFor(logging.DEBUG):
+        hpack.hpack.log = _Silent()
+
+
+quiet_hpack()

@@ -130,6 +130,8 @@ CASES = [
      "exactly one of cluster and weighted_clusters (both are set)"),
     ("no destination", lambda d: route(d, 0).update(route={"timeout": "1s"}), f"{R0}.route",
      "exactly one of cluster and weighted_clusters (neither is set)"),
+    ("route name charset", lambda d: route(d, 0).update(name="canary route"), f"{R0}.name",
+     "outside [A-Za-z0-9._-]"),
     ("route action missing", lambda d: route(d, 0).pop("route"), f"{R0}.route", "route (the action) is required"),
     # matches
     ("match missing", lambda d: route(d, 1).pop("match"), f"{R1}.match", "match is required"),
