@@ -33,14 +33,16 @@ class ProxyMetrics:
     """Receives call outcomes and config events; renders Prometheus text on demand."""
 
     def __init__(self, gauges: Callable[[], "ScrapeGauges"]) -> None:
-        self._calls: dict[tuple[str, str, str], _CallStats] = {}
+        self._calls: dict[tuple[str, str, int | None, int | None], _CallStats] = {}
         self._gauges = gauges
         self.nacks = 0
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
 
-    def on_call_end(self, route: str, cluster: str, grpc_status: str, latency_s: float) -> None:
-        key = (route, cluster, grpc_status)
+    def on_call_end(self, route: str, cluster: str, endpoint: str, grpc_status: int | None,
+                    http_status: int | None, latency_s: float) -> None:
+        """Called by the relay once per call; grpc_status is None for plain HTTP/2."""
+        key = (route, cluster, grpc_status, http_status)
         stats = self._calls.get(key)
         if stats is None:
             stats = self._calls[key] = _CallStats()
@@ -72,17 +74,19 @@ class ProxyMetrics:
         yield nacks
 
     def _call_families(self) -> Iterable:
-        labels = ["route", "cluster", "grpc_status"]
+        labels = ["route", "cluster", "grpc_status", "http_status"]
         calls = CounterMetricFamily("meshgrpc_proxy_calls", "Calls finished", labels=labels)
         latency = HistogramMetricFamily("meshgrpc_proxy_call_latency_seconds",
                                         "Time from request headers to the end of the call", labels=labels)
-        for key, stats in list(self._calls.items()):
-            calls.add_metric(list(key), stats.count)
+        for (route, cluster, grpc_status, http_status), stats in list(self._calls.items()):
+            key = [route, cluster, "" if grpc_status is None else str(grpc_status),
+                   "" if http_status is None else str(http_status)]
+            calls.add_metric(key, stats.count)
             cumulative, buckets = 0, []
             for bound, count in zip((*LATENCY_BUCKETS, float("inf")), stats.buckets):
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            latency.add_metric(list(key), buckets, stats.latency_sum)
+            latency.add_metric(key, buckets, stats.latency_sum)
         yield calls
         yield latency
 

@@ -78,6 +78,6 @@ class ProxyConfigurator:
             raise ConfigError(errors)
         route_config = candidate[resources.ROUTES].get(self._route_config_name)
         routes = RouteTable.compile(route_config, rng=self._rng) if route_config is not None else None
-        previous = self._holder.current.clusters if self._holder.current is not None else None
+        previous = self._holder.current.clusters
         clusters = ClusterSet.build(candidate[resources.CLUSTER], candidate[resources.ENDPOINTS], previous)
         return ProxyState(routes=routes, clusters=clusters, versions=versions)

@@ -1,0 +1,133 @@
+"""`meshgrpc proxy`: wires the relay, the discovery client and the admin endpoints
+together, and drains on SIGTERM.
+
+With --workers N the parent reserves the listen port (bound with SO_REUSEPORT but
+never listening, so no connection queues on it), then forks N workers that each
+bind the same port and run a whole proxy; the kernel spreads connections between
+them. Worker 0 serves the admin port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+
+from meshapi.v1 import discovery_pb2
+from meshgrpc.admin.http import AdminServer
+from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
+from meshgrpc.admin.views import AdminViews
+from meshgrpc.config import resources
+from meshgrpc.proxy.cluster import ClusterSet
+from meshgrpc.proxy.configurator import ProxyConfigurator
+from meshgrpc.proxy.listener import serve
+from meshgrpc.proxy.relay import Relay
+from meshgrpc.proxy.state import ProxyState, StateHolder
+from meshgrpc.proxy.upstream import UpstreamPools, split_address
+from meshgrpc.xds.client import DiscoveryClient
+
+log = logging.getLogger("meshgrpc.proxy")
+
+
+class Proxy:
+    """One proxy process: listener, upstream pools, discovery client, admin."""
+
+    def __init__(self, args, worker: int = 0, reuse_port: bool = False) -> None:
+        self.args = args
+        self.worker = worker
+        self.reuse_port = reuse_port
+        self.holder = StateHolder(ProxyState(routes=None, clusters=ClusterSet({}), versions={}))
+        self.pools = UpstreamPools()
+        self.metrics = ProxyMetrics(self._gauges)
+        self.configurator = ProxyConfigurator(self.holder, args.route_config, self.pools,
+                                              on_nack=self.metrics.on_nack)
+        self.relay = Relay(self.holder, self.pools, observer=self.metrics)
+        node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
+        self.client = DiscoveryClient(
+            args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
+            {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
+            self.configurator.on_update)
+        self.draining = False
+
+    def _gauges(self) -> ScrapeGauges:
+        in_flight = {c.name: sum(e.in_flight for e in c.endpoints) for c in self.holder.current.clusters}
+        return ScrapeGauges(in_flight, dict(self.configurator.versions))
+
+    async def serve(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        host, port = split_address(self.args.listen)
+        listener = await serve(self.relay, host, port, reuse_port=self.reuse_port)
+        admin = await self._start_admin(listener) if self.worker == 0 else None
+        self.client.start()
+        await stop.wait()
+        return await self._drain(listener, admin)
+
+    async def _start_admin(self, listener) -> AdminServer:
+        views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
+                           draining=lambda: self.draining, in_flight=listener.in_flight)
+        admin = AdminServer(views.routes())
+        host, port = split_address(self.args.admin)
+        bound_host, bound_port = await admin.start(host, port)
+        log.info("admin listening on %s:%d", bound_host, bound_port)
+        return admin
+
+    async def _drain(self, listener, admin: AdminServer | None) -> int:
+        """/ready turns 503, GOAWAY to clients, calls in flight get up to --drain-timeout."""
+        self.draining = True
+        log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
+        drained = await listener.drain(self.args.drain_timeout)
+        await self.client.stop()
+        await self.pools.close()
+        if admin is not None:
+            await admin.close()
+        log.info("stopped (%s)", "drained" if drained else "drain timed out")
+        return 0
+
+
+def run(args) -> int:
+    if args.workers < 1:
+        print("meshgrpc proxy: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        return uvloop.run(Proxy(args).serve())
+    return _run_workers(args)
+
+
+def _run_workers(args) -> int:
+    host, port = split_address(args.listen)
+    reserve = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reserve.bind((host, port))
+    args.listen = f"{host}:{reserve.getsockname()[1]}"
+    children = [_fork_worker(args, i) for i in range(args.workers)]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: [_kill(pid, signum) for pid in children])
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    reserve.close()
+    return max(codes, key=abs)
+
+
+def _fork_worker(args, worker: int) -> int:
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        code = uvloop.run(Proxy(args, worker=worker, reuse_port=True).serve())
+        logging.shutdown()
+        os._exit(code)
+    return pid
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
