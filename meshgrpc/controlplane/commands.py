@@ -227,18 +227,25 @@ async def _hold(stub, instance, stop: asyncio.Event, on_registered) -> None:
     """Registers and heartbeats until `stop`; then ends the stream cleanly (which unregisters)."""
     call = stub.Register()
     try:
-        await call.write(management_pb2.RegisterRequest(instance=instance))
+        await _send(call, management_pb2.RegisterRequest(instance=instance))
         ttl = (await _reply(call, DEADLINE)).lease_ttl.ToTimedelta().total_seconds()
         log.info("registered %s in cluster %r (lease ttl %gs)", instance.address, instance.cluster, ttl)
         on_registered()
         while not await _wait(stop, ttl / 3):
-            await call.write(management_pb2.RegisterRequest())
+            await _send(call, management_pb2.RegisterRequest())
             await _reply(call, min(DEADLINE, ttl))
         await call.done_writing()
         await asyncio.wait_for(call.code(), DEADLINE)
         log.info("unregistered %s", instance.address)
     finally:
         call.cancel()
+
+
+async def _send(call, request: management_pb2.RegisterRequest) -> None:
+    try:
+        await call.write(request)
+    except asyncio.InvalidStateError:  # the server already ended the call: say why
+        raise _Lost(f"{(await call.code()).name}: {await call.details()}") from None
 
 
 async def _reply(call, timeout: float) -> management_pb2.RegisterResponse:

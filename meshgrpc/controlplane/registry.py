@@ -118,7 +118,8 @@ class Registry:
         # Once frozen (shutting down), streams end because the server stops, not
         # because instances left: their registrations stay committed for the restart.
         if not self._frozen and self.leases.release(lease):
-            self._controller.unregister(*lease.key)
+            if self._controller.unregister(*lease.key):
+                log.info("registration of %s in cluster %r ended", lease.key[1], lease.key[0])
 
     def sweep(self) -> list[Key]:
         """Unregisters every registration whose lease expired."""

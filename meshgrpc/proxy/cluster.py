@@ -1,52 +1,90 @@
 """The proxy's clusters: for each, its endpoints and the picker that spreads calls
 over them, built from config as one immutable ClusterSet and swapped whole.
 
-What survives a rebuild: an endpoint's counters (in_flight, total, failures, last
-latency) for the same (cluster, address), and a whole ClusterState (picker and
+What survives a rebuild: an endpoint's stats (counters, the peak-EWMA round-trip
+estimate, its active health-check result and its outlier tally: ejection and
+backoff) for the same (cluster, address), and a whole ClusterState (picker and
 cursor included) when neither its Cluster nor its EndpointSet changed. Building
 never touches the previous set, so a failed build leaves it exactly as it was.
 
-Endpoints whose health_status is UNHEALTHY or DRAINING are listed (for /clusters
-and the upstream pools: a draining endpoint finishes its calls) but never picked.
+Which endpoints a cluster's picker balances over (`ClusterState.refresh`):
+- eligible: weight > 0 and not DRAINING (a draining endpoint finishes its calls
+  but gets no new one);
+- usable: eligible, not UNHEALTHY per the control plane, passing its active
+  health checks (when the cluster has health_check), and not ejected;
+- then balancer/panic.py (too few usable: balance over all eligible) and
+  balancer/zones.py (prefer the proxy's --zone while it is healthy enough).
+Every endpoint is listed (for /clusters and the upstream pools) whatever its state.
+
+A ClusterState's config and endpoints are fixed; its picker is the one thing it
+swaps: a health change (`ClusterSet.set_health`), an ejection or un-ejection
+(the call path, `ClusterSet.tick`) builds a new immutable picker for that cluster
+only and replaces the reference. The ClusterSet itself is not rebuilt.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
 from typing import Callable, Iterator
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.errors import ConfigError, FieldError
-from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker
+from meshgrpc.proxy import ewma
+from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, peak_ewma, zones
+from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
+
+log = logging.getLogger(__name__)
 
 HealthStatus = resources_pb2.Endpoint.HealthStatus
 _NOT_PICKED = frozenset({HealthStatus.UNHEALTHY, HealthStatus.DRAINING})
 
 
 class EndpointStats:
-    """Counters of one (cluster, address), carried across rebuilds. Updated on the
-    event loop thread only."""
+    """The state of one (cluster, address) that outlives config builds. Updated on
+    the event loop thread only: by the relay (through EndpointState), the health
+    checker (through ClusterSet.set_health) and outlier decisions."""
 
-    __slots__ = ("in_flight", "total", "failures", "last_latency_s")
+    __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
+                 "check_healthy", "outlier")
 
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.total = 0
-        self.failures = 0
+    def __init__(self, rtt: float = peak_ewma.DEFAULT_RTT, now: float = 0.0) -> None:
+        self.in_flight = 0  # calls started and not finished
+        self.total = 0  # calls started
+        self.failures = 0  # calls finished not ok
         self.last_latency_s: float | None = None
+        self.pending = 0  # calls started that have no response yet (PEAK_EWMA's load)
+        self.rtt = rtt  # peak-EWMA estimate (seconds) as of rtt_at; see ewma.py
+        self.rtt_at = now
+        self.check_healthy = True  # last active health-check verdict; optimistic until checked
+        self.outlier = OutlierTally()
 
 
 class EndpointState:
     """One endpoint of one cluster: its config (fixed for this build) and its stats
     (shared with the previous and next builds).
 
-    The relay calls `on_start()` when a call goes to it and `on_finish(ok,
-    latency_s)` exactly once when that call ends."""
+    What the relay calls, on the event loop thread, for each call sent here:
+    - `on_start()` when the call is sent;
+    - `on_first_response(latency_s)` when the first response (headers, or a
+      trailers-only answer) arrives, `latency_s` after on_start: the round trip
+      PEAK_EWMA learns from, and the end of the call's "pending" time;
+    - `on_finish(ok, latency_s, grpc_status=None, responded=False)` exactly once
+      when the call ends, `responded=True` if on_first_response was called for it.
+      `grpc_status` (the int code, None when there was none) is what outlier
+      detection classifies; without it a not-ok call counts as a failure. A call
+      that ends without a response gives its latency to the estimate only if the
+      call succeeded or the latency is above the estimate (ewma.failed).
+    """
 
-    __slots__ = ("cluster", "address", "host", "port", "weight", "zone", "health", "metadata", "stats")
+    __slots__ = ("cluster", "address", "host", "port", "weight", "zone", "health", "metadata", "stats",
+                 "_checked", "_clock", "_decay", "_detector", "_owner")
 
-    def __init__(self, cluster: str, endpoint: resources_pb2.Endpoint, stats: EndpointStats) -> None:
+    def __init__(self, cluster: str, endpoint: resources_pb2.Endpoint, stats: EndpointStats, *,
+                 clock: Callable[[], float] = time.monotonic, decay: float = peak_ewma.DEFAULT_DECAY,
+                 detector: OutlierDetector | None = None, checked: bool = False) -> None:
         self.cluster = cluster
         self.address = endpoint.address
         self.host, self.port = split_address(endpoint.address)
@@ -55,10 +93,23 @@ class EndpointState:
         self.health = endpoint.health_status
         self.metadata = dict(endpoint.metadata)
         self.stats = stats
+        self._checked = checked  # the cluster runs active health checks
+        self._clock = clock
+        self._decay = decay
+        self._detector = detector
+        self._owner: ClusterState | None = None  # set by the ClusterState built over it
+
+    @property
+    def eligible(self) -> bool:
+        """May get calls at all (in panic mode, even when not usable)."""
+        return self.weight > 0 and self.health != HealthStatus.DRAINING
 
     @property
     def usable(self) -> bool:
-        return self.health not in _NOT_PICKED and self.weight > 0
+        """Should get calls: eligible, healthy by config and checks, not ejected."""
+        s = self.stats
+        return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
+                and (s.check_healthy or not self._checked))
 
     @property
     def in_flight(self) -> int:
@@ -76,27 +127,71 @@ class EndpointState:
     def last_latency_s(self) -> float | None:
         return self.stats.last_latency_s
 
+    def rtt_estimate(self, now: float | None = None) -> float:
+        s = self.stats
+        return ewma.current(s.rtt, s.rtt_at, self._clock() if now is None else now, self._decay)
+
     def on_start(self) -> None:
         stats = self.stats
         stats.in_flight += 1
         stats.total += 1
+        stats.pending += 1
 
-    def on_finish(self, ok: bool, latency_s: float) -> None:
+    def on_first_response(self, latency_s: float) -> None:
+        stats = self.stats
+        stats.pending -= 1
+        now = self._clock()
+        stats.rtt = ewma.observe(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+        stats.rtt_at = now
+
+    def on_finish(self, ok: bool, latency_s: float, grpc_status: int | None = None,
+                  responded: bool = False) -> None:
         stats = self.stats
         stats.in_flight -= 1
+        stats.last_latency_s = latency_s
         if not ok:
             stats.failures += 1
-        stats.last_latency_s = latency_s
+        if not responded:
+            self._finish_unanswered(stats, ok, latency_s)
+        detector = self._detector
+        if detector is not None and detector.record(stats.outlier, ok, grpc_status):
+            owner = self._owner
+            if owner is not None:
+                owner.on_consecutive_failures(self.address)
 
-    def describe(self) -> dict:
-        stats = self.stats
+    def _finish_unanswered(self, stats: EndpointStats, ok: bool, latency_s: float) -> None:
+        stats.pending -= 1
+        now = self._clock()
+        if ok:
+            stats.rtt = ewma.observe(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+            stats.rtt_at = now
+        else:
+            stats.rtt, stats.rtt_at = ewma.failed(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+
+    def health_label(self) -> str:
+        if self.health == HealthStatus.DRAINING:
+            return "DRAINING"
+        if self.health == HealthStatus.UNHEALTHY or (self._checked and not self.stats.check_healthy):
+            return "UNHEALTHY"
+        return "HEALTHY"
+
+    def describe(self, now: float | None = None) -> dict:
+        stats, tally = self.stats, self.stats.outlier
+        now = self._clock() if now is None else now
+        ejected_for = None if tally.ejected_until is None else max(0.0, tally.ejected_until - now)
         return {
             "address": self.address,
             "weight": self.weight,
             "zone": self.zone,
-            "health": health_name(self.health),
+            "health": self.health_label(),
+            "health_check": ("PASSING" if stats.check_healthy else "FAILING") if self._checked else None,
+            "ejected_until": None if ejected_for is None else round(time.time() + ejected_for, 3),
+            "ejected_for_s": ejected_for,
+            "times_ejected": tally.times_ejected,
+            "rtt_estimate_s": self.rtt_estimate(now),
             "in_flight": stats.in_flight,
-            "total": stats.total,
+            "pending": stats.pending,
+            "calls": stats.total,
             "failures": stats.failures,
             "last_latency_s": stats.last_latency_s,
         }
@@ -104,54 +199,141 @@ class EndpointState:
     def __repr__(self) -> str:
         s = self.stats
         return (f"<EndpointState {self.cluster}/{self.address} w={self.weight} zone={self.zone!r} "
-                f"{health_name(self.health)} in_flight={s.in_flight} total={s.total} failures={s.failures}>")
+                f"{self.health_label()} in_flight={s.in_flight} total={s.total} failures={s.failures}"
+                f"{' ejected' if s.outlier.ejected_until is not None else ''}>")
 
 
 class ClusterState:
-    """One cluster for one config: endpoints, the usable ones, and their picker."""
+    """One cluster for one config: endpoints, the ones balanced over, and their
+    picker. `pick()` is the per-call entry; the rest runs on config, health and
+    outlier events."""
 
-    __slots__ = ("name", "config", "endpoint_set", "endpoints", "usable", "_picker")
+    __slots__ = ("name", "config", "endpoint_set", "endpoints", "usable", "candidates", "panic",
+                 "local_only", "_picker", "_env", "_detector", "_by_address", "_tallies",
+                 "_panic_percent", "_next_sweep")
 
     def __init__(self, config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
-                 endpoints: tuple[EndpointState, ...], picker: Picker) -> None:
+                 endpoints: tuple[EndpointState, ...], env: PickerEnv,
+                 detector: OutlierDetector | None = None) -> None:
         self.name = config.name
         self.config = config
         self.endpoint_set = endpoint_set
         self.endpoints = endpoints
-        self.usable = tuple(e for e in endpoints if e.usable)
-        self._picker = picker
+        self._env = env
+        self._detector = detector
+        self._by_address = {e.address: e for e in endpoints}
+        self._tallies = {e.address: e.stats.outlier for e in endpoints}
+        self._panic_percent = panic.threshold_percent(config)
+        self._next_sweep = env.clock() + detector.interval if detector is not None else math.inf
+        for e in endpoints:
+            e._owner = self
+        self.usable: tuple[EndpointState, ...] = ()
+        self.candidates: tuple[EndpointState, ...] = ()
+        self.panic = self.local_only = False
+        self._picker: Picker = build_picker(config, (), env)
+        self.refresh()
 
     @classmethod
     def build(cls, config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
               previous: ClusterState | None, env: PickerEnv) -> ClusterState:
         """A new state, or `previous` itself when its config and endpoints are unchanged."""
-        if previous is not None and previous.config == config and previous.endpoint_set == endpoint_set:
+        if (previous is not None and previous.config == config and previous.endpoint_set == endpoint_set
+                and previous._env.local_zone == env.local_zone):
             return previous
         old = {e.address: e.stats for e in previous.endpoints} if previous is not None else {}
-        endpoints = _endpoints(config.name, endpoint_set, old)
-        usable = tuple(e for e in endpoints if e.usable)
-        return cls(config, endpoint_set, endpoints, build_picker(config, usable, env))
+        detector = (OutlierDetector.from_config(config.outlier_detection)
+                    if config.HasField("outlier_detection") else None)
+        endpoints = _endpoints(config, endpoint_set, old, env, detector)
+        return cls(config, endpoint_set, endpoints, env, detector)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState | None:
         """The endpoint for the next call, or None when none is usable. Never awaits."""
         return self._picker.pick(hash_key)
 
+    # -- events -----------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Recomputes which endpoints are balanced over; builds and swaps in a new
+        picker if that changed. O(n); True if the picker was replaced."""
+        eligible = tuple(e for e in self.endpoints if e.eligible)
+        usable = tuple(e for e in eligible if e.usable)
+        chosen, in_panic = panic.candidates(eligible, usable, self._panic_percent)
+        local_only = False
+        if not in_panic:
+            chosen, local_only = zones.prefer_local(eligible, usable, self._env.local_zone, self._panic_percent)
+        self.usable, self.panic, self.local_only = usable, in_panic, local_only
+        if chosen == self.candidates and self.candidates:
+            return False  # same endpoints: keep the picker (and its cursor)
+        self.candidates = chosen
+        self._picker = build_picker(self.config, chosen, self._env)
+        return True
+
+    def set_health(self, address: str, healthy: bool) -> bool:
+        """Records an active health-check verdict; True if it changed anything."""
+        endpoint = self._by_address.get(address)
+        if endpoint is None or endpoint.stats.check_healthy == healthy:
+            return False
+        endpoint.stats.check_healthy = healthy
+        log.info("cluster %s: endpoint %s is %s", self.name, address, "healthy" if healthy else "unhealthy")
+        self.refresh()
+        return True
+
+    def on_consecutive_failures(self, address: str) -> None:
+        """Called from the call path when an endpoint reaches the consecutive-failure
+        limit: decide, apply, rebuild the picker if someone was ejected."""
+        if self._detector is None:
+            return
+        self._act(self._detector.on_consecutive_failures(self._tallies, address, self._env.clock()))
+
+    def tick(self, now: float | None = None) -> None:
+        """Timer work (OutlierTicker): un-eject endpoints whose time is up, run the
+        outlier sweep when its interval has passed, and rebuild the picker if any
+        endpoint's state changed by other routes (e.g. an older ClusterState acting
+        on shared stats)."""
+        detector = self._detector
+        now = self._env.clock() if now is None else now
+        if detector is not None:
+            if now >= self._next_sweep:
+                self._next_sweep = now + detector.interval
+                self._act(detector.sweep(self._tallies, now))
+            else:
+                self._act(detector.expired(self._tallies, now))
+        self.refresh()
+
+    def _act(self, decision) -> None:
+        decision.apply(self._tallies)
+        for e in decision.eject:
+            log.warning("cluster %s: ejected %s for %.1fs (%s, ejection #%d)", self.name, e.address,
+                        e.until - self._env.clock(), e.reason, e.times_ejected)
+        for address in decision.uneject:
+            log.info("cluster %s: %s back in rotation", self.name, address)
+        if decision.changes_membership:
+            self.refresh()
+
+    # -- observing --------------------------------------------------------------------
+
     def describe(self) -> dict:
+        now = self._env.clock()
         return {
             "name": self.name,
             "lb_policy": resources_pb2.Cluster.LbPolicy.Name(self.config.lb_policy),
             "picker": type(self._picker).__name__,
             "usable": len(self.usable),
-            "endpoints": [e.describe() for e in self.endpoints],
+            "balanced_over": len(self.candidates),
+            "panic": self.panic,
+            "local_zone_only": self.local_only,
+            "endpoints": [e.describe(now) for e in self.endpoints],
         }
 
     def __repr__(self) -> str:
-        return (f"<ClusterState {self.name!r} endpoints={len(self.endpoints)} "
-                f"usable={len(self.usable)} picker={self._picker!r}>")
+        return (f"<ClusterState {self.name!r} endpoints={len(self.endpoints)} usable={len(self.usable)}"
+                f"{' panic' if self.panic else ''} picker={self._picker!r}>")
 
 
 class ClusterSet:
-    """Every cluster of one config, by name. Immutable once built; swap it whole."""
+    """Every cluster of one config, by name. Its membership is immutable once
+    built (swap it whole on config change); each cluster swaps its own picker on
+    health and outlier events."""
 
     __slots__ = ("_clusters", "_addresses")
 
@@ -163,11 +345,12 @@ class ClusterSet:
     def build(cls, clusters: dict[str, resources_pb2.Cluster],
               endpoint_sets: dict[str, resources_pb2.EndpointSet],
               previous: ClusterSet | None = None, *, rng: random.Random | None = None,
-              clock: Callable[[], float] = time.monotonic) -> ClusterSet:
+              clock: Callable[[], float] = time.monotonic, local_zone: str = "") -> ClusterSet:
         """Builds from (validated) config, reusing what `previous` holds for
-        unchanged clusters and endpoints. Raises ConfigError on an unusable
-        endpoint address, leaving `previous` untouched."""
-        env = PickerEnv(rng=rng or random.Random(), clock=clock)
+        unchanged clusters and endpoints. `local_zone` is the proxy's --zone.
+        Raises ConfigError on an unusable endpoint address, leaving `previous`
+        untouched."""
+        env = PickerEnv(rng=rng or random.Random(), clock=clock, local_zone=local_zone)
         prev = previous._clusters if previous is not None else {}
         return cls({
             name: ClusterState.build(config, endpoint_sets.get(name), prev.get(name), env)
@@ -180,6 +363,16 @@ class ClusterSet:
     def addresses(self) -> frozenset[str]:
         """Every endpoint address of every cluster, usable or not (for the upstream pools)."""
         return self._addresses
+
+    def set_health(self, cluster: str, address: str, healthy: bool) -> bool:
+        """The health checker's callback target: True if it changed anything."""
+        state = self._clusters.get(cluster)
+        return state is not None and state.set_health(address, healthy)
+
+    def tick(self, now: float | None = None) -> None:
+        """Outlier timers of every cluster (drive with outlier.OutlierTicker)."""
+        for state in self._clusters.values():
+            state.tick(now)
 
     def __iter__(self) -> Iterator[ClusterState]:
         return iter(self._clusters.values())
@@ -198,18 +391,24 @@ class ClusterSet:
         return f"<ClusterSet [{inner}]>"
 
 
-def _endpoints(cluster: str, endpoint_set: resources_pb2.EndpointSet | None,
-               old: dict[str, EndpointStats]) -> tuple[EndpointState, ...]:
+def _endpoints(config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
+               old: dict[str, EndpointStats], env: PickerEnv,
+               detector: OutlierDetector | None) -> tuple[EndpointState, ...]:
     if endpoint_set is None:
         return ()
+    cluster = config.name
     result: dict[str, EndpointState] = {}
     errors = []
+    now = env.clock()
+    default_rtt, decay = peak_ewma.default_rtt_of(config), peak_ewma.decay_of(config)
+    checked = config.HasField("health_check")
     for i, endpoint in enumerate(endpoint_set.endpoints):
         if endpoint.address in result:
             continue  # the validator rejects duplicates; first one wins if one slips by
         try:
-            stats = old.get(endpoint.address) or EndpointStats()
-            result[endpoint.address] = EndpointState(cluster, endpoint, stats)
+            stats = old.get(endpoint.address) or EndpointStats(default_rtt, now)
+            result[endpoint.address] = EndpointState(cluster, endpoint, stats, clock=env.clock, decay=decay,
+                                                     detector=detector, checked=checked)
         except ValueError as e:
             errors.append(FieldError(f"endpoints[{cluster}].endpoints[{i}].address", str(e)))
     if errors:
@@ -228,6 +427,6 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def health_name(status: int) -> str:
+def health_name(status: int) -> str:  # kept for callers that show config health only
     """The health shown on /clusters; unset counts as HEALTHY (resources.proto)."""
     return "HEALTHY" if status == HealthStatus.HEALTH_STATUS_UNSPECIFIED else HealthStatus.Name(status)

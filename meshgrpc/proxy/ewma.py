@@ -43,8 +43,11 @@ def observe(value: float, at: float, sample: float, now: float, decay: float) ->
     return value * w + sample * (1.0 - w)
 
 
-def raise_only(value: float, sample: float) -> float:
-    """The estimate after a call that failed without any response: such a call may
-    only push the estimate up (it is no evidence the endpoint is fast: a refused
-    connection fails in microseconds)."""
-    return sample if sample > value else value
+def failed(value: float, at: float, sample: float, now: float, decay: float) -> tuple[float, float]:
+    """(value, at) after a call that failed without any response. Such a call is no
+    evidence that the endpoint is fast (a refused connection fails in
+    microseconds), so it may only raise the estimate, as a peak, and it does not
+    stop the idle decay when it does not."""
+    if sample > current(value, at, now, decay):
+        return sample, now
+    return value, at

@@ -50,7 +50,10 @@ def test_a_silent_registration_expires_after_the_lease_ttl_and_re_registers_when
         try:
             poll_until(lambda: "127.0.0.1:7002" not in served_addresses(address), 5, "the lease expired")
             holder.signal(signal.SIGCONT)   # it wakes up, finds its lease gone and registers again
-            poll_until(lambda: "127.0.0.1:7002" in served_addresses(address), 10, "it re-registered")
+            try:
+                poll_until(lambda: "127.0.0.1:7002" in served_addresses(address), 10, "it re-registered")
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nregister output:\n{holder.output()}\ncp:\n{proc.output()}") from None
             holder.wait_for_line("registration lost", 1)
         finally:
             holder.kill()

@@ -60,12 +60,20 @@ def test_unhealthy_and_draining_endpoints_are_listed_but_never_picked():
     assert health == {"a:1": "HEALTHY", "b:1": "UNHEALTHY", "c:1": "DRAINING", "d:1": "HEALTHY"}
 
 
-def test_no_usable_endpoint_picks_none():
-    cs = build([endpoints("down", {"address": "a:1", "health_status": "UNHEALTHY"})],
-               clusters=[cluster("down"), cluster("empty")])
+def test_no_usable_endpoint_picks_none_without_panic_mode():
+    cs = build([endpoints("down", {"address": "a:1", "health_status": "UNHEALTHY"}),
+                endpoints("draining", {"address": "a:1", "health_status": "DRAINING"})],
+               clusters=[cluster("down", panic_threshold_percent=0), cluster("empty"), cluster("draining")])
     assert cs.get("down").pick() is None
+    assert cs.get("draining").pick() is None  # draining endpoints get no new calls, panic or not
     assert cs.get("empty").pick() is None and cs.get("empty").endpoints == ()
     assert cs.get("missing") is None
+
+
+def test_no_usable_endpoint_in_panic_mode_picks_the_unhealthy_ones():
+    cs = build([endpoints("down", {"address": "a:1", "health_status": "UNHEALTHY"})])
+    state = cs.get("down")
+    assert state.pick().address == "a:1" and state.panic and state.usable == ()
 
 
 def test_counters_survive_a_rebuild_for_the_same_cluster_and_address():
@@ -133,8 +141,11 @@ def test_describe_and_repr_show_state():
     ep.on_start()
     assert cs.describe() == {"clusters": [{
         "name": "api", "lb_policy": "ROUND_ROBIN", "picker": "CyclePicker", "usable": 1,
+        "balanced_over": 1, "panic": False, "local_zone_only": False,
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
-                       "in_flight": 1, "total": 1, "failures": 0, "last_latency_s": None}],
+                       "health_check": None, "ejected_until": None, "ejected_for_s": None,
+                       "times_ejected": 0, "rtt_estimate_s": pytest.approx(0.030, rel=1e-3),
+                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None}],
     }]}
     assert cs.snapshot() == cs.describe()
     assert repr(cs) == "<ClusterSet [api:1/1]>"

@@ -12,9 +12,11 @@ The contract every policy implements (after grpc-go's balancer.Picker):
   (in_flight, ...) are updated on the same thread.
 - Time and randomness come from `env`, so tests run on a fake clock and seeded rng.
 
-`POLICIES` maps each Cluster.LbPolicy to its factory. Until the balancing issue
-lands every policy is served by smooth weighted round robin; each new policy
-replaces its entry with its own module's `build`.
+`POLICIES` maps each Cluster.LbPolicy to its factory (one module per policy:
+round_robin, least_request, peak_ewma, ring_hash, random_pick; single serves any
+policy with one endpoint). Which endpoints a picker gets is the cluster's
+business: health, ejection, panic.py (balance over all when too few are usable)
+and zones.py (prefer the proxy's own zone) run before the factory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from meshapi.v1 import resources_pb2
-from meshgrpc.proxy.balancer import round_robin
+from meshgrpc.proxy.balancer import least_request, peak_ewma, random_pick, ring_hash, round_robin
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import EndpointState
@@ -39,21 +41,23 @@ class Picker(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class PickerEnv:
-    """What a picker factory may draw on besides config: injected rng and clock."""
+    """What a picker factory may draw on besides config: injected rng and clock,
+    and the proxy's own zone (--zone; "" = none) for the cluster's zone preference."""
 
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
+    local_zone: str = ""
 
 
 PickerFactory = Callable[[resources_pb2.Cluster, "tuple[EndpointState, ...]", PickerEnv], Picker]
 
 POLICIES: dict[int, PickerFactory] = {
-    LbPolicy.LB_POLICY_UNSPECIFIED: round_robin.build,  # PEAK_EWMA once it exists
+    LbPolicy.LB_POLICY_UNSPECIFIED: peak_ewma.build,  # the default (resources.proto)
     LbPolicy.ROUND_ROBIN: round_robin.build,
-    LbPolicy.LEAST_REQUEST: round_robin.build,
-    LbPolicy.PEAK_EWMA: round_robin.build,
-    LbPolicy.RING_HASH: round_robin.build,
-    LbPolicy.RANDOM: round_robin.build,
+    LbPolicy.LEAST_REQUEST: least_request.build,
+    LbPolicy.PEAK_EWMA: peak_ewma.build,
+    LbPolicy.RING_HASH: ring_hash.build,
+    LbPolicy.RANDOM: random_pick.build,
 }
 
 
@@ -77,5 +81,5 @@ def build_picker(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState,
     """The picker for `cluster` over its usable `endpoints`."""
     if not endpoints:
         return NO_ENDPOINTS
-    factory = POLICIES.get(cluster.lb_policy, round_robin.build)
+    factory = POLICIES.get(cluster.lb_policy, peak_ewma.build)
     return factory(cluster, endpoints, env)

@@ -1,0 +1,128 @@
+"""Load generators: h2load for unary calls (a gRPC frame as the request body) and a
+grpc.aio client for one bidirectional stream and for sample calls whose
+grpc-status is checked. Each returns plain numbers; nothing here starts servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import grpc
+
+PAYLOAD = b"x" * 100
+UNARY = "/echo.Echo/Unary"
+STREAM = "/echo.Echo/Stream"
+COUNT = "/echo.Echo/Count"
+
+
+def _ident(data: bytes) -> bytes:
+    return data
+
+
+def grpc_frame(payload: bytes) -> bytes:
+    """The gRPC length-prefixed message: uncompressed flag, 4-byte length, bytes.
+    The echo service treats the payload as opaque bytes, so no protobuf wrapping is needed."""
+    return b"\0" + struct.pack(">I", len(payload)) + payload
+
+
+@dataclass
+class H2loadResult:
+    succeeded: int
+    failed: int
+    errored: int
+    seconds: float
+    latencies_us: list[int]  # per call, only when a log file was asked for
+
+    @property
+    def rate(self) -> float:
+        return self.succeeded / self.seconds
+
+
+def h2load(target: str, seconds: float, in_flight: int, *, keep_latencies: bool = False,
+           workdir: str | None = None) -> H2loadResult:
+    """Unary echo calls over one connection with `in_flight` streams at once for `seconds`."""
+    workdir = workdir or tempfile.gettempdir()
+    body = os.path.join(workdir, "echo.grpc")
+    with open(body, "wb") as f:
+        f.write(grpc_frame(PAYLOAD))
+    log_file = os.path.join(workdir, "h2load.log")
+    args = ["h2load", f"http://{target}{UNARY}", "-c", "1", "-m", str(in_flight), "-D", f"{seconds:g}",
+            "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    if keep_latencies:
+        args += ["--log-file", log_file]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    return _parse(out, seconds, _latencies(log_file) if keep_latencies else [])
+
+
+def _parse(out: str, seconds: float, latencies: list[int]) -> H2loadResult:
+    m = re.search(r"(\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    if m is None:
+        raise RuntimeError(f"unexpected h2load output:\n{out}")
+    took = re.search(r"finished in ([\d.]+)(m?s)", out)
+    elapsed = float(took[1]) / (1000 if took[2] == "ms" else 1) if took else seconds
+    return H2loadResult(int(m[1]), int(m[2]), int(m[3]), elapsed, latencies)
+
+
+def _latencies(log_file: str) -> list[int]:
+    with open(log_file) as f:
+        rows = [line.split("\t") for line in f if line.strip()]
+    return [int(r[2]) for r in rows if r[1] == "200"]
+
+
+async def _stream_rate(target: str, seconds: float, window: int) -> float:
+    """Messages/s echoed through one bidirectional stream, `window` messages in flight."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.stream_stream(STREAM, request_serializer=_ident, response_deserializer=_ident)()
+        for _ in range(window):
+            await call.write(PAYLOAD)
+        received, stop = 0, time.monotonic() + seconds
+        start = time.monotonic()
+        while time.monotonic() < stop:
+            await call.read()
+            received += 1
+            await call.write(PAYLOAD)
+        elapsed = time.monotonic() - start
+        await call.done_writing()
+        while await call.read() is not grpc.aio.EOF:
+            pass
+        if await call.code() != grpc.StatusCode.OK:
+            raise RuntimeError(f"stream through {target} ended with {await call.code()}")
+        return received / elapsed
+
+
+def stream_rate(target: str, seconds: float, window: int = 16) -> float:
+    return asyncio.run(_stream_rate(target, seconds, window))
+
+
+async def _sample(target: str, calls: int) -> dict[str, int]:
+    """Makes `calls` unary calls with a real gRPC client; counts final statuses by name."""
+    statuses: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(target) as channel:
+        method = channel.unary_unary(UNARY, request_serializer=_ident, response_deserializer=_ident)
+        for _ in range(calls):
+            call = method(PAYLOAD, timeout=5)
+            try:
+                reply = await call
+                code = grpc.StatusCode.OK if reply == PAYLOAD else grpc.StatusCode.DATA_LOSS
+            except grpc.aio.AioRpcError as e:
+                code = e.code()
+            statuses[code.name] = statuses.get(code.name, 0) + 1
+    return statuses
+
+
+def sample_statuses(target: str, calls: int = 200) -> dict[str, int]:
+    return asyncio.run(_sample(target, calls))
+
+
+def backend_count(backend: str) -> int:
+    """Unary calls the echo backend has answered (OK) so far."""
+    with grpc.insecure_channel(backend) as channel:
+        method = channel.unary_unary(COUNT, request_serializer=_ident, response_deserializer=_ident)
+        return int(method(b"", timeout=5))

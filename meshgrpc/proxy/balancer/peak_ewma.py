@@ -1,0 +1,88 @@
+"""PEAK_EWMA (the default): power of two choices on expected latency.
+
+Two distinct endpoints are drawn at random and the call goes to the one with the
+lower cost = rtt_estimate x (pending + 1) / weight (ties to the first draw), as
+in linkerd2-proxy's balancer (tower's PeakEwma) and Finagle's P2C-PeakEWMA:
+- rtt_estimate is the endpoint's peak-EWMA round trip (meshgrpc/proxy/ewma.py),
+  read at the injected clock's now, so an endpoint that stopped getting calls
+  because it was slow decays back into contention and is tried again;
+- pending counts the endpoint's calls still waiting for their first response
+  (EndpointState.on_first_response), so a long stream does not weigh on an
+  endpoint once it has answered;
+- weight scales the cost: a weight-2 endpoint looks half as expensive. Under
+  concurrency this splits load about by weight; with one call at a time and
+  equal estimates the heavier endpoint wins every pair it is in.
+
+The estimates live in EndpointStats and survive config rebuilds; the picker
+holds only the endpoints, their inverse weights and the decay constant.
+Concurrency: pick() never awaits and runs on the event loop thread only; it
+reads stats that the relay updates on that same thread, and writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meshapi.v1 import resources_pb2
+from meshgrpc.proxy.balancer.single import SinglePicker
+from meshgrpc.proxy.ewma import current
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.balancer import PickerEnv
+    from meshgrpc.proxy.cluster import EndpointState
+
+DEFAULT_DECAY = 10.0  # seconds
+DEFAULT_RTT = 0.030  # seconds
+
+
+def _seconds(msg, field: str, default: float) -> float:
+    if not msg.HasField(field):
+        return default
+    d = getattr(msg, field)
+    value = d.seconds + d.nanos / 1e9
+    return value if value > 0 else default
+
+
+def decay_of(cluster: resources_pb2.Cluster) -> float:
+    """The cluster's EWMA time constant in seconds (PeakEwma.decay, default 10 s)."""
+    return _seconds(cluster.peak_ewma, "decay", DEFAULT_DECAY)
+
+
+def default_rtt_of(cluster: resources_pb2.Cluster) -> float:
+    """The estimate a new endpoint starts with (PeakEwma.default_rtt, default 30 ms)."""
+    return _seconds(cluster.peak_ewma, "default_rtt", DEFAULT_RTT)
+
+
+def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+    if len(endpoints) == 1:
+        return SinglePicker(endpoints[0])
+    return PeakEwmaPicker(endpoints, decay_of(cluster), env.rng.random, env.clock)
+
+
+class PeakEwmaPicker:
+    __slots__ = ("_endpoints", "_stats", "_inverse_weights", "_n", "_decay", "_random", "_clock")
+
+    def __init__(self, endpoints: tuple[EndpointState, ...], decay: float, random, clock) -> None:
+        self._endpoints = endpoints
+        self._stats = tuple(e.stats for e in endpoints)
+        self._inverse_weights = tuple(1.0 / e.weight for e in endpoints)
+        self._n = len(endpoints)
+        self._decay = decay
+        self._random = random
+        self._clock = clock
+
+    def cost(self, i: int, now: float) -> float:
+        s = self._stats[i]
+        return current(s.rtt, s.rtt_at, now, self._decay) * (s.pending + 1) * self._inverse_weights[i]
+
+    def pick(self, hash_key: bytes | None = None) -> EndpointState:
+        n, r = self._n, self._random
+        i = int(r() * n)
+        j = int(r() * (n - 1))
+        if j >= i:
+            j += 1  # two distinct endpoints, each pair equally likely
+        now = self._clock()
+        return self._endpoints[j if self.cost(j, now) < self.cost(i, now) else i]
+
+    def __repr__(self) -> str:
+        return f"<PeakEwmaPicker endpoints={self._n} decay={self._decay:g}s>"

@@ -1,0 +1,96 @@
+"""RING_HASH: consistent hashing of the route's hash_policy header value.
+
+Each endpoint owns points on a 64-bit ring in proportion to its weight; a call
+whose key hashes to h goes to the owner of the first point at or after h
+(wrapping). The same key reaches the same endpoint while the endpoint set is
+unchanged, and removing one of N endpoints moves only the keys it owned, about
+1/N (Karger et al., 1997). A call without a key (the header absent, or the
+route has no hash_policy) goes to a random point: weighted random.
+
+How many points: every endpoint gets `points_per_weight x weight` points,
+where points_per_weight is fixed by the ring's minimum size (minimum_ring_size,
+at least 1024): while the total weight is at most RING_CAP / minimum, each unit
+of weight gets `minimum` points, so removing an endpoint does not add points to
+the survivors. (Envoy instead scales a fixed-size ring, so the survivors'
+extra points steal keys from each other: removing one of 4 then moves about 37%
+of the keys instead of 25%.) Past that, the ring is held near RING_CAP points,
+and removing one of N changes the others' share by about 1/N.
+
+Hashes: BLAKE2b truncated to 64 bits, for ring points (address "#" index) and for
+keys alike: stable across processes and Python versions (never Python's hash()).
+A pick is one BLAKE2b of the key plus a bisect: O(log n) in C.
+Concurrency: the ring is immutable; pick() never awaits.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from typing import TYPE_CHECKING
+
+from meshapi.v1 import resources_pb2
+from meshgrpc.proxy.balancer.single import SinglePicker
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.balancer import PickerEnv
+    from meshgrpc.proxy.cluster import EndpointState
+
+MIN_RING = 1024
+RING_CAP = 16384  # most points for a ring whose total weight is small (see above)
+
+
+def key_hash(data: bytes) -> int:
+    """The 64-bit ring position of `data`."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def points_per_endpoint(weights: list[int], minimum: int) -> list[int]:
+    """How many ring points each weight gets (see the module docstring)."""
+    g = math.gcd(*weights)
+    units = [w // g for w in weights]
+    total = sum(units)
+    cap = max(RING_CAP, minimum)
+    if total * minimum <= cap:
+        return [u * minimum for u in units]
+    if total <= cap:
+        per = max(math.ceil(minimum / total), cap // total)
+        return [u * per for u in units]
+    return [max(1, round(u * cap / total)) for u in units]  # huge weights: scale down
+
+
+def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+    if len(endpoints) == 1:
+        return SinglePicker(endpoints[0])
+    minimum = max(MIN_RING, cluster.ring_hash.minimum_ring_size)
+    return RingHashPicker(endpoints, minimum, env.rng.random)
+
+
+class RingHashPicker:
+    __slots__ = ("_hashes", "_owners", "_size", "_random", "_endpoints")
+
+    def __init__(self, endpoints: tuple[EndpointState, ...], minimum: int, random) -> None:
+        points = []
+        counts = points_per_endpoint([e.weight for e in endpoints], minimum)
+        for index, (e, count) in enumerate(zip(endpoints, counts)):
+            prefix = e.address.encode() + b"#"
+            points.extend((key_hash(prefix + str(k).encode()), index) for k in range(count))
+        points.sort()  # equal hashes (2^-64 odds) fall to the lower index: still deterministic
+        self._hashes = [h for h, _ in points]
+        self._owners = tuple(endpoints[i] for _, i in points)
+        self._size = len(points)
+        self._random = random
+        self._endpoints = endpoints
+
+    def pick(self, hash_key: bytes | None = None) -> EndpointState:
+        if hash_key is None:
+            return self._owners[int(self._random() * self._size)]
+        i = bisect.bisect_left(self._hashes, key_hash(hash_key))
+        return self._owners[i if i < self._size else 0]
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __repr__(self) -> str:
+        return f"<RingHashPicker endpoints={len(self._endpoints)} points={self._size}>"

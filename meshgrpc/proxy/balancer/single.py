@@ -1,0 +1,25 @@
+"""The picker of a cluster with exactly one candidate endpoint: no draw, no maths.
+
+Every policy returns it for one endpoint, so a one-endpoint cluster costs one
+attribute read per call whatever its lb_policy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.cluster import EndpointState
+
+
+class SinglePicker:
+    __slots__ = ("_endpoint",)
+
+    def __init__(self, endpoint: EndpointState) -> None:
+        self._endpoint = endpoint
+
+    def pick(self, hash_key: bytes | None = None) -> EndpointState:
+        return self._endpoint
+
+    def __repr__(self) -> str:
+        return f"<SinglePicker {self._endpoint.address}>"
