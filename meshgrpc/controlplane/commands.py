@@ -204,23 +204,28 @@ async def _register(target: str, instance: management_pb2.Instance, rng: random.
             try:
                 await _hold(stub, instance, stop, on_registered)
                 return 0
-            except grpc.aio.AioRpcError as e:
-                code, message = _explain(target, e.code(), e.details())
+            except (grpc.aio.AioRpcError, _Lost) as e:
+                code, message = _explain(target, *_status_of(e))
                 if not registered:  # refused or unreachable from the start: say so and stop
                     print(message, file=sys.stderr)
                     return code
                 log.warning("registration lost (%s); re-registering", message)
-            except _Lost as e:
-                if not registered:
-                    print(f"cannot register with the control plane at {target}: {e}", file=sys.stderr)
-                    return 2
-                log.warning("registration lost (%s); re-registering", e)
             await _wait(stop, backoff.next())
     return 0
 
 
 class _Lost(Exception):
-    pass
+    """The registration stream ended or stalled; `code` is its status when it ended with one."""
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code(), error.details() or ""
+    return error.code, str(error)
 
 
 async def _hold(stub, instance, stop: asyncio.Event, on_registered) -> None:
@@ -245,7 +250,8 @@ async def _send(call, request: management_pb2.RegisterRequest) -> None:
     try:
         await call.write(request)
     except asyncio.InvalidStateError:  # the server already ended the call: say why
-        raise _Lost(f"{(await call.code()).name}: {await call.details()}") from None
+        code = await call.code()
+        raise _Lost(f"{code.name}: {await call.details()}", code) from None
 
 
 async def _reply(call, timeout: float) -> management_pb2.RegisterResponse:
@@ -256,7 +262,7 @@ async def _reply(call, timeout: float) -> management_pb2.RegisterResponse:
     if reply is grpc.aio.EOF:
         code = await call.code()
         if code != grpc.StatusCode.OK:
-            raise _Lost(f"{code.name}: {await call.details()}")
+            raise _Lost(f"{code.name}: {await call.details()}", code)
         raise _Lost("the control plane ended the stream")
     return reply
 

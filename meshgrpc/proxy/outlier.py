@@ -262,6 +262,7 @@ class OutlierTicker:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="outlier-ticker")
+            self._task.add_done_callback(_log_failure)
 
     async def _run(self) -> None:
         while True:
@@ -280,3 +281,8 @@ class OutlierTicker:
 
     def __repr__(self) -> str:
         return f"<OutlierTicker period={self._period} running={self._task is not None}>"
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())

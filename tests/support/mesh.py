@@ -258,6 +258,13 @@ class Mesh:
         assert result.returncode == 0, f"status failed ({result.returncode}): {result.stderr}"
         return result.stdout
 
+    def wait_synced(self, node_id: str, timeout: float = 10.0) -> str:
+        """Polls `meshgrpc status` until `node_id` is SYNCED on every type; returns that output."""
+        def check():
+            text = self.status()
+            return text if synced(text, node_id) else None
+        return poll_until(check, timeout, f"meshgrpc status shows {node_id} SYNCED")
+
     def stop(self) -> dict[int, int]:
         """Stops every process this mesh started, newest first; returns exit codes by PID."""
         codes = {}
@@ -294,13 +301,16 @@ def synced(status_text: str, node_id: str, types: int = 3) -> bool:
 class Load:
     """`threads` client threads, each on its own channel to `address`, calling `call(channel)`
     back to back until stopped. `call` returns a label (e.g. the x-backend that answered)
-    or raises grpc.RpcError; outcomes are counted per label.
+    or raises grpc.RpcError. Every outcome is logged with the call's start time, so a test
+    can ask what calls *started* after a moment did (a call that started before a config
+    change may legitimately finish after it on the old config).
 
-        with Load(proxy.address, unary_backend) as load:
+        with Load(proxy.address, interop_unary) as load:
             load.wait_calls(100)
             ... change something ...
-            mark = load.mark(); load.wait_calls(100, since=mark)
-            assert load.labels_since(mark) == {...}
+            changed = load.wait_label("b")          # the first call the change affected ended
+            load.wait_calls(100, after=changed)
+            assert set(load.labels(after=changed)) == {"b"}
         assert load.failures == []
     """
 
@@ -309,9 +319,8 @@ class Load:
         self._call = call
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.ok = 0
         self.failures: list[str] = []
-        self._log: list[str] = []  # label of every successful call, in completion order
+        self._log: list[tuple[float, float, str]] = []  # (started, ended, label) per successful call
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def __enter__(self) -> Load:
@@ -325,6 +334,7 @@ class Load:
     def _run(self) -> None:
         with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
             while not self._stop.is_set():
+                started = time.monotonic()
                 try:
                     label = self._call(channel)
                 except grpc.RpcError as e:
@@ -332,8 +342,7 @@ class Load:
                         self.failures.append(f"{e.code().name}: {e.details()}")
                     continue
                 with self._lock:
-                    self.ok += 1
-                    self._log.append(label)
+                    self._log.append((started, time.monotonic(), label))
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
@@ -341,30 +350,33 @@ class Load:
             t.join(timeout)
             assert not t.is_alive(), "a load thread did not finish its call"
 
-    def mark(self) -> int:
+    @property
+    def ok(self) -> int:
         with self._lock:
             return len(self._log)
 
-    def labels_since(self, mark: int) -> collections.Counter:
+    def labels(self, after: float = 0.0) -> collections.Counter:
+        """Labels of the successful calls that started at or after `after` (monotonic time)."""
         with self._lock:
-            return collections.Counter(self._log[mark:])
+            return collections.Counter(label for started, _, label in self._log if started >= after)
 
-    def wait_calls(self, n: int, since: int = 0, timeout: float = 10.0) -> None:
-        """Waits until `n` calls succeeded after `since`; fails early on any failure."""
+    def wait_calls(self, n: int, after: float = 0.0, timeout: float = 10.0) -> None:
+        """Waits until `n` calls that started after `after` succeeded; fails at once on any failure."""
         def enough():
             with self._lock:
                 assert not self.failures, f"calls failed: {self.failures[:5]}"
-                return len(self._log) - since >= n
+                return sum(1 for started, _, _ in self._log if started >= after) >= n
         poll_until(enough, timeout, f"{n} calls through {self.address}", interval=0.02)
 
-    def wait_label(self, label: str, n: int = 1, since: int = 0, timeout: float = 10.0) -> int:
-        """Waits until `label` answered `n` calls after `since`; returns the mark where that held."""
+    def wait_label(self, label: str, timeout: float = 10.0) -> float:
+        """Waits for a call answered by `label`; returns when the first one ended. A config
+        change that made it possible was applied before then, so every call started
+        after that moment runs on the changed config."""
         def seen():
             with self._lock:
-                if self._log[since:].count(label) >= n:
-                    return len(self._log)
-            return 0
-        return poll_until(seen, timeout, f"{n} calls answered by {label!r}", interval=0.02)
+                assert not self.failures, f"calls failed: {self.failures[:5]}"
+                return next((ended for _, ended, got in self._log if got == label), None)
+        return poll_until(seen, timeout, f"a call answered by {label!r}", interval=0.02)
 
 
 def backend_of(call) -> str:

@@ -1,10 +1,12 @@
 """Balancing policies: one module per policy, each a factory of immutable pickers.
 
 The contract every policy implements (after grpc-go's balancer.Picker):
-- `build(cluster, endpoints, env) -> Picker` runs when config changes. `endpoints`
-  is a non-empty tuple of usable EndpointState (health already filtered by the
-  cluster); the picker may precompute anything from it and from the Cluster's
-  tuning fields. A new config means a new picker, never a patched one.
+- `build(cluster, endpoints, env) -> Picker` runs when config changes and when the
+  set of endpoints to balance over changes (health checks, outlier ejection).
+  `endpoints` is a non-empty tuple of EndpointState chosen by the cluster (the
+  usable ones, or all eligible ones in panic mode); the picker may precompute
+  anything from it and from the Cluster's tuning fields. A change means a new
+  picker, never a patched one.
 - `Picker.pick(hash_key: bytes | None) -> EndpointState | None` runs once per call.
   It never awaits, never blocks, takes no lock and costs O(1) or O(log n). It is
   called from the event loop thread only, so a picker may keep a cursor or other

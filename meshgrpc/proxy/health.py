@@ -1,0 +1,199 @@
+"""Active health checks: grpc.health.v1 Check calls to every endpoint of every
+cluster that has `health_check`, and the verdicts they lead to.
+
+`HealthChecker` owns one task per (cluster, endpoint address), each with its own
+grpc.aio channel. A task checks every `interval` (plus up to `jitter_fraction`
+of it at random, so checks of many endpoints do not synchronise), counts
+consecutive passes and failures, and reports a change of verdict through the
+`on_change(cluster, address, healthy)` callback once `unhealthy_threshold`
+failures or `healthy_threshold` passes in a row say so. A check passes when
+Check answers SERVING within `timeout`; any other status, an RPC error or the
+deadline is a failure.
+
+An endpoint starts with the verdict its stats hold (EndpointStats.check_healthy:
+healthy for a new endpoint, so a new cluster serves at once rather than waiting a
+whole round of checks; Envoy instead holds new hosts back until their first check).
+
+Lifecycle: `sync(cluster_set)` after every config swap starts tasks for new
+endpoints, restarts those whose check config changed and stops those gone;
+`await stop()` cancels every task and waits (bounded) for each to close its
+channel. The callback runs on the event loop; in the proxy it is
+`lambda c, a, h: holder.current.clusters.set_health(c, a, h)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from typing import TYPE_CHECKING, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meshapi.v1 import resources_pb2
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.cluster import ClusterSet
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[str, str, bool], None]
+STOP_TIMEOUT = 5.0  # longest wait for the tasks to close their channels on stop()
+
+
+def _seconds(msg, field: str, default: float) -> float:
+    if not msg.HasField(field):
+        return default
+    d = getattr(msg, field)
+    value = d.seconds + d.nanos / 1e9
+    return value if value > 0 else default
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """One cluster's HealthCheck with the defaults of resources.proto filled in."""
+
+    interval: float = 5.0
+    timeout: float = 1.0
+    unhealthy_threshold: int = 2
+    healthy_threshold: int = 1
+    service_name: str = ""
+    jitter_fraction: float = 0.1
+
+    @classmethod
+    def from_config(cls, hc: resources_pb2.HealthCheck) -> CheckSettings:
+        return cls(
+            interval=_seconds(hc, "interval", 5.0),
+            timeout=_seconds(hc, "timeout", 1.0),
+            unhealthy_threshold=hc.unhealthy_threshold or 2,
+            healthy_threshold=hc.healthy_threshold or 1,
+            service_name=hc.service_name,
+            jitter_fraction=min(1.0, max(0.0, hc.jitter_fraction.value)) if hc.HasField("jitter_fraction") else 0.1,
+        )
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        # A dead endpoint's channel backs off between connection attempts (gRPC's
+        # default grows to 120 s); cap it near the interval so a restarted endpoint
+        # is seen within about one interval. Own subchannels: no sharing with the
+        # proxy's other channels. No retries: a failed check is the signal.
+        backoff_ms = max(100, int(self.interval * 1000))
+        return [("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
+                ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
+                ("grpc.max_reconnect_backoff_ms", backoff_ms),
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.enable_retries", 0)]
+
+
+class Verdict:
+    """Consecutive pass/fail counting for one endpoint; pure."""
+
+    __slots__ = ("healthy", "_passes", "_fails", "_settings")
+
+    def __init__(self, healthy: bool, settings: CheckSettings) -> None:
+        self.healthy = healthy
+        self._passes = self._fails = 0
+        self._settings = settings
+
+    def record(self, passed: bool) -> bool:
+        """Counts one check; True if the verdict changed."""
+        if passed:
+            self._passes, self._fails = self._passes + 1, 0
+            if not self.healthy and self._passes >= self._settings.healthy_threshold:
+                self.healthy = True
+                return True
+        else:
+            self._passes, self._fails = 0, self._fails + 1
+            if self.healthy and self._fails >= self._settings.unhealthy_threshold:
+                self.healthy = False
+                return True
+        return False
+
+
+class HealthChecker:
+    """Owns the health-check tasks of one proxy. Use from the event loop only."""
+
+    def __init__(self, on_change: OnChange, *, rng: random.Random | None = None) -> None:
+        self._on_change = on_change
+        self._rng = rng or random.Random()
+        self._tasks: dict[tuple[str, str], tuple[CheckSettings, asyncio.Task]] = {}
+        self._stopping: set[asyncio.Task] = set()
+
+    def sync(self, clusters: ClusterSet) -> None:
+        """Makes the running checks match `clusters` (call after each swap)."""
+        wanted: dict[tuple[str, str], tuple[CheckSettings, bool]] = {}
+        for state in clusters:
+            if state.config.HasField("health_check"):
+                settings = CheckSettings.from_config(state.config.health_check)
+                for e in state.endpoints:
+                    wanted[(state.name, e.address)] = (settings, e.stats.check_healthy)
+        for key, (settings, task) in list(self._tasks.items()):
+            if key not in wanted or wanted[key][0] != settings:
+                self._cancel(key)
+        for key, (settings, healthy) in wanted.items():
+            if key not in self._tasks:
+                self._start(key, settings, healthy)
+
+    def checking(self) -> set[tuple[str, str]]:
+        """(cluster, address) of every endpoint being checked."""
+        return set(self._tasks)
+
+    async def stop(self) -> None:
+        """Cancels every check and waits for their channels to close."""
+        for key in list(self._tasks):
+            self._cancel(key)
+        pending = set(self._stopping)
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=STOP_TIMEOUT)
+            if still:
+                log.warning("%d health-check tasks did not stop within %.0fs", len(still), STOP_TIMEOUT)
+
+    def _start(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(key, settings, healthy),
+                                                      name=f"health-check {key[0]}/{key[1]}")
+        task.add_done_callback(_log_failure)
+        self._tasks[key] = (settings, task)
+
+    def _cancel(self, key: tuple[str, str]) -> None:
+        _, task = self._tasks.pop(key)
+        task.cancel()
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _run(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
+        cluster, address = key
+        verdict = Verdict(healthy, settings)
+        channel = grpc.aio.insecure_channel(address, options=settings.channel_options())
+        try:
+            stub = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service=settings.service_name)
+            await asyncio.sleep(self._jitter(settings))  # spread the first round too
+            while True:
+                if verdict.record(await _check(stub, request, settings.timeout, address)):
+                    self._on_change(cluster, address, verdict.healthy)
+                await asyncio.sleep(settings.interval + self._jitter(settings))
+        finally:
+            await channel.close()
+
+    def _jitter(self, settings: CheckSettings) -> float:
+        return settings.interval * settings.jitter_fraction * self._rng.random()
+
+    def __repr__(self) -> str:
+        return f"<HealthChecker checking={len(self._tasks)} stopping={len(self._stopping)}>"
+
+
+async def _check(stub: health_pb2_grpc.HealthStub, request: health_pb2.HealthCheckRequest,
+                 timeout: float, address: str) -> bool:
+    """One Check call: True if SERVING within `timeout`."""
+    try:
+        response = await stub.Check(request, timeout=timeout)
+    except grpc.aio.AioRpcError as e:
+        log.debug("health check of %s failed: %s %s", address, e.code().name, e.details())
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())
