@@ -22,11 +22,20 @@ OUT ?= generated
 protos: install
 	$(VPY) -m meshgrpc.tools.genprotos $(OUT)
 
+# A control plane, a proxy, three greeter backends (one slow) and a canary, with a
+# live table of where the calls go. Ctrl-C stops it all. DURATION=S stops after S seconds.
 demo: install
-	$(VENV)/bin/meshgrpc control-plane --config examples/mesh.yaml
+	$(VENV)/bin/meshgrpc demo $(if $(DURATION),--duration $(DURATION))
 
+# Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
+# (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
 bench: install
-	$(VPY) -m bench.run
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y nghttp2-client; } \
+		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y nginx; } \
+		|| echo "bench: nginx not installed and cannot be: the nginx comparison will be skipped"
+	$(VPY) -m pip install --quiet -e '.[bench]'
+	PYTHONPATH=. $(VPY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .meshgrpc

@@ -45,28 +45,33 @@ class H2loadResult:
         return self.succeeded / self.seconds
 
 
-def h2load(target: str, seconds: float, in_flight: int, *, keep_latencies: bool = False,
-           workdir: str | None = None) -> H2loadResult:
-    """Unary echo calls over one connection with `in_flight` streams at once for `seconds`."""
+def h2load(target: str, in_flight: int, *, calls: int | None = None, seconds: float | None = None,
+           keep_latencies: bool = False, workdir: str | None = None) -> H2loadResult:
+    """Unary echo calls over one connection with `in_flight` streams at once: exactly
+    `calls` of them (so every call completes and can be accounted for), or for `seconds`
+    (h2load then cancels the calls still in flight at the end)."""
     workdir = workdir or tempfile.gettempdir()
     body = os.path.join(workdir, "echo.grpc")
     with open(body, "wb") as f:
         f.write(grpc_frame(PAYLOAD))
     log_file = os.path.join(workdir, "h2load.log")
-    args = ["h2load", f"http://{target}{UNARY}", "-c", "1", "-m", str(in_flight), "-D", f"{seconds:g}",
+    args = ["h2load", f"http://{target}{UNARY}", "-c", "1", "-m", str(in_flight),
             "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    args += ["-n", str(calls)] if calls is not None else ["-D", str(max(1, round(seconds)))]  # -D takes whole seconds
     if keep_latencies:
         args += ["--log-file", log_file]
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    return _parse(out, seconds, _latencies(log_file) if keep_latencies else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600).stdout
+    return _parse(out, _latencies(log_file) if keep_latencies else [])
 
 
-def _parse(out: str, seconds: float, latencies: list[int]) -> H2loadResult:
+def _parse(out: str, latencies: list[int]) -> H2loadResult:
     m = re.search(r"(\d+) succeeded, (\d+) failed, (\d+) errored", out)
     if m is None:
         raise RuntimeError(f"unexpected h2load output:\n{out}")
-    took = re.search(r"finished in ([\d.]+)(m?s)", out)
-    elapsed = float(took[1]) / (1000 if took[2] == "ms" else 1) if took else seconds
+    took = re.search(r"finished in ([\d.]+)(us|ms|s)", out)
+    if took is None:
+        raise RuntimeError(f"no duration in h2load output:\n{out}")
+    elapsed = float(took[1]) / {"us": 1e6, "ms": 1e3, "s": 1}[took[2]]
     return H2loadResult(int(m[1]), int(m[2]), int(m[3]), elapsed, latencies)
 
 

@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
+
+    p = sub.add_parser("demo", help="run a control plane, a proxy and sample backends with a live table")
+    p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
+                   help="stop after this long (default 0: until Ctrl-C); the canary change comes halfway")
+    p.add_argument("--canary-after", type=float, default=20.0, metavar="SECONDS",
+                   help="when to apply the canary change if --duration is 0 (default 20)")
+    p.add_argument("--rate", type=float, default=200.0, help="client calls per second (default 200)")
+    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs after a clean exit")
     return parser
 
 
@@ -93,6 +101,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "proxy":
         from meshgrpc.proxy import main
         return main.run(args)
+    if args.command == "demo":
+        from meshgrpc import demo
+        return demo.run(args)
     raise AssertionError(args.command)
 
 

@@ -40,7 +40,7 @@ def test_admin_pages_follow_config_and_calls(tmp_path):
         assert {e["address"] for e in dump["config"]["endpoints"][0]["endpoints"]} == {a, b}
 
         before = proxy.endpoints()["svc"]
-        assert set(before) == {a, b} and all(e["total"] == 0 and e["in_flight"] == 0 for e in before.values())
+        assert set(before) == {a, b} and all(e["calls"] == 0 and e["in_flight"] == 0 for e in before.values())
         with proxy.channel() as channel:
             answered = {interop_unary(channel) for _ in range(10)}
             stub = test_pb2_grpc.TestServiceStub(channel)
@@ -56,9 +56,9 @@ def test_admin_pages_follow_config_and_calls(tmp_path):
         # is an endpoint failure) counted against the endpoint that served it.
         def counted():
             endpoints = proxy.endpoints()["svc"]
-            return endpoints if sum(e["total"] for e in endpoints.values()) == 11 else None
+            return endpoints if sum(e["calls"] for e in endpoints.values()) == 11 else None
         after = poll_until(counted, 5, "/clusters counts 11 calls")
-        assert sorted(e["total"] for e in after.values()) == [5, 6]
+        assert sorted(e["calls"] for e in after.values()) == [5, 6]
         assert sum(e["failures"] for e in after.values()) == 1
         assert all(e["in_flight"] == 0 and e["last_latency_s"] > 0 for e in after.values())
 

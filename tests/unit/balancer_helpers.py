@@ -25,7 +25,8 @@ class FakeClock:
 
 def endpoint(address: str, weight: int = 1, zone: str = "", *, clock: FakeClock,
              decay: float = 10.0, default_rtt: float = 0.030) -> EndpointState:
-    proto = resources_pb2.Endpoint(address=address, zone=zone)
+    """`address` may be a bare name: it becomes "name:1", and tests compare `.host`."""
+    proto = resources_pb2.Endpoint(address=address if ":" in address else f"{address}:1", zone=zone)
     proto.weight.value = weight
     return EndpointState("c", proto, EndpointStats(default_rtt, clock()), clock=clock, decay=decay)
 
@@ -45,5 +46,5 @@ def cluster(policy: str, **fields) -> resources_pb2.Cluster:
 
 
 def shares(picks, names) -> dict[str, float]:
-    addresses = [p.address for p in picks]
+    addresses = [p.host for p in picks]
     return {n: addresses.count(n) / len(addresses) for n in names}

@@ -16,8 +16,9 @@ extra points steal keys from each other: removing one of 4 then moves about 37%
 of the keys instead of 25%.) Past that, the ring is held near RING_CAP points,
 and removing one of N changes the others' share by about 1/N.
 
-Hashes: BLAKE2b truncated to 64 bits, for ring points (address "#" index) and for
-keys alike: stable across processes and Python versions (never Python's hash()).
+Hashes: BLAKE2b, read as 64-bit integers, for ring points (eight per hash of
+address "#" block) and for keys (BLAKE2b-64): stable across processes and
+Python versions (never Python's hash()).
 A pick is one BLAKE2b of the key plus a bisect: O(log n) in C.
 Concurrency: the ring is immutable; pick() never awaits.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import struct
 from typing import TYPE_CHECKING
 
 from meshapi.v1 import resources_pb2
@@ -43,6 +45,19 @@ RING_CAP = 16384  # most points for a ring whose total weight is small (see abov
 def key_hash(data: bytes) -> int:
     """The 64-bit ring position of `data`."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+_EIGHT = struct.Struct("<8Q")
+
+
+def ring_points(address: str, count: int) -> list[int]:
+    """`count` ring positions of `address`: BLAKE2b-512 of "address#block", read as
+    eight 64-bit positions per block (one hash call per eight points)."""
+    prefix = address.encode() + b"#"
+    points: list[int] = []
+    for block in range((count + 7) // 8):
+        points.extend(_EIGHT.unpack(hashlib.blake2b(prefix + str(block).encode(), digest_size=64).digest()))
+    return points[:count]
 
 
 def points_per_endpoint(weights: list[int], minimum: int) -> list[int]:
@@ -73,8 +88,7 @@ class RingHashPicker:
         points = []
         counts = points_per_endpoint([e.weight for e in endpoints], minimum)
         for index, (e, count) in enumerate(zip(endpoints, counts)):
-            prefix = e.address.encode() + b"#"
-            points.extend((key_hash(prefix + str(k).encode()), index) for k in range(count))
+            points.extend((h, index) for h in ring_points(e.address, count))
         points.sort()  # equal hashes (2^-64 odds) fall to the lower index: still deterministic
         self._hashes = [h for h, _ in points]
         self._owners = tuple(endpoints[i] for _, i in points)

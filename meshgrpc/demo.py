@@ -1,0 +1,314 @@
+"""`meshgrpc demo`: the whole mesh on one machine in one command.
+
+Starts three helloworld.Greeter backends of one service (one slowed by 25 ms)
+and a canary backend, a control plane holding a config that sends 90% of calls
+to the service and 10% to the canary, and a proxy; drives client calls through
+the proxy and shows, about once a second, a table per endpoint: share of calls,
+p50/p99 as the client saw them, the balancer's rtt estimate and health from the
+proxy's /clusters. Halfway it applies a canary change (90/10 -> 50/50) through
+the management API, and the table shows traffic follow it.
+
+Every process it starts runs in its own session (a terminal's Ctrl-C reaches only
+the demo, which then stops them in order) and is also told by the kernel to exit
+if the demo dies (PR_SET_PDEATHSIG), so nothing is left running either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import grpc
+
+from helloworld import helloworld_pb2, helloworld_pb2_grpc
+from meshapi.v1 import management_pb2, management_pb2_grpc
+from meshgrpc.config.loader import parse_document
+from meshgrpc.demo_view import CallLog, CallRecord, cluster_line, endpoint_rows, phase_summary, table
+
+LISTENING = re.compile(r"(?P<role>[\w-]+) listening on (?P<addr>[\w.\[\]:]+:\d+)")
+SLOW_MS = 25.0
+BACKENDS = (("greeter-1", "greeter", 0.0), ("greeter-2", "greeter", 0.0), ("greeter-3", "greeter", SLOW_MS),
+            ("canary-1", "greeter-canary", 0.0))
+CALL_DEADLINE_S = 2.0
+STARTUP_DEADLINE_S = 30.0
+
+
+# ---------------------------------------------------------------- processes
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the demo process dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class Child:
+    """A process the demo started; its output goes to a log file in the work dir."""
+
+    def __init__(self, label: str, args: list[str], workdir: str) -> None:
+        self.label = label
+        self.log_path = os.path.join(workdir, f"{label}.log")
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    async def address(self, role: str, timeout: float = STARTUP_DEADLINE_S) -> str:
+        """The HOST:PORT from the child's `<role> listening on` line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in LISTENING.finditer(self.output()):
+                if m["role"] == role:
+                    return m["addr"]
+            if self.popen.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise DemoError(f"{self.label} did not report `{role} listening on` within {timeout:g}s "
+                        f"(exit code {self.popen.poll()}):\n{self.output()[-2000:]}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; always reaped."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+class DemoError(Exception):
+    pass
+
+
+def _meshgrpc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "meshgrpc.cli", *args]
+
+
+# ---------------------------------------------------------------- config
+
+def mesh_config(addresses: dict[str, str], canary_weight: int) -> dict:
+    """The demo's mesh: backend name -> address; `canary_weight` of 100 goes to the canary."""
+    endpoints: dict[str, list[dict]] = {}
+    for name, cluster, _ in BACKENDS:
+        endpoints.setdefault(cluster, []).append({"address": addresses[name]})
+    return {
+        "clusters": [{"name": "greeter", "lb_policy": "PEAK_EWMA", "peak_ewma": {"decay": "2s"}},
+                     {"name": "greeter-canary", "lb_policy": "ROUND_ROBIN"}],
+        "endpoints": [{"cluster": c, "endpoints": e} for c, e in endpoints.items()],
+        "routes": [route_config(canary_weight)],
+    }
+
+
+def route_config(canary_weight: int) -> dict:
+    return {"name": "default", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+        "name": "greeter", "match": {"prefix": "/helloworld.Greeter/"},
+        "route": {"weighted_clusters": [{"name": "greeter", "weight": 100 - canary_weight},
+                                        {"name": "greeter-canary", "weight": canary_weight}],
+                  "timeout": "2s"}}]}]}
+
+
+async def apply_canary(control_plane: str, canary_weight: int) -> str:
+    """Applies the new weights through the management API; returns the route version."""
+    request = management_pb2.ApplyRequest(config=parse_document({"routes": [route_config(canary_weight)]}))
+    async with grpc.aio.insecure_channel(control_plane) as channel:
+        response = await management_pb2_grpc.ManagementStub(channel).Apply(request, timeout=10)
+    return ", ".join(f"{t.rsplit('.', 1)[-1]} {v}" for t, v in sorted(response.versions.items()))
+
+
+# ---------------------------------------------------------------- traffic
+
+async def _one_call(stub, log: CallLog) -> None:
+    start = time.monotonic()
+    call = stub.SayHello(helloworld_pb2.HelloRequest(name="demo"), timeout=CALL_DEADLINE_S)
+    try:
+        await call
+        backend = dict(await call.initial_metadata()).get("x-backend", "?")
+        ok = True
+    except grpc.aio.AioRpcError:
+        backend, ok = "", False
+    end = time.monotonic()
+    log.add(CallRecord(end, backend, end - start, ok))
+
+
+async def drive(target: str, log: CallLog, rate: float, stop: asyncio.Event, max_in_flight: int = 200) -> None:
+    """Open-loop client: starts `rate` calls per second (at most `max_in_flight` at once) until `stop`."""
+    slots = asyncio.Semaphore(max_in_flight)
+    tasks: set[asyncio.Task] = set()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = helloworld_pb2_grpc.GreeterStub(channel)
+        next_at = time.monotonic()
+        while not stop.is_set():
+            await slots.acquire()
+            task = asyncio.create_task(_one_call(stub, log))
+            tasks.add(task)
+            task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+            next_at += 1.0 / rate
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*tasks, return_exceptions=True)  # each has its own deadline
+
+
+# ---------------------------------------------------------------- the demo
+
+@dataclass
+class Mesh:
+    control_plane: str
+    proxy: str
+    admin: str
+    names: dict[str, str]        # address -> backend name
+    cluster_of: dict[str, str]   # backend name -> cluster
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _ready(admin: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{admin}/ready", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def start_mesh(children: list[Child], workdir: str, say) -> Mesh:
+    def start(label: str, args: list[str]) -> Child:
+        child = Child(label, args, workdir)
+        children.append(child)
+        return child
+    backends = {name: start(name, [sys.executable, "-m", "meshgrpc.demo_backends", "--name", name,
+                                   "--delay-ms", str(delay)]) for name, _, delay in BACKENDS}
+    addresses = {name: await child.address("backend") for name, child in backends.items()}
+    config = os.path.join(workdir, "mesh.json")
+    with open(config, "w") as f:
+        json.dump(mesh_config(addresses, canary_weight=10), f, indent=2)
+    cp = start("control-plane", _meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0",
+                                          "--data-dir", os.path.join(workdir, "data")))
+    cp_address = await cp.address("control-plane")
+    proxy = start("proxy", _meshgrpc("proxy", "--node-id", "demo", "--control-plane", cp_address,
+                                     "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2"))
+    mesh = Mesh(cp_address, await proxy.address("proxy"), await proxy.address("admin"),
+                {a: n for n, a in addresses.items()}, {n: c for n, c, _ in BACKENDS})
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while not await asyncio.to_thread(_ready, mesh.admin):
+        if time.monotonic() > deadline:
+            raise DemoError(f"the proxy was not ready within {STARTUP_DEADLINE_S:g}s:\n{proxy.output()[-2000:]}")
+        await asyncio.sleep(0.1)
+    say("started: " + ", ".join(f"{c.label} pid {c.pid}" for c in children))
+    say(f"control plane {mesh.control_plane}, proxy {mesh.proxy} (admin http://{mesh.admin}); "
+        f"greeter-3 is slowed by {SLOW_MS:g} ms; logs in {workdir}")
+    return mesh
+
+
+class Screen:
+    """Redraws in place on a terminal; prints one frame after another otherwise."""
+
+    def __init__(self, out=sys.stdout) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.events: list[str] = []
+
+    def say(self, line: str) -> None:
+        self.events.append(line)
+        if not self.tty:
+            print(line, file=self.out, flush=True)
+
+    def frame(self, text: str) -> None:
+        if self.tty:
+            text = "\x1b[H\x1b[2J" + text + "\n\n" + "\n".join(self.events[-6:])
+        print(text + ("" if self.tty else "\n"), file=self.out, flush=True)
+
+
+async def _frame(mesh: Mesh, log: CallLog, elapsed: float, args, canary_note: str) -> str:
+    data = await asyncio.to_thread(_get_json, f"http://{mesh.admin}/clusters") or {"clusters": []}
+    clusters = data.get("clusters", [])
+    recent = log.window(time.monotonic())
+    length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
+    head = (f"meshgrpc demo  t={elapsed:4.1f}s of {length}   client {args.rate:g} calls/s through {mesh.proxy}   "
+            f"failed calls so far: {log.failures}\n{cluster_line(clusters)}   canary: {canary_note}\n"
+            f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's /clusters)")
+    return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s))
+
+
+async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    mesh = await start_mesh(children, workdir, screen.say)
+    log = CallLog()
+    traffic_stop = asyncio.Event()
+    traffic = asyncio.create_task(drive(mesh.proxy, log, args.rate, traffic_stop))
+    canary_at = args.duration / 2 if args.duration else args.canary_after
+    canary_note = f"90/10, 50/50 at t={canary_at:g}s"
+    started = time.monotonic()
+    try:
+        while not stop.is_set() and not traffic.done():
+            elapsed = time.monotonic() - started
+            if log.phase == "before" and elapsed >= canary_at:
+                versions = await apply_canary(mesh.control_plane, 50)
+                log.phase = "after"
+                canary_note = f"50/50 since t={elapsed:.1f}s"
+                screen.say(f"t={elapsed:.1f}s applied the canary change through the management API: "
+                           f"greeter/greeter-canary 90/10 -> 50/50 (versions: {versions})")
+            screen.frame(await _frame(mesh, log, elapsed, args, canary_note))
+            if args.duration and elapsed >= args.duration:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+    finally:
+        traffic_stop.set()
+        await asyncio.wait_for(traffic, CALL_DEADLINE_S + 5)
+    for line in phase_summary(log, mesh.cluster_of):
+        screen.say(line)
+    return 0
+
+
+def run(args) -> int:
+    """Entry point for `meshgrpc demo`; returns the exit code."""
+    if args.rate <= 0 or args.duration < 0:
+        print("meshgrpc demo: --rate must be > 0 and --duration >= 0", file=sys.stderr)
+        return 2
+    workdir = tempfile.mkdtemp(prefix="meshgrpc-demo-")
+    children: list[Child] = []
+    screen = Screen()
+    code = 1
+    try:
+        code = asyncio.run(_run(args, children, workdir, screen))
+    except DemoError as e:
+        print(f"meshgrpc demo: {e}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+        code = 0
+    finally:
+        for child in reversed(children):  # the proxy first, the backends last
+            child.stop()
+        print(f"stopped {len(children)} process(es): " + ", ".join(f"{c.label} ({c.popen.returncode})" for c in children),
+              flush=True)
+        if code == 0 and not args.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return code
