@@ -144,11 +144,11 @@ async def _one_call(stub, log: CallLog) -> None:
     try:
         await call
         backend = dict(await call.initial_metadata()).get("x-backend", "?")
-        ok = True
-    except grpc.aio.AioRpcError:
-        backend, ok = "", False
+        ok, error = True, ""
+    except grpc.aio.AioRpcError as e:
+        backend, ok, error = "", False, f"{e.code().name}: {e.details()}"
     end = time.monotonic()
-    log.add(CallRecord(end, backend, end - start, ok))
+    log.add(CallRecord(end, backend, end - start, ok, error))
 
 
 async def drive(target: str, log: CallLog, rate: float, stop: asyncio.Event, max_in_flight: int = 200) -> None:
@@ -250,7 +250,7 @@ async def _frame(mesh: Mesh, log: CallLog, elapsed: float, args, canary_note: st
     recent = log.window(time.monotonic())
     length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
     head = (f"meshgrpc demo  t={elapsed:4.1f}s of {length}   client {args.rate:g} calls/s through {mesh.proxy}   "
-            f"failed calls so far: {log.failures}\n{cluster_line(clusters)}   canary: {canary_note}\n"
+            f"failed calls so far: {log.failures}{f' (last: {log.last_error})' if log.failures else ''}\n{cluster_line(clusters)}   canary: {canary_note}\n"
             f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's /clusters)")
     return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s))
 

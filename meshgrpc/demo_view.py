@@ -16,6 +16,7 @@ class CallRecord:
     backend: str       # who answered ("" when the call failed before headers)
     latency_s: float
     ok: bool
+    error: str = ""    # status and details of a failed call
 
 
 class CallLog:
@@ -27,12 +28,14 @@ class CallLog:
         self.phase = "before"
         self.totals: dict[str, Counter[str]] = {}
         self.failures = 0
+        self.last_error = ""
 
     def add(self, record: CallRecord) -> None:
         self._recent.append(record)
         self.totals.setdefault(self.phase, Counter())[record.backend] += 1
         if not record.ok:
             self.failures += 1
+            self.last_error = record.error
 
     def window(self, now: float) -> list[CallRecord]:
         while self._recent and self._recent[0].at < now - self.window_s:
@@ -98,5 +101,6 @@ def phase_summary(log: CallLog, cluster_of: dict[str, str]) -> list[str]:
         for backend, n in counts.items():
             per_cluster[cluster_of.get(backend, "failed")] += n
         shares = ", ".join(f"{c} {n * 100 / total:.1f}%" for c, n in sorted(per_cluster.items()))
-        lines.append(f"{phase} the canary change: {sum(counts.values())} calls: {shares}")
+        backends = ", ".join(f"{b or 'failed'} {n * 100 / total:.1f}%" for b, n in sorted(counts.items()))
+        lines.append(f"{phase} the canary change: {sum(counts.values())} calls: {shares} ({backends})")
     return lines

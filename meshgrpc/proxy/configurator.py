@@ -34,12 +34,16 @@ class AddressSync(Protocol):
 class ProxyConfigurator:
     """Owns the resources in effect and rebuilds the proxy's state from them."""
 
-    def __init__(self, holder: StateHolder, route_config_name: str, pools: AddressSync,
-                 on_nack: Callable[[], None] = lambda: None, rng: random.Random | None = None) -> None:
+    def __init__(self, holder: StateHolder, route_config_name: str, pools: AddressSync, *,
+                 local_zone: str = "", on_nack: Callable[[], None] = lambda: None,
+                 on_applied: Callable[[ProxyState], None] = lambda state: None,
+                 rng: random.Random | None = None) -> None:
         self._holder = holder
         self._route_config_name = route_config_name
         self._pools = pools
+        self._local_zone = local_zone
         self._on_nack = on_nack
+        self._on_applied = on_applied
         self._rng = rng or random.Random()
         self.resources: dict[str, dict[str, Message]] = {t: {} for t in resources.TYPE_ORDER}
         self.versions: dict[str, str] = {}
@@ -61,6 +65,7 @@ class ProxyConfigurator:
         self.resources, self.versions = candidate, state.versions
         self._holder.swap(state)
         self._pools.sync(state.clusters.addresses())
+        self._on_applied(state)
         log.info("applied %s version %s (%d resources)", type_url.rsplit(".", 1)[-1], version, len(items))
 
     def mesh(self, candidate: dict[str, dict[str, Message]] | None = None) -> resources_pb2.MeshConfig:
@@ -79,5 +84,6 @@ class ProxyConfigurator:
         route_config = candidate[resources.ROUTES].get(self._route_config_name)
         routes = RouteTable.compile(route_config, rng=self._rng) if route_config is not None else None
         previous = self._holder.current.clusters
-        clusters = ClusterSet.build(candidate[resources.CLUSTER], candidate[resources.ENDPOINTS], previous)
+        clusters = ClusterSet.build(candidate[resources.CLUSTER], candidate[resources.ENDPOINTS], previous,
+                                    rng=self._rng, local_zone=self._local_zone)
         return ProxyState(routes=routes, clusters=clusters, versions=versions)

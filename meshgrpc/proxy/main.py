@@ -25,7 +25,9 @@ from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
+from meshgrpc.proxy.health import HealthChecker
 from meshgrpc.proxy.listener import serve
+from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamPools, split_address
@@ -44,8 +46,12 @@ class Proxy:
         self.holder = StateHolder(ProxyState(routes=None, clusters=ClusterSet({}), versions={}))
         self.pools = UpstreamPools()
         self.metrics = ProxyMetrics(self._gauges)
-        self.configurator = ProxyConfigurator(self.holder, args.route_config, self.pools,
-                                              on_nack=self.metrics.on_nack)
+        # Health verdicts and outlier timers act on whichever cluster set is current.
+        self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
+        self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
+        self.configurator = ProxyConfigurator(
+            self.holder, args.route_config, self.pools, local_zone=args.zone,
+            on_nack=self.metrics.on_nack, on_applied=lambda state: self.health.sync(state.clusters))
         self.relay = Relay(self.holder, self.pools, observer=self.metrics)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         self.client = DiscoveryClient(
@@ -67,6 +73,7 @@ class Proxy:
         listener = await serve(self.relay, host, port, reuse_port=self.reuse_port)
         admin = await self._start_admin(listener) if self.worker == 0 else None
         self.client.start()
+        self.outliers.start()
         await stop.wait()
         return await self._drain(listener, admin)
 
@@ -85,6 +92,8 @@ class Proxy:
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
         drained = await listener.drain(self.args.drain_timeout)
         await self.client.stop()
+        await self.outliers.stop()
+        await self.health.stop()
         await self.pools.close()
         if admin is not None:
             await admin.close()

@@ -13,8 +13,9 @@ window (Tuning.stream_window) and a slow reader backs up to the writer.
 
 When the relay must fail a call itself it answers like a gRPC server would
 (trailers-only HEADERS with grpc-status/grpc-message) or, for plain HTTP/2, with the
-matching HTTP status. Outcomes go to `Endpoint.on_finish(ok, latency)` once per
-attempt and to the optional observer once per call.
+matching HTTP status. Outcomes go to the endpoint once per attempt
+(`on_first_response(latency)` when its answer starts, `on_finish(ok, latency,
+grpc_status, responded)` at the end) and to the optional observer once per call.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class Call:
     """One request/response exchange between a downstream stream and an upstream one."""
 
     __slots__ = ("relay", "down", "down_sid", "up", "up_sid", "req", "resp", "grpc",
-                 "route", "cluster", "endpoint", "pool", "t0", "deadline", "timer",
+                 "route", "cluster", "endpoint", "pool", "t0", "attempt_t0", "deadline", "timer",
                  "up_headers", "replay", "resp_started", "grpc_status", "http_status",
                  "finished", "waiting_in", "retries")
 
@@ -155,6 +156,7 @@ class Call:
         self.grpc = grpc
         self.route = self.cluster = self.endpoint = self.pool = None
         self.t0 = t0
+        self.attempt_t0 = t0  # start of the current attempt (retries restart it)
         self.deadline = None
         self.timer = None
         self.up_headers = None
@@ -203,6 +205,9 @@ class Call:
 
     def on_response(self, headers, ended: bool) -> None:
         self.replay = None
+        # The first response ends the call's "pending" time for latency-aware
+        # balancing, so a long stream does not read as a slow endpoint.
+        self.endpoint.on_first_response(self.relay.clock() - self.attempt_t0)
         out = []
         for name, value in headers:
             if name in HOP_BY_HOP:
@@ -255,7 +260,8 @@ class Call:
             old.blocked.discard(self.req)
             old.reset(self.up_sid, ErrorCodes.CANCEL)
             self.pool.release(old)
-        self.endpoint.on_finish(False, self.relay.clock() - self.t0)
+        self.endpoint.on_finish(False, self.relay.clock() - self.attempt_t0, gs.UNAVAILABLE)
+        self.attempt_t0 = self.relay.clock()
         req = self.req
         req.chunks = collections.deque([b"".join(self.replay)] if self.replay else [])
         req.buffered = sum(map(len, req.chunks))
@@ -348,7 +354,8 @@ class Call:
             self.pool.release(up)
         latency = self.relay.clock() - self.t0
         if self.endpoint is not None:
-            self.endpoint.on_finish(ok, latency)
+            self.endpoint.on_finish(ok, self.relay.clock() - self.attempt_t0 if self.retries else latency,
+                                    grpc_status, self.resp_started)
         self.relay.call_ended(self, grpc_status, latency)
 
 
@@ -442,15 +449,16 @@ class Relay:
         if deadline is not None:
             call.deadline = call.t0 + deadline
             call.timer = self._loop().call_later(deadline, call.on_deadline)
-        call.cluster = state.clusters.get(route.pick_cluster())
+        cluster_name = route.pick_cluster()
+        call.cluster = state.clusters.get(cluster_name)
+        if call.cluster is None:
+            call.fail(gs.UNAVAILABLE, f"cluster {cluster_name} is not configured")
+            return
         self.dispatch(call)
 
     def dispatch(self, call: Call, retry: bool = False) -> None:
         """Pick an endpoint of the call's cluster and attach the call to its pool."""
         cluster = call.cluster
-        if cluster is None:
-            call.fail(gs.UNAVAILABLE, f"no cluster for route {call.route.name}")
-            return
         hash_key = None
         if call.route.hash_header is not None:
             hash_key = _header(call.up_headers, call.route.hash_header)
