@@ -30,10 +30,12 @@ demo: install
 # Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
 # (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
 bench: install
-	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y nghttp2-client; } \
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
+		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
 		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get install -y nginx; } \
-		|| echo "bench: nginx not installed and cannot be: the nginx comparison will be skipped"
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && { apt-get install -y nginx \
+		|| { apt-get update && apt-get install -y nginx; }; }; } \
+		|| echo "bench: nginx is not installed and cannot be: the nginx comparison will be skipped"
 	$(VPY) -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(VPY) -m bench.run $(BENCH_ARGS)
 

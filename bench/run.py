@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+import grpc
+
 from bench import load, mesh, procstat, profile, report, scale
 from bench.nginx import Nginx, available as nginx_binary
 from tests.support.procs import Proc
@@ -175,13 +177,23 @@ def _one_path(paths, args, checks, name, rate64, rate1, label) -> dict:
     calls1 = max(50, int(rate1[name] * args.latency_seconds))
     lat, _, _ = _unary(paths, checks, name, 1, calls1, f"{label} @1", keep_latencies=True)
     rate1[name] = lat.rate
-    stream = load.stream_rate(paths.targets[name], args.stream_seconds)
+    stream = _stream(paths.targets[name], args.stream_seconds, checks, f"{label} stream {name}")
     out = {"calls_per_s": tput.rate, "calls": calls, "cpu_us_per_call": cpu_us, "backend_cpu_us_per_call": backend_us,
            "p50_ms": statistics.median(lat.latencies_us) / 1000, "p99_ms": scale.percentile(lat.latencies_us, 0.99) / 1000,
            "latencies_us": lat.latencies_us, "stream_msgs_per_s": stream}
     print(f"  {name:9s} {tput.rate:8.0f} calls/s  p50 {out['p50_ms']:.3f} ms  p99 {out['p99_ms']:.3f} ms  "
-          f"cpu {'' if cpu_us is None else f'{cpu_us:.0f} µs/call'}  stream {stream:.0f} msgs/s", flush=True)
+          f"cpu {'' if cpu_us is None else f'{cpu_us:.0f} µs/call'}  stream {stream or 0:.0f} msgs/s", flush=True)
     return out
+
+
+def _stream(target: str, seconds: float, checks: Checks, label: str) -> float | None:
+    """Messages/s through one bidi stream; a stream that fails is retried once and reported."""
+    for attempt in (1, 2):
+        try:
+            return load.stream_rate(target, seconds)
+        except grpc.aio.AioRpcError as e:
+            checks.problems.append(f"{label} (attempt {attempt}): {e.code().name}: {e.details()}")
+    return None
 
 
 def _summarise(rounds: list[dict], names: list[str]) -> dict:
@@ -190,7 +202,7 @@ def _summarise(rounds: list[dict], names: list[str]) -> dict:
     for name in names:
         pooled = [x for r in rounds for x in r[name]["latencies_us"]]
         p = {"calls_per_s": med(name, "calls_per_s"), "p50_ms": med(name, "p50_ms"), "p99_ms": med(name, "p99_ms"),
-             "stream_msgs_per_s": med(name, "stream_msgs_per_s"),
+             "stream_msgs_per_s": statistics.median([r[name]["stream_msgs_per_s"] or 0.0 for r in rounds]),
              "backend_cpu_us_per_call": med(name, "backend_cpu_us_per_call"),
              "cpu_us_per_call": med(name, "cpu_us_per_call") if rounds[0][name]["cpu_us_per_call"] is not None else None,
              "percentiles_ms": _percentiles_ms(pooled),

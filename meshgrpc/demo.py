@@ -249,8 +249,9 @@ async def _frame(mesh: Mesh, log: CallLog, elapsed: float, args, canary_note: st
     clusters = data.get("clusters", [])
     recent = log.window(time.monotonic())
     length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
+    failed = f"{log.failures} (last: {log.last_error})" if log.failures else "0"
     head = (f"meshgrpc demo  t={elapsed:4.1f}s of {length}   client {args.rate:g} calls/s through {mesh.proxy}   "
-            f"failed calls so far: {log.failures}{f' (last: {log.last_error})' if log.failures else ''}\n{cluster_line(clusters)}   canary: {canary_note}\n"
+            f"failed calls so far: {failed}\n{cluster_line(clusters)}   canary: {canary_note}\n"
             f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's /clusters)")
     return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s))
 

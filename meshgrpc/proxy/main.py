@@ -3,8 +3,8 @@ together, and drains on SIGTERM.
 
 With --workers N the parent reserves the listen port (bound with SO_REUSEPORT but
 never listening, so no connection queues on it), then forks N workers that each
-bind the same port and run a whole proxy; the kernel spreads connections between
-them. Worker 0 serves the admin port.
+run a whole proxy and bind the same port once their config is complete; the kernel
+spreads connections between them. Worker 0 serves the admin port.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class Proxy:
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
         self.configurator = ProxyConfigurator(
             self.holder, args.route_config, self.pools, local_zone=args.zone,
-            on_nack=self.metrics.on_nack, on_applied=lambda state: self.health.sync(state.clusters))
+            on_nack=self.metrics.on_nack, on_applied=self._applied)
+        self.configured = asyncio.Event()  # set once a complete config is applied
         self.relay = Relay(self.holder, self.pools, observer=self.metrics)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         self.client = DiscoveryClient(
@@ -59,6 +60,11 @@ class Proxy:
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update)
         self.draining = False
+
+    def _applied(self, state) -> None:
+        self.health.sync(state.clusters)
+        if self.configurator.ready:
+            self.configured.set()
 
     def _gauges(self) -> ScrapeGauges:
         in_flight = {c.name: sum(e.in_flight for e in c.endpoints) for c in self.holder.current.clusters}
@@ -69,11 +75,16 @@ class Proxy:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        self.client.start()
+        self.outliers.start()
+        if self.reuse_port:
+            # The kernel hands connections to every worker bound to the port, and /ready
+            # (worker 0's) cannot speak for the others: a worker joins the port only once
+            # it can route, so no client meets one that has no config yet.
+            await _first_of(self.configured, stop)
         host, port = split_address(self.args.listen)
         listener = await serve(self.relay, host, port, reuse_port=self.reuse_port)
         admin = await self._start_admin(listener) if self.worker == 0 else None
-        self.client.start()
-        self.outliers.start()
         await stop.wait()
         return await self._drain(listener, admin)
 
@@ -99,6 +110,16 @@ class Proxy:
             await admin.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
         return 0
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Returns as soon as any of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def run(args) -> int:

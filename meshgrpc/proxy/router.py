@@ -45,6 +45,8 @@ class RouteEntry:
     name: str  # route name, or "<virtual host>/<index>" when the route has none
     timeout: float | None  # seconds; None: no bound but the client's grpc-timeout
     headers_to_add: tuple[tuple[bytes, bytes], ...]  # replacing same-named request headers
+    # Request headers dropped before headers_to_add are appended: the configured
+    # removals plus every name headers_to_add replaces.
     headers_to_remove: frozenset[bytes]
     hash_header: bytes | None  # request header hashed by RING_HASH clusters
     virtual_host: str = ""
@@ -335,11 +337,13 @@ def _entry(vhost: str, index: int, route: resources_pb2.Route, draw: Callable[[]
     action = route.route
     weighted = [(c.name, c.weight) for c in action.weighted_clusters if c.weight > 0]
     names = tuple(n for n, _ in weighted) if action.weighted_clusters else (action.cluster,)
+    to_add = tuple((h.name.lower().encode(), h.value.encode()) for h in action.request_headers_to_add)
     return RouteEntry(
         name=route.name or f"{vhost}/{index}",
         timeout=_seconds(action.timeout) if action.HasField("timeout") else None,
-        headers_to_add=tuple((h.name.lower().encode(), h.value.encode()) for h in action.request_headers_to_add),
-        headers_to_remove=frozenset(n.lower().encode() for n in action.request_headers_to_remove),
+        headers_to_add=to_add,
+        headers_to_remove=frozenset(n.lower().encode() for n in action.request_headers_to_remove)
+        | {name for name, _ in to_add},
         hash_header=action.hash_policy.header.lower().encode() if action.hash_policy.header else None,
         virtual_host=vhost,
         clusters=names,

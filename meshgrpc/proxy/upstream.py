@@ -7,7 +7,9 @@ all are full, and h2's TooManyStreamsError counts as full). A connection that
 receives GOAWAY drains: no new streams, those above last_stream_id go elsewhere,
 it closes when its last stream ends. A failed connect backs the endpoint off
 (exponential, jittered, capped) so a dead endpoint costs one attempt per backoff
-period rather than one per call; calls arriving meanwhile fail fast UNAVAILABLE.
+period rather than one per call; calls arriving meanwhile, and calls waiting for a
+connection that fails, go to another endpoint of their cluster (or fail fast
+UNAVAILABLE when there is none or they were retried twice already).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ class EndpointPool:
             call.fail(gs.UNAVAILABLE, f"endpoint {self.address} was removed")
             return
         if not self.connecting and self.clock() < self.retry_at:
-            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} unreachable (reconnect backing off)")
+            unsent(call, f"endpoint {self.address} unreachable (reconnect backing off)")
             return
         if len(self.waiters) >= self.max_waiters:
             call.fail(gs.UNAVAILABLE, f"too many calls waiting for a connection to {self.address}")
@@ -249,7 +251,7 @@ class EndpointPool:
         msg = f"cannot connect to endpoint {self.address}: {err or type(err).__name__}"
         for call in waiters:
             call.waiting_in = None
-            call.fail(gs.UNAVAILABLE, msg)
+            unsent(call, msg)
         self.flusher.flush()
 
     def close(self, now: bool = False) -> None:
@@ -272,6 +274,15 @@ class EndpointPool:
 
     def idle(self) -> bool:
         return not self.conns and not self.connecting
+
+
+def unsent(call, why: str) -> None:
+    """A call the endpoint never received (no connection to send it on): another
+    endpoint may take it, as for a stream refused before processing; otherwise it
+    fails UNAVAILABLE. Failing it would count a dead endpoint's unsent calls as
+    lost ones: only the calls in flight on an endpoint that dies may fail."""
+    if not call.retry_elsewhere(why):
+        call.fail(gs.UNAVAILABLE, why)
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -26,6 +26,12 @@ def test_admin_pages_follow_config_and_calls(tmp_path):
         assert dump["control_plane"] == {"target": mesh.cp_address, "connected": True, "last_error": ""}
         assert [c["name"] for c in dump["config"]["clusters"]] == ["svc"]
         assert dump["config"].get("routes", []) == []
+        with proxy.channel() as channel:  # a call meanwhile is refused with the reason
+            try:
+                interop_unary(channel)
+                raise AssertionError("a proxy without routes served a call")
+            except grpc.RpcError as e:
+                assert (e.code(), e.details()) == (grpc.StatusCode.UNAVAILABLE, "proxy has no route configuration yet")
 
         config["routes"] = [route_config([route("/grpc.testing.TestService/", "svc")])]
         mesh.apply(config)

@@ -64,21 +64,40 @@ def echo():
     backend.stop()
 
 
+def vhost(name: str, domains: list[str], cluster: str) -> dict:
+    """A virtual host routing everything to `cluster`, telling the backend (through an
+    added header it echoes) which virtual host matched, and removing x-echo-secret."""
+    return {"name": name, "domains": domains, "routes": [{
+        "name": f"vhost-{name}", "match": {"prefix": "/"},
+        "route": {"cluster": cluster, "request_headers_to_add": [{"name": "x-echo-vhost", "value": name}],
+                  "request_headers_to_remove": ["x-echo-secret"]}}]}
+
+
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory, echo):
+def mesh(tmp_path_factory, echo):
     plain = PlainBackend()
     try:
         with Mesh(tmp_path_factory.mktemp("calls")) as mesh:
-            mesh.start_control_plane(mesh_config(
+            config = mesh_config(
                 {"echo": [echo.address], "plain": [plain.address], "empty": [], "dead": [DEAD]},
                 [route("/echo.Echo/", "echo", timeout="0.3s", headers=SHORT, name="echo-short"),
                  route("/echo.Echo/", "echo"),
                  route("/plain/", "plain"),
                  route("/empty.Service/", "empty"),
-                 route("/dead.Service/", "dead")]))
-            yield mesh.start_proxy("calls-proxy")
+                 route("/dead.Service/", "dead")])
+            config["routes"].append({"name": "vhosts", "virtual_hosts": [
+                vhost("exact", ["api.example.com"], "echo"), vhost("suffix", ["*.internal"], "echo"),
+                vhost("prefix", ["echo.*"], "echo"), vhost("any", ["*"], "echo")]})
+            mesh.start_control_plane(config)
+            mesh.start_proxy("calls-proxy")
+            yield mesh
     finally:
         plain.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(mesh):
+    return mesh.proxies["calls-proxy"]
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +202,16 @@ def test_binary_metadata_both_ways(channel):
     initial, trailing = dict(call.initial_metadata()), dict(call.trailing_metadata())
     assert initial["x-echo-blob-bin"] == blob and trailing["x-echo-blob-bin"] == blob
     assert initial["x-echo-text"] == trailing["x-echo-text"] == "plain ascii"
+
+
+def test_virtual_host_by_authority_and_request_header_rewrites(mesh):
+    proxy = mesh.start_proxy("vhost-proxy", "--route-config", "vhosts")
+    for authority, expected in [("api.example.com", "exact"), ("api.example.com:8443", "exact"),
+                                ("db.internal", "suffix"), ("echo.example.org", "prefix"),
+                                ("elsewhere.example.com", "any")]:
+        with proxy.channel(**{"grpc.default_authority": authority}) as channel:
+            _, call = unary(channel).with_call(b"v", timeout=5, metadata=(("x-echo-secret", "hidden"),
+                                                                         ("x-echo-vhost", "client")))
+        initial = call.initial_metadata()
+        assert [v for k, v in initial if k == "x-echo-vhost"] == [expected], (authority, initial)
+        assert "x-echo-secret" not in dict(initial)

@@ -12,7 +12,7 @@ import grpc
 
 from meshapi.v1 import management_pb2
 from meshgrpc.config.loader import parse_document
-from meshgrpc.config.resources import ROUTES
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.server import DiscoveryServer
 from meshgrpc.xds.snapshot import Snapshot
@@ -130,8 +130,7 @@ def test_an_update_the_proxy_rejects_is_nacked_while_traffic_continues(tmp_path)
             a, b = mesh.start_backend("a"), mesh.start_backend("b")
             endpoints = {"one": [a], "two": [b]}
             good = mesh_config(endpoints, [route("/", "one")])
-            discovery.set(good, {t: "1" for t in ("type.googleapis.com/meshapi.v1.Cluster",
-                                                 "type.googleapis.com/meshapi.v1.EndpointSet", ROUTES)})
+            discovery.set(good, {CLUSTER: "1", ENDPOINTS: "1", ROUTES: "1"})
             mesh.cp_address = discovery.address
             proxy = mesh.start_proxy("nack-proxy")
             with Load(proxy.address, interop_unary, threads=4) as load:
@@ -139,25 +138,26 @@ def test_an_update_the_proxy_rejects_is_nacked_while_traffic_continues(tmp_path)
                 # Route config 2: a regex that does not compile, ahead of a route to "two".
                 bad = mesh_config(endpoints, [route("", "two", regex="/grpc.testing.(", name="broken"),
                                               route("/", "two")])
-                discovery.set(bad, {ROUTES: "2"})
+                discovery.set(bad, {CLUSTER: "1", ENDPOINTS: "1", ROUTES: "2"})
                 nacked = poll_until(lambda: (s := discovery.statuses().get(ROUTES)) and
                                     s.state == management_pb2.TypeStatus.NACKED and s, 10, "the proxy NACKs")
                 assert nacked.sent_version == "2" and nacked.acked_version == "1"
-                assert "routes[0].virtual_hosts[0].routes[0].match.regex" in nacked.error
-                assert "does not compile" in nacked.error
+                assert nacked.error.endswith(
+                    "routes[0].virtual_hosts[0].routes[0].match.regex: regex '/grpc.testing.(' does not compile: "
+                    "missing ), unterminated subpattern at position 14"), nacked.error
                 assert proxy.metric("meshgrpc_proxy_config_nacks_total") == 1
                 assert proxy.versions()["RouteConfig"] == "1"
                 mark = load.ok
                 load.wait_calls(mark + 100)
                 assert set(load.labels()) == {"a"}  # still on the last good config
 
-                discovery.set(mesh_config(endpoints, [route("/", "two")]), {ROUTES: "3"})
+                discovery.set(mesh_config(endpoints, [route("/", "two")]), {CLUSTER: "1", ENDPOINTS: "1", ROUTES: "3"})
                 changed = load.wait_label("b")
                 load.wait_calls(50, after=changed)
                 assert set(load.labels(after=changed)) == {"b"}
             assert load.failures == []
             synced_now = discovery.statuses()[ROUTES]
             assert (synced_now.state, synced_now.acked_version) == (management_pb2.TypeStatus.SYNCED, "3")
-            assert proxy.versions()["RouteConfig"] == "3"
+            assert proxy.versions() == {"Cluster": "1", "EndpointSet": "1", "RouteConfig": "3"}
     finally:
         discovery.stop()

@@ -6,11 +6,14 @@ StreamingInputCall, FullDuplexCall, HalfDuplexCall, Echo Status, Echo Metadata,
 ResponseParameters.interval_us), plus grpc.health.v1 whose status tests can flip.
 Two additions for mesh tests: every response carries an `x-backend: NAME` header
 so a test can see which endpoint answered, and `delay_s` adds latency before
-each call's first response.
+each call's first response. For balancing tests, `fail_code` makes every
+TestService call end with that status (an endpoint that is up but failing), and
+a running backend process drops its added latency on SIGHUP (a slow endpoint
+that becomes fast again).
 
 Also owns how a test backend is run: `start_in_process()` (asyncio),
 `run_in_thread()` (sync tests) and `main()` (`python -m tests.support.interop_server
---port 0 [--name X] [--delay-ms N]`, logging `backend listening on HOST:PORT`).
+--port 0 [--name X] [--delay-ms N] [--fail-code N]`, logging `backend listening on HOST:PORT`).
 tests/support/greeter.py reuses these.
 """
 
@@ -38,12 +41,14 @@ BACKEND_HEADER = "x-backend"
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class BackendOptions:
-    """How a test backend behaves; shared by the interop and greeter servers."""
+    """How a test backend behaves; shared by the interop and greeter servers. Not
+    frozen: a backend process changes `delay_s` at run time on SIGHUP."""
 
     name: str = ""  # echoed in the `x-backend` response header ("" = no header)
     delay_s: float = 0.0  # added before each call's first response
+    fail_code: int = 0  # non-zero: every TestService call ends with this gRPC status
 
 
 # ---------------------------------------------------------------- the service
@@ -124,6 +129,9 @@ class TestService(test_pb2_grpc.TestServiceServicer):
         """Added latency, then initial metadata: x-backend and the echoed header."""
         if self._options.delay_s > 0:
             await self._sleep(self._options.delay_s)
+        if self._options.fail_code:
+            code = _CODES.get(self._options.fail_code, grpc.StatusCode.UNKNOWN)
+            await context.abort(code, f"backend {self._options.name} fails every call (--fail-code)")
         headers = list(extra)
         if self._options.name:
             headers.append((BACKEND_HEADER, self._options.name))
@@ -263,14 +271,17 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser.add_argument("--name", default="", help="sent back in the x-backend header")
     parser.add_argument("--delay-ms", type=float, default=0.0,
                         help="latency added before each call's first response")
+    parser.add_argument("--fail-code", type=int, default=0,
+                        help="end every TestService call with this gRPC status code (0 = off)")
     parser.add_argument("--not-serving", action="store_true",
                         help="start with grpc.health.v1 status NOT_SERVING")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace, add_services: AddServices) -> None:
-    """Runs until SIGTERM/SIGINT. SIGUSR1 sets health NOT_SERVING, SIGUSR2 SERVING."""
-    options = BackendOptions(name=args.name, delay_s=args.delay_ms / 1000)
+    """Runs until SIGTERM/SIGINT. SIGUSR1 sets health NOT_SERVING, SIGUSR2 SERVING;
+    SIGHUP drops the added latency (--delay-ms) to zero."""
+    options = BackendOptions(name=args.name, delay_s=args.delay_ms / 1000, fail_code=args.fail_code)
     backend = await start_in_process(args.host, args.port, options=options,
                                      add_services=add_services)
     if args.not_serving:
@@ -283,6 +294,7 @@ async def serve(args: argparse.Namespace, add_services: AddServices) -> None:
         loop.add_signal_handler(sig, stop.set)
     for sig, serving in ((signal.SIGUSR1, False), (signal.SIGUSR2, True)):
         loop.add_signal_handler(sig, _flip_health, backend, serving, tasks)
+    loop.add_signal_handler(signal.SIGHUP, _no_delay, options)
     await stop.wait()
     log.info("backend stopping")
     await backend.stop(1.0)
@@ -293,6 +305,11 @@ def _flip_health(backend: Backend, serving: bool, tasks: set[asyncio.Task]) -> N
     tasks.add(task)  # keep a reference until done
     task.add_done_callback(tasks.discard)
     log.info("backend health %s", "SERVING" if serving else "NOT_SERVING")
+
+
+def _no_delay(options: BackendOptions) -> None:
+    options.delay_s = 0.0  # the services hold this same object and read it per call
+    log.info("backend delay 0 ms")
 
 
 def main(argv: list[str] | None = None, add_services: AddServices = add_test_service,

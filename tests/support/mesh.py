@@ -34,10 +34,12 @@ from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from tests.support.procs import Proc, meshgrpc, poll_until, run_meshgrpc
 
 BIG = 64 << 20
-# Client options for calls through the proxy: large messages, and no client-side
-# retries, so a call the proxy drops shows up as a failure instead of being hidden.
+# Client options for calls through the proxy: large messages; no client-side retries,
+# so a call the proxy drops shows up as a failure instead of being hidden; and a
+# subchannel pool per channel, so each channel has its own connection (by default
+# grpcio shares connections between channels to the same target in a process).
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG),
-                   ("grpc.enable_retries", 0))
+                   ("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1))
 BACKEND_MODULES = {"interop": "tests.support.interop_server", "greeter": "tests.support.greeter",
                    "echo": "tests.integration.relay_harness"}
 TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig"}
@@ -185,8 +187,16 @@ class Mesh:
     def __enter__(self) -> Mesh:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self.print_output()  # pytest shows it with the failure
         self.stop()
+
+    def print_output(self, lines: int = 40) -> None:
+        """The last `lines` of output of each process this mesh started."""
+        for proc in self.procs:
+            tail = "\n".join(proc.output().splitlines()[-lines:])
+            print(f"----- {' '.join(proc.args[1:6])} ... (pid {proc.pid}, exit {proc.popen.poll()})\n{tail}")
 
     def _own(self, proc: Proc) -> Proc:
         self.procs.append(proc)
