@@ -20,6 +20,7 @@ import sys
 import grpc
 
 from meshapi.v1 import management_pb2, management_pb2_grpc
+from meshgrpc.backoff import Backoff
 from meshgrpc.config import resources
 from meshgrpc.config.loader import dump, load_file
 from meshgrpc.errors import ConfigError
@@ -171,32 +172,17 @@ def _instance(args: argparse.Namespace) -> management_pb2.Instance:
                                    zone=args.zone, metadata=metadata)
 
 
-class Backoff:
-    """Exponential backoff with full jitter, 0.1 s doubling up to 5 s."""
-
-    def __init__(self, rng: random.Random, base: float = 0.1, cap: float = 5.0) -> None:
-        self._rng, self._base, self._cap, self._attempt = rng, base, cap, 0
-
-    def next(self) -> float:
-        delay = min(self._cap, self._base * 2 ** self._attempt)
-        self._attempt += 1
-        return self._rng.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-
 async def _register(target: str, instance: management_pb2.Instance, rng: random.Random) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    backoff, registered = Backoff(rng), False
+    backoff, registered = Backoff(rng, jitter=0.5), False
 
     def on_registered() -> None:
         nonlocal registered
         registered = True
-        backoff.reset()
+        backoff.succeeded()
 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = management_pb2_grpc.ManagementStub(channel)
@@ -210,7 +196,7 @@ async def _register(target: str, instance: management_pb2.Instance, rng: random.
                     print(message, file=sys.stderr)
                     return code
                 log.warning("registration lost (%s); re-registering", message)
-            await _wait(stop, backoff.next())
+            await _wait(stop, backoff.failed())
     return 0
 
 

@@ -27,6 +27,7 @@ from h2.events import (
 )
 from h2.exceptions import TooManyStreamsError
 
+from meshgrpc.backoff import Backoff
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
 from meshgrpc.proxy.h2side import Flusher, H2Side
@@ -122,21 +123,6 @@ class UpstreamConnection(H2Side):
             self.transport.close()
 
 
-class Backoff:
-    """Reconnect delays: exponential from `base` to `cap`, with ±20% jitter."""
-
-    def __init__(self, rng: random.Random, base: float = 0.1, cap: float = 5.0) -> None:
-        self.rng, self.base, self.cap = rng, base, cap
-        self.delay = 0.0
-
-    def failed(self) -> float:
-        self.delay = min(self.cap, self.delay * 2 if self.delay else self.base)
-        return self.delay * (0.8 + 0.4 * self.rng.random())
-
-    def succeeded(self) -> None:
-        self.delay = 0.0
-
-
 class EndpointPool:
     """HTTP/2 connections to one endpoint, shared by all calls to it."""
 
@@ -149,7 +135,7 @@ class EndpointPool:
         self.connect_timeout = connect_timeout
         self.max_waiters = max_waiters
         self.max_streams_per_conn = max_streams_per_conn
-        self.backoff = Backoff(rng or random.Random())
+        self.backoff = Backoff(rng or random.Random(), jitter=0.2)
         self.retry_at = 0.0
         self.conns: list[UpstreamConnection] = []
         self.connecting = 0

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
 from meshapi.v1 import discovery_pb2
+from meshgrpc.backoff import Backoff
 from meshgrpc.config.resources import TYPE_ORDER, unpack
 from meshgrpc.errors import ConfigError
 
@@ -27,11 +28,6 @@ log = logging.getLogger(__name__)
 
 METHOD = "/meshapi.v1.Discovery/StreamResources"
 OnUpdate = Callable[[str, str, list[Message]], None]
-
-
-def backoff_delay(attempt: int, rng: random.Random, base: float = 0.1, cap: float = 5.0) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 32))))
 
 
 class DiscoveryClient:
@@ -71,11 +67,11 @@ class DiscoveryClient:
         self.connected = False
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(self._rng, self._initial_backoff, self._max_backoff)
         while True:
             try:
                 if await self._stream_once():
-                    attempt = 0  # the stream came up: start the backoff afresh
+                    backoff.succeeded()  # the stream came up: start the backoff afresh
             except grpc.aio.AioRpcError as e:
                 self.last_error = f"{e.code().name}: {e.details()}"
                 log.warning("discovery stream to %s failed: %s", self.target, self.last_error)
@@ -84,9 +80,7 @@ class DiscoveryClient:
                 self.last_error = "stream ended by the server"
             finally:
                 self.connected = False
-            delay = backoff_delay(attempt, self._rng, self._initial_backoff, self._max_backoff)
-            attempt += 1
-            await self._sleep(delay)
+            await self._sleep(backoff.failed())
 
     async def _stream_once(self) -> bool:
         """Runs one stream until it ends; True if it was established."""

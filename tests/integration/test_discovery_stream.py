@@ -12,7 +12,8 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.errors import ConfigError
 from meshgrpc.xds.cache import SnapshotCache
-from meshgrpc.xds.client import DiscoveryClient, backoff_delay
+from meshgrpc.backoff import Backoff
+from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.server import DiscoveryServer
 from tests.unit.xds_builders import snap
 
@@ -317,8 +318,8 @@ def test_client_backs_off_with_full_jitter_up_to_the_cap():
         client.start()
         await asyncio.wait_for(enough.wait(), 10)
         await client.stop()
-        rng = random.Random(7)
-        assert delays[:8] == [backoff_delay(i, rng, 0.1, 1.0) for i in range(8)]
+        expected = Backoff(random.Random(7), 0.1, 1.0)
+        assert delays[:8] == [expected.failed() for _ in range(8)]
         assert all(0 <= d <= min(1.0, 0.1 * 2 ** i) for i, d in enumerate(delays))
         assert not client.connected and client.connects == 0
     run(main())
