@@ -16,6 +16,7 @@ import os
 from typing import Callable
 
 from meshapi.v1 import management_pb2, resources_pb2
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.config.loader import parse_text
 from meshgrpc.errors import ConfigError, FieldError
 
@@ -58,7 +59,7 @@ class FileWatcher:
         self._seen_digest = seen_digest  # content last applied or rejected: not retried until it changes
         self._signature = _signature(path)
         self.interval = interval
-        self._task: asyncio.Task | None = None
+        self._task = OwnedTask("config-file-watch", self._poll)
 
     def check(self) -> bool:
         """Applies the file if its content changed; True when a change was applied."""
@@ -79,14 +80,10 @@ class FileWatcher:
         return True
 
     def start(self) -> asyncio.Task:
-        self._task = asyncio.get_running_loop().create_task(self._poll(), name="config-file-watch")
-        return self._task
+        return self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 
     async def _poll(self) -> None:
         while True:

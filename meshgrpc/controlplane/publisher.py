@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Callable, Mapping
 
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.config import resources
 from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import Commit, Store, TypeVersion
@@ -85,7 +86,7 @@ class Publisher:
         self.debouncer = Debouncer(window)
         self._clock = clock
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task = OwnedTask("publisher", self._run)
         self.pushes = 0
 
     def notify(self) -> None:
@@ -113,15 +114,11 @@ class Publisher:
             self.publish()
 
     def start(self) -> asyncio.Task:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="publisher")
-        return self._task
+        return self._task.start()
 
     async def stop(self) -> None:
         """Cancels the push task; a pending change is already committed and is pushed at next start."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Iterable
 
 from meshapi.v1 import management_pb2
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.errors import NotFound
 
@@ -87,7 +88,7 @@ class Registry:
         self._controller = controller
         self._clock = clock
         self.leases = Leases(ttl)
-        self._task: asyncio.Task | None = None
+        self._task = OwnedTask("lease-sweeper", self._sweep_forever)
         self._frozen = False
 
     @property
@@ -130,16 +131,12 @@ class Registry:
         return gone
 
     def start(self) -> asyncio.Task:
-        self._task = asyncio.get_running_loop().create_task(self._sweep_forever(), name="lease-sweeper")
-        return self._task
+        return self._task.start()
 
     async def stop(self) -> None:
         """Stops the sweeper and freezes the registrations as they are committed."""
         self._frozen = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 
     async def _sweep_forever(self) -> None:
         # A quarter of the TTL keeps expiry within 25% late, bounded for tiny and huge TTLs.

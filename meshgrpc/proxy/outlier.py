@@ -39,6 +39,7 @@ import math
 from typing import Callable, Iterable, Mapping
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +258,10 @@ class OutlierTicker:
     def __init__(self, tick: Callable[[], None], period: float = 0.25) -> None:
         self._tick = tick
         self._period = period
-        self._task: asyncio.Task | None = None
+        self._task = OwnedTask("outlier-ticker", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="outlier-ticker")
-            self._task.add_done_callback(_log_failure)
+        self._task.start()
 
     async def _run(self) -> None:
         while True:
@@ -270,19 +269,8 @@ class OutlierTicker:
             self._tick()  # an exception here is a bug: let it end the task, loudly
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await self._task.stop()
 
     def __repr__(self) -> str:
-        return f"<OutlierTicker period={self._period} running={self._task is not None}>"
+        return f"<OutlierTicker period={self._period} running={self._task.running}>"
 
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())

@@ -21,6 +21,7 @@ from google.rpc import code_pb2, status_pb2
 
 from meshapi.v1 import discovery_pb2
 from meshgrpc.backoff import Backoff
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.config.resources import TYPE_ORDER, unpack
 from meshgrpc.errors import ConfigError
 
@@ -53,17 +54,13 @@ class DiscoveryClient:
         self.connected = False
         self.connects = 0  # streams established so far (observable in tests and admin)
         self.last_error = ""
-        self._task: asyncio.Task | None = None
+        self._task = OwnedTask(f"discovery-client {node.id}", self._run)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"discovery-client {self.node.id}")
+        self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._task.stop()
         self.connected = False
 
     async def _run(self) -> None:
