@@ -16,9 +16,9 @@ def test_response_header_reads_type_version_and_nonce_and_skips_resources():
 
 def test_rows_show_each_endpoints_share_of_recent_calls():
     log = CallLog(window_s=3.0)
+    log.add(CallRecord(at=1.0, backend="slow", latency_s=0.1, ok=True))  # outside the window by t=10
     for i in range(30):
         log.add(CallRecord(at=10.0, backend="fast" if i % 3 else "slow", latency_s=0.001, ok=True))
-    log.add(CallRecord(at=1.0, backend="slow", latency_s=0.1, ok=True))  # outside the window
     clusters = [{"name": "c", "endpoints": [{"address": "a:1", "health": "HEALTHY", "rtt_estimate_s": 0.002},
                                             {"address": "b:2", "health": "HEALTHY"}]}]
     rows = endpoint_rows(clusters, log.window(now=10.0), {"a:1": "fast", "b:2": "slow"}, 3.0)
