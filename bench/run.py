@@ -128,7 +128,9 @@ class Checks:
         text = (f"{self.calls} h2load calls: h2load's successes, the backend's answered-call count and the proxy's "
                 f"/metrics grpc_status=\"0\" count agree for every run; plus a grpc.aio client sample of "
                 f"{samples} calls per path, checked for status OK and the echoed payload.")
-        return {"ok": not self.problems, "calls": self.calls, "problems": self.problems,
+        # nginx is a yardstick, not the product: its failures are reported but do not fail the run.
+        ours = [p for p in self.problems if "nginx" not in p]
+        return {"ok": not ours, "calls": self.calls, "problems": self.problems,
                 "summary": text if not self.problems else f"{len(self.problems)} problem(s) (below)"}
 
 
