@@ -60,8 +60,8 @@ def _pct(values, q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def _start_proxy(tree: str, cp: str, node: str, pin: bool) -> tuple[Proc, str]:
-    env = {"PYTHONPATH": tree}
+def _start_proxy(tree: str, cp: str, node: str, pin: bool, extra_env=()) -> tuple[Proc, str]:
+    env = {"PYTHONPATH": tree, **dict(kv.split("=", 1) for kv in extra_env)}
     cmd = [sys.executable, "-m", "meshgrpc.cli", "proxy", "--node-id", node, "--control-plane", cp,
            "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
     if pin:
@@ -80,6 +80,8 @@ def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.relay_ab", description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", required=True, help="tree of version A (e.g. a git worktree of HEAD)")
     ap.add_argument("--b", default=HERE, help="tree of version B (default: this one)")
+    ap.add_argument("--a-env", action="append", default=[], metavar="K=V", help="environment of A's proxy")
+    ap.add_argument("--b-env", action="append", default=[], metavar="K=V", help="environment of B's proxy")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=20000, help="calls per throughput run")
     ap.add_argument("--latency-calls", type=int, default=3000)
@@ -103,9 +105,9 @@ def main() -> None:
         config = mesh.write_config(mesh.echo_mesh(direct), os.path.join(work, "mesh.json"))
         cp, cp_address = mesh.start_control_plane(config, os.path.join(work, "data"))
         procs.append(cp)
-        pa, ta = _start_proxy(os.path.abspath(a.a), cp_address, "ab-a", a.pin)
+        pa, ta = _start_proxy(os.path.abspath(a.a), cp_address, "ab-a", a.pin, a.a_env)
         procs.append(pa)
-        pb, tb = _start_proxy(os.path.abspath(a.b), cp_address, "ab-b", a.pin)
+        pb, tb = _start_proxy(os.path.abspath(a.b), cp_address, "ab-b", a.pin, a.b_env)
         procs.append(pb)
         paths = {"direct": (direct, None), "A": (ta, pa.pid), "B": (tb, pb.pid)}
         for target, _ in paths.values():  # warm up connections, caches, the JIT-less interpreter

@@ -250,6 +250,19 @@ class ClusterState:
         """The endpoint for the next call, or None when none is usable. Never awaits."""
         return self._picker.pick(hash_key)
 
+    def pick_other(self, avoid: EndpointState, hash_key: bytes | None = None) -> EndpointState | None:
+        """For a call being retried after `avoid` never received it: a pick that is
+        not `avoid` whenever another endpoint is balanced over. The policy picks
+        once more; if it insists (a dead endpoint looks cheap to PEAK_EWMA, and a
+        key hashes to the same point), the next candidate in order. Never awaits."""
+        ep = self._picker.pick(hash_key)
+        if ep is not avoid:
+            return ep
+        others = self.candidates
+        if len(others) < 2 or avoid not in others:
+            return ep
+        return others[(others.index(avoid) + 1) % len(others)]
+
     # -- events -----------------------------------------------------------------------
 
     def refresh(self) -> bool:

@@ -30,9 +30,10 @@ from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes
 from hpack import Encoder
+from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import RstStreamFrame
 
 
@@ -84,6 +85,25 @@ class RelayH2Connection(H2Connection):
         self.state_machine = _GoawayTolerantStateMachine()
         self.encoder = _PlainEncoder()
 
+    def receive_events(self, data):
+        """h2's receive_data as a generator: each frame's events are yielded as soon
+        as that frame is processed, so the relay can act on (and flush) the first
+        calls of a large read before h2 has parsed the rest of it. On a protocol
+        error it queues GOAWAY (as receive_data does) and yields a ProtocolFailure."""
+        buffer = self.incoming_buffer
+        buffer.add_data(data)
+        buffer.max_frame_size = self.max_inbound_frame_size
+        receive = self._receive_frame
+        try:
+            for frame in buffer:
+                yield from receive(frame)
+        except InvalidPaddingError:
+            self._terminate_connection(ErrorCodes.PROTOCOL_ERROR)
+            yield ProtocolFailure(ProtocolError("Received frame with invalid padding."))
+        except ProtocolError as e:
+            self._terminate_connection(e.error_code)
+            yield ProtocolFailure(e)
+
     def _receive_goaway_frame(self, frame):
         # Unlike h2: keep the outbound buffer (responses to streams <= last_stream_id
         # still have to go out).
@@ -119,6 +139,16 @@ class RelayH2Connection(H2Connection):
         else:
             self._prepare_for_sending(frames)
         return events
+
+
+class ProtocolFailure:
+    """Last event of `receive_events` when the peer broke the protocol; h2 has
+    queued a GOAWAY carrying the error code."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ProtocolError) -> None:
+        self.error = error
 
 
 def _error_code(code: int):

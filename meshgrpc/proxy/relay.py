@@ -184,7 +184,12 @@ class Call:
         req = self.req
         end_now = req.end and not req.chunks and req.trailers is None
         h2.send_headers(sid, headers, end_stream=end_now)
-        self.waiting_in = None
+        if self.waiting_in is not None:
+            # It waited for a connection: the attempt's round trip starts now, or
+            # PEAK_EWMA would read connection setup as the endpoint's latency (a
+            # peak on every new endpoint's first call, decaying for many seconds).
+            self.attempt_t0 = self.relay.clock()
+            self.waiting_in = None
         self.up, self.up_sid = conn, sid
         conn.calls[sid] = self
         conn.touch()
@@ -464,7 +469,7 @@ class Relay:
             hash_key = _header(call.up_headers, call.route.hash_header)
         ep = cluster.pick(hash_key)
         if retry and ep is not None and ep is call.endpoint:
-            ep = cluster.pick(hash_key) or ep  # prefer another endpoint when there is one
+            ep = cluster.pick_other(ep, hash_key)  # another endpoint when there is one
         if ep is None:
             call.endpoint = None
             call.fail(gs.UNAVAILABLE, f"no healthy endpoint in cluster {cluster.name}")

@@ -97,6 +97,7 @@ def test_round_robin_3_to_1_is_exact_and_interleaved(tmp_path):
     assert set(answered) == {"a", "b"}
     assert abs(heavy - 0.75) <= 0.02, f"weight-3 endpoint got {heavy:.2%} of 4000 calls"
     assert longest_run(answered, "a") <= 4, f"longest run to the weight-3 endpoint: {longest_run(answered, 'a')}"
+    print(f"\nround-robin: weight-3 share {heavy:.2%} of 4000; longest run {longest_run(answered, 'a')}")
 
 
 # ---------------------------------------------------------------- 2. peak EWMA

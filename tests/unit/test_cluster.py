@@ -172,3 +172,17 @@ def test_pick_cost(capsys):
             ep.on_finish(True, 0.001)
         full = (time.perf_counter() - start) / n * 1e6
         print(f"\nClusterState.pick(): {pick:.3f} µs; with on_start/on_finish: {full:.3f} µs")
+
+
+def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_another():
+    # A retry after an endpoint never received the call (connection refused) must
+    # not land on it again: ring hash would send the same key there every time.
+    cs = build([endpoints("api", "a:1", "b:1", "c:1")], clusters=[cluster("api", lb_policy="RING_HASH")])
+    state = cs.get("api")
+    for key in (b"k%d" % i for i in range(50)):
+        first = state.pick(key)
+        assert state.pick(key) is first
+        assert state.pick_other(first, key) not in (first, None)
+    single = build([endpoints("one", "a:1")]).get("one")
+    only = single.pick()
+    assert single.pick_other(only) is only  # nowhere else to go
