@@ -125,7 +125,9 @@ def _file_applier(controller: Controller):
 
 
 def _build_server(controller, publisher, registry, cache):
-    server = grpc.aio.server()
+    # Proxies ping every 20 s to detect a dead connection (proxy/main.py); allow it.
+    server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                                      ("grpc.keepalive_permit_without_calls", 1)])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
     ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)

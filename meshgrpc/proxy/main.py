@@ -35,6 +35,12 @@ from meshgrpc.xds.client import DiscoveryClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
+# A control plane that vanishes without closing the connection (host down, network
+# cut) is noticed within keepalive time + timeout, and the client reconnects.
+# The control plane's server permits pings this often (controlplane/main.py).
+DISCOVERY_KEEPALIVE = (("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
+                       ("grpc.keepalive_permit_without_calls", 1))
+
 
 class Proxy:
     """One proxy process: listener, upstream pools, discovery client, admin."""
@@ -58,7 +64,7 @@ class Proxy:
         self.client = DiscoveryClient(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update)
+            self.configurator.on_update, channel_options=DISCOVERY_KEEPALIVE)
         self.draining = False
 
     def _applied(self, state) -> None:
