@@ -12,6 +12,16 @@ relay uses on both sides. Every tweak here was measured (DESIGN.md "Performance"
   kill streams RFC 9113 §6.8 lets finish. The relay itself stops opening streams on a
   connection that sent or received GOAWAY.
 
+- HPACK results are cached per connection while the dynamic table stays the same:
+  a gRPC peer sends the same header block bytes for every call on a method once
+  its table holds them, and the relay sends the same header lists (responses,
+  trailers, requests without grpc-timeout). Encoding or decoding a block made only
+  of indexed fields does not change the table, so, at an unchanged table version,
+  the same input gives the same output (RFC 7541 §2.3). A block that inserts into
+  or resizes the table bumps the version and is never served from the cache.
+  Measured (bench/relay_ab.py, h2load unary at 64 in flight): proxy CPU 199 -> 135
+  us per call, throughput 1.46x.
+
 - hpack calls `log.debug` for every header it encodes or decodes; the relay swaps
   hpack's module logger for a no-op unless that logger is enabled for DEBUG when
   this module is imported (`quiet_hpack()`, called below).
@@ -30,10 +40,10 @@ from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
-from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
+from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes
-from hpack import Encoder
-from hyperframe.exceptions import InvalidPaddingError
+from hpack import Decoder, Encoder
+from hpack.table import HeaderTable
 from hyperframe.frame import RstStreamFrame
 
 
@@ -58,11 +68,83 @@ DEFAULT_TUNING = Tuning()
 _INITIAL_WINDOW = 65535
 
 
+_CACHE_ENTRIES = 64  # distinct header lists/blocks remembered per connection and direction
+
+
+class _VersionedTable(HeaderTable):
+    """HPACK dynamic table with a counter bumped by every change (insert, resize),
+    so cached encodings/decodings can tell whether they still hold."""
+
+    version = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.version += 1
+        super().add(name, value)
+
+    @HeaderTable.maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.version += 1
+        HeaderTable.maxsize.fset(self, newmax)
+
+
 class _PlainEncoder(Encoder):
-    """hpack Encoder that never Huffman-codes (h2 calls encode(headers) with the default)."""
+    """hpack Encoder that never Huffman-codes (h2 calls encode(headers) with the
+    default) and reuses the block of a header list it encoded at this table
+    version without touching the table (module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = _VersionedTable()
+        self._cache: dict = {}
 
     def encode(self, headers, huffman: bool = False) -> bytes:  # noqa: ARG002
-        return super().encode(headers, huffman=False)
+        table = self.header_table
+        # Only plain 2-tuples: a NeverIndexedHeaderTuple compares equal to a tuple
+        # but must be encoded differently.
+        if table.resized or not all(type(h) is tuple for h in headers):
+            return super().encode(headers, huffman=False)
+        key = tuple(headers)
+        hit = self._cache.get(key)
+        version = table.version
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        block = super().encode(key, huffman=False)
+        if table.version == version:
+            if len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (version, block)
+        return block
+
+
+class _CachingDecoder(Decoder):
+    """hpack Decoder that reuses the header list of a block it decoded at this
+    table version without touching the table (module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = _VersionedTable()
+        self._cache: dict = {}
+        self._limits = None
+
+    def decode(self, data, raw: bool = False):
+        if not raw:
+            return super().decode(data, raw)
+        limits = (self.max_header_list_size, self.max_allowed_table_size)
+        if limits != self._limits:  # a cached list passed the old limits only
+            self._cache.clear()
+            self._limits = limits
+        key = bytes(data)
+        table = self.header_table
+        version = table.version
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return list(hit[1])
+        headers = super().decode(key, raw=True)
+        if table.version == version:
+            if len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (version, tuple(headers))
+        return headers
 
 
 class _GoawayTolerantStateMachine(H2ConnectionStateMachine):
@@ -84,25 +166,9 @@ class RelayH2Connection(H2Connection):
         super().__init__(config=config)
         self.state_machine = _GoawayTolerantStateMachine()
         self.encoder = _PlainEncoder()
-
-    def receive_events(self, data):
-        """h2's receive_data as a generator: each frame's events are yielded as soon
-        as that frame is processed, so the relay can act on (and flush) the first
-        calls of a large read before h2 has parsed the rest of it. On a protocol
-        error it queues GOAWAY (as receive_data does) and yields a ProtocolFailure."""
-        buffer = self.incoming_buffer
-        buffer.add_data(data)
-        buffer.max_frame_size = self.max_inbound_frame_size
-        receive = self._receive_frame
-        try:
-            for frame in buffer:
-                yield from receive(frame)
-        except InvalidPaddingError:
-            self._terminate_connection(ErrorCodes.PROTOCOL_ERROR)
-            yield ProtocolFailure(ProtocolError("Received frame with invalid padding."))
-        except ProtocolError as e:
-            self._terminate_connection(e.error_code)
-            yield ProtocolFailure(e)
+        decoder = _CachingDecoder()
+        decoder.max_header_list_size = self.decoder.max_header_list_size
+        self.decoder = decoder
 
     def _receive_goaway_frame(self, frame):
         # Unlike h2: keep the outbound buffer (responses to streams <= last_stream_id
@@ -139,16 +205,6 @@ class RelayH2Connection(H2Connection):
         else:
             self._prepare_for_sending(frames)
         return events
-
-
-class ProtocolFailure:
-    """Last event of `receive_events` when the peer broke the protocol; h2 has
-    queued a GOAWAY carrying the error code."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: ProtocolError) -> None:
-        self.error = error
 
 
 def _error_code(code: int):

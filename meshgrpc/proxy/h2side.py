@@ -13,28 +13,18 @@ import asyncio
 import logging
 
 from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError
+from h2.exceptions import ProtocolError, StreamClosedError
 
 log = logging.getLogger(__name__)
 
 
 class Flusher:
-    """Connections with queued h2 output, written out together (one per event loop).
+    """Connections with queued h2 output, written out together (one per event loop)."""
 
-    `every`: a large read is flushed every `every` handled events as well as at its
-    end. Holding a whole read's output until its last frame is handled turns a
-    burst of calls into a convoy: the backend idles while the relay parses the
-    burst, then the relay idles while the backend answers it, and the client only
-    sends its next burst once the whole previous one came back (measured: 0.33x
-    direct throughput at 64 in flight, against XXX with partial flushes).
-    """
+    __slots__ = ("dirty",)
 
-    __slots__ = ("dirty", "every")
-
-    def __init__(self, every: int = 16) -> None:
+    def __init__(self) -> None:
         self.dirty: list[H2Side] = []
-        import os  # EXPERIMENT
-        self.every = int(os.environ.get("MESHGRPC_FLUSH_EVERY", every))
 
     def flush(self) -> None:
         dirty = self.dirty
@@ -99,28 +89,22 @@ class H2Side(asyncio.Protocol):
         self.flusher.flush()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except ProtocolError as e:
+            # h2 has queued a GOAWAY with the error code; send it and hang up.
+            log.info("%r: protocol error from peer: %s", self, e)
+            self.touch()
+            self.flusher.flush()
+            self.transport.close()
+            return
         handlers = self.handlers
-        flusher = self.flusher
-        every = flusher.every
-        budget = every
-        for ev in self.h2.receive_events(data):
+        for ev in events:
             handler = handlers.get(ev.__class__)
             if handler is not None:
                 handler(self, ev)
-                budget -= 1
-                if not budget:
-                    flusher.flush()
-                    budget = every
-        self.touch()
-        flusher.flush()
-
-    def on_protocol_failure(self, ev) -> None:
-        # h2 has queued a GOAWAY with the error code; send it and hang up.
-        log.info("%r: protocol error from peer: %s", self, ev.error)
         self.touch()
         self.flusher.flush()
-        self.closed = True  # nothing more goes out; connection_lost fails the calls
-        self.transport.close()
 
     def on_data_for_dropped_stream(self, ev) -> None:
         # The call is gone (finished, failed, reset): the bytes still count against

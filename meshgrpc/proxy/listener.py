@@ -20,7 +20,7 @@ from h2.events import (
     StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
 )
 
-from meshgrpc.proxy.h2conf import DEFAULT_TUNING, ProtocolFailure, Tuning, new_connection
+from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
 from meshgrpc.proxy.h2side import H2Side
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ class DownstreamConnection(H2Side):
         TrailersReceived: on_trailers, StreamReset: on_reset,
         WindowUpdated: H2Side.on_window_updated, RemoteSettingsChanged: H2Side.on_settings_changed,
         ConnectionTerminated: on_goaway,
-        ProtocolFailure: H2Side.on_protocol_failure,
     }
 
     # -- lifecycle ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from h2.exceptions import TooManyStreamsError
 
 from meshgrpc.backoff import Backoff
 from meshgrpc.proxy import grpc_status as gs
-from meshgrpc.proxy.h2conf import DEFAULT_TUNING, ProtocolFailure, Tuning, new_connection
+from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
 from meshgrpc.proxy.h2side import Flusher, H2Side
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,6 @@ class UpstreamConnection(H2Side):
         ResponseReceived: on_response, DataReceived: on_data, TrailersReceived: on_trailers,
         StreamEnded: on_ended, StreamReset: on_reset, WindowUpdated: H2Side.on_window_updated,
         RemoteSettingsChanged: on_settings, ConnectionTerminated: on_goaway,
-        ProtocolFailure: H2Side.on_protocol_failure,
     }
 
     def connection_lost(self, exc) -> None:
