@@ -2,7 +2,6 @@
 PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-PROTOS  := $(wildcard protos/meshapi/v1/*.proto)
 
 .PHONY: install test protos demo bench clean
 
