@@ -1,6 +1,7 @@
 """The relay's own CPU per unary call, in memory (not a test, not part of `make bench`).
 
     .venv/bin/python -m bench.relay_cpu [--calls 40000] [--batch 64] [--profile]
+                                        [--grpc-timeout none|fixed|fresh]
 
 A real Relay, DownstreamConnection and UpstreamConnection (the proxy's code, with
 ProxyMetrics as observer) between an h2 client peer and an h2 "backend" peer held
@@ -11,13 +12,19 @@ this thread (CLOCK_THREAD_CPUTIME_ID), so the peers' work and other processes on
 a busy machine do not count. Socket writes are not included (the transports are
 fakes): on loopback they add ~10-20 us per call in the real proxy.
 
-Headers are those h2load sends and a grpc.aio server answers.
+Headers are those h2load sends and a grpc.aio server answers. `--grpc-timeout`
+adds a deadline to each request: `fixed` sends the same value every call (as
+`h2load -H 'grpc-timeout: 5S'`), `fresh` a new value every call (as gRPC clients
+do: the time left to the call's deadline). Either way the relay then sends its
+own, fresh, grpc-timeout upstream.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import itertools
 import statistics
 import time
 
@@ -70,8 +77,26 @@ def _peer(client: bool) -> H2Connection:
     return h2
 
 
+def _timeouts(mode: str):
+    """Per-call grpc-timeout headers the client adds (an endless iterator)."""
+    if mode == "none":
+        return itertools.repeat(())
+    if mode == "fixed":
+        return itertools.repeat(((b"grpc-timeout", b"5S"),))
+    return (((b"grpc-timeout", b"%du" % (5_000_000 - i % 1_000_000)),) for i in itertools.count())
+
+
+def _new_loop():
+    try:
+        import uvloop  # what the proxy runs on
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, timeout: str = "none") -> None:
+        self.timeouts = _timeouts(timeout)
         rc = resources_pb2.RouteConfig(name="r")
         vh = rc.virtual_hosts.add(name="all", domains=["*"])
         route = vh.routes.add(name="echo")
@@ -88,6 +113,8 @@ class Bench:
         self.pools = UpstreamPools()
         self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(rc), clusters)), self.pools,
                            observer=observer)
+        # Deadlines arm a timer (never run here: every call ends well before it).
+        self.relay.loop = _new_loop()
         self.down = DownstreamConnection(Listener(self.relay, "127.0.0.1", 0))
         self.down_t = Transport()
         self.down.connection_made(self.down_t)
@@ -114,7 +141,7 @@ class Bench:
         c = self.client
         for _ in range(n):
             sid = c.get_next_available_stream_id()
-            c.send_headers(sid, REQUEST)
+            c.send_headers(sid, REQUEST + list(next(self.timeouts)))
             c.send_data(sid, BODY, end_stream=True)
         self._to_relay(self.down, c.data_to_send())
         b = self.backend
@@ -137,10 +164,10 @@ class Bench:
         assert done == n, (done, n)
 
 
-def measure(calls: int, batch: int, rounds: int) -> list[float]:
+def measure(calls: int, batch: int, rounds: int, timeout: str = "none") -> list[float]:
     out = []
     for _ in range(rounds):
-        b = Bench()
+        b = Bench(timeout)
         for _ in range(20):
             b.batch(batch)
         b.cpu = 0
@@ -155,17 +182,19 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--grpc-timeout", choices=("none", "fixed", "fresh"), default="none",
+                    help="grpc-timeout on requests: none, the same value, or a new value per call")
     ap.add_argument("--profile", action="store_true", help="cProfile one round, top 30 by own time")
     a = ap.parse_args()
     if a.profile:
         import cProfile
         import pstats
         prof = cProfile.Profile()
-        prof.runcall(measure, a.calls, a.batch, 1)
+        prof.runcall(measure, a.calls, a.batch, 1, a.grpc_timeout)
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
         return
-    per_call = measure(a.calls, a.batch, a.rounds)
-    print(f"relay CPU per call (batch {a.batch}, in memory, no syscalls): "
+    per_call = measure(a.calls, a.batch, a.rounds, a.grpc_timeout)
+    print(f"relay CPU per call (batch {a.batch}, grpc-timeout {a.grpc_timeout}, in memory, no syscalls): "
           f"median {statistics.median(per_call):.1f} us  rounds {[round(x, 1) for x in per_call]}"
           f"  gc {'on' if gc.isenabled() else 'off'}")
 

@@ -3,25 +3,14 @@ relay uses on both sides. Every tweak here was measured (DESIGN.md "Performance"
 
 - header_encoding=None and h2's header validation/normalisation off: the relay does
   its own header hygiene (relay.headers), so h2 need not check every header twice.
-- No Huffman coding on outbound headers (hpack's pure-Python Huffman coder is slow;
-  the bytes it saves on loopback/sidecar links are not worth the CPU).
 - No `repr(frame)` per received frame (h2 builds it for a trace log line even when
   nothing logs).
 - GOAWAY does not close the h2 state machine: h2 moves to CLOSED on receiving or
   sending GOAWAY and clears queued output (python-hyper/h2 issue 1181), which would
   kill streams RFC 9113 §6.8 lets finish. The relay itself stops opening streams on a
   connection that sent or received GOAWAY.
-
-- HPACK results are cached per connection while the dynamic table stays the same:
-  a gRPC peer sends the same header block bytes for every call on a method once
-  its table holds them, and the relay sends the same header lists (responses,
-  trailers, requests without grpc-timeout). Encoding or decoding a block made only
-  of indexed fields does not change the table, so, at an unchanged table version,
-  the same input gives the same output (RFC 7541 §2.3). A block that inserts into
-  or resizes the table bumps the version and is never served from the cache.
-  Measured (bench/relay_ab.py, h2load unary at 64 in flight): proxy CPU 199 -> 135
-  us per call, throughput 1.46x.
-
+- HPACK results are cached per connection and direction while the dynamic table
+  stays the same (hpack_cache); the encoder never Huffman-codes.
 - hpack calls `log.debug` for every header it encodes or decodes; the relay swaps
   hpack's module logger for a no-op unless that logger is enabled for DEBUG when
   this module is imported (`quiet_hpack()`, called below).
@@ -42,9 +31,9 @@ from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
 from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes
-from hpack import Decoder, Encoder
-from hpack.table import HeaderTable
 from hyperframe.frame import RstStreamFrame
+
+from meshgrpc.proxy.hpack_cache import CachingDecoder, CachingEncoder
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,85 +57,6 @@ DEFAULT_TUNING = Tuning()
 _INITIAL_WINDOW = 65535
 
 
-_CACHE_ENTRIES = 64  # distinct header lists/blocks remembered per connection and direction
-
-
-class _VersionedTable(HeaderTable):
-    """HPACK dynamic table with a counter bumped by every change (insert, resize),
-    so cached encodings/decodings can tell whether they still hold."""
-
-    version = 0
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.version += 1
-        super().add(name, value)
-
-    @HeaderTable.maxsize.setter
-    def maxsize(self, newmax: int) -> None:
-        self.version += 1
-        HeaderTable.maxsize.fset(self, newmax)
-
-
-class _PlainEncoder(Encoder):
-    """hpack Encoder that never Huffman-codes (h2 calls encode(headers) with the
-    default) and reuses the block of a header list it encoded at this table
-    version without touching the table (module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.header_table = _VersionedTable()
-        self._cache: dict = {}
-
-    def encode(self, headers, huffman: bool = False) -> bytes:  # noqa: ARG002
-        table = self.header_table
-        # Only plain 2-tuples: a NeverIndexedHeaderTuple compares equal to a tuple
-        # but must be encoded differently.
-        if table.resized or not all(type(h) is tuple for h in headers):
-            return super().encode(headers, huffman=False)
-        key = tuple(headers)
-        hit = self._cache.get(key)
-        version = table.version
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        block = super().encode(key, huffman=False)
-        if table.version == version:
-            if len(self._cache) >= _CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = (version, block)
-        return block
-
-
-class _CachingDecoder(Decoder):
-    """hpack Decoder that reuses the header list of a block it decoded at this
-    table version without touching the table (module doc)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.header_table = _VersionedTable()
-        self._cache: dict = {}
-        self._limits = None
-
-    def decode(self, data, raw: bool = False):
-        if not raw:
-            return super().decode(data, raw)
-        limits = (self.max_header_list_size, self.max_allowed_table_size)
-        if limits != self._limits:  # a cached list passed the old limits only
-            self._cache.clear()
-            self._limits = limits
-        key = bytes(data)
-        table = self.header_table
-        version = table.version
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
-            return list(hit[1])
-        headers = super().decode(key, raw=True)
-        if table.version == version:
-            if len(self._cache) >= _CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = (version, tuple(headers))
-        return headers
-
-
 class _GoawayTolerantStateMachine(H2ConnectionStateMachine):
     """Keeps the connection open after GOAWAY in either direction (see module doc)."""
 
@@ -165,8 +75,8 @@ class RelayH2Connection(H2Connection):
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
         self.state_machine = _GoawayTolerantStateMachine()
-        self.encoder = _PlainEncoder()
-        decoder = _CachingDecoder()
+        self.encoder = CachingEncoder()
+        decoder = CachingDecoder()
         decoder.max_header_list_size = self.decoder.max_header_list_size
         self.decoder = decoder
 

@@ -16,6 +16,13 @@ When the relay must fail a call itself it answers like a gRPC server would
 matching HTTP status. Outcomes go to the endpoint once per attempt
 (`on_first_response(latency)` when its answer starts, `on_finish(ok, latency,
 grpc_status, responded)` at the end) and to the optional observer once per call.
+
+Header fields are forwarded as the very tuples h2 decoded, never rebuilt: a field
+received never-indexed (an hpack NeverIndexedHeaderTuple) must be forwarded
+never-indexed (RFC 7541 §6.2.3), and keeping the object costs nothing. The
+`grpc-timeout` the relay computes per call goes out never-indexed too: a value
+new on every call would otherwise be inserted into the upstream HPACK table each
+time, evicting the entries that let whole header blocks repeat (hpack_cache).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import logging
 import time
 
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 
 from meshgrpc.proxy import grpc_status as gs
 
@@ -180,7 +188,8 @@ class Call:
         headers = self.up_headers
         if self.deadline is not None:
             left = self.deadline - self.relay.clock()
-            headers = headers + [(b"grpc-timeout", gs.format_timeout(max(left, 0.0)))]
+            # Last, so the fields before it can be served from the HPACK cache.
+            headers = headers + [NeverIndexedHeaderTuple(b"grpc-timeout", gs.format_timeout(max(left, 0.0)))]
         req = self.req
         end_now = req.end and not req.chunks and req.trailers is None
         h2.send_headers(sid, headers, end_stream=end_now)
@@ -214,14 +223,16 @@ class Call:
         # balancing, so a long stream does not read as a slow endpoint.
         self.endpoint.on_first_response(self.relay.clock() - self.attempt_t0)
         out = []
-        for name, value in headers:
+        for h in headers:  # the fields as received (module doc)
+            name = h[0]
             if name in HOP_BY_HOP:
                 continue
             if name == b":status":
-                self.http_status = int(value)
+                self.http_status = int(h[1])
             elif name == b"grpc-status":
+                value = h[1]
                 self.grpc_status = int(value) if value.isdigit() else gs.UNKNOWN
-            out.append((name, value))
+            out.append(h)
         self.down.h2.send_headers(self.down_sid, out, end_stream=ended)
         self.down.touch()
         self.resp_started = True
@@ -231,7 +242,7 @@ class Call:
 
     def on_response_trailers(self, headers) -> None:
         self.grpc_status = gs.status_of(headers)
-        self.resp.finish_with([(n, v) for n, v in headers if n not in HOP_BY_HOP])
+        self.resp.finish_with([h for h in headers if h[0] not in HOP_BY_HOP])
 
     def on_upstream_reset(self, code) -> None:
         if self.resp.end:  # response complete (e.g. RST NO_ERROR after trailers)
@@ -294,7 +305,7 @@ class Call:
         self._end(ok=True, grpc_status=gs.CANCELLED)
 
     def on_request_trailers(self, headers) -> None:
-        self.req.finish_with([(n, v) for n, v in headers if n not in HOP_BY_HOP])
+        self.req.finish_with([h for h in headers if h[0] not in HOP_BY_HOP])
 
     def on_deadline(self) -> None:
         self.timer = None
@@ -397,33 +408,35 @@ class Relay:
     def start_call(self, down, ev) -> None:
         """A downstream RequestReceived: hygiene, route, pick, open upstream."""
         sid = ev.stream_id
+        # The pseudo-header fields themselves, as received (module doc).
         method = path = scheme = authority = timeout = None
         ctype = b""
         regular = []
-        for name, value in ev.headers:
+        for h in ev.headers:
+            name = h[0]
             if name[:1] == b":":
                 if name == b":path":
-                    path = value
+                    path = h
                 elif name == b":method":
-                    method = value
+                    method = h
                 elif name == b":authority":
-                    authority = value
+                    authority = h
                 elif name == b":scheme":
-                    scheme = value
+                    scheme = h
                 else:
                     down.reset(sid, ErrorCodes.PROTOCOL_ERROR)
                     return
             elif name in HOP_BY_HOP:
                 if name == b"host" and authority is None:
-                    authority = value
+                    authority = _renamed(h, b":authority")
             elif name == b"grpc-timeout":
-                timeout = gs.parse_timeout(value)
-            elif name == b"te" and value != b"trailers":
+                timeout = gs.parse_timeout(h[1])
+            elif name == b"te" and h[1] != b"trailers":
                 continue
             else:
                 if name == b"content-type":
-                    ctype = value
-                regular.append((name, value))
+                    ctype = h[1]
+                regular.append(h)
         if method is None or path is None or scheme is None:
             down.reset(sid, ErrorCodes.PROTOCOL_ERROR)
             return
@@ -436,17 +449,17 @@ class Relay:
         if routes is None:
             call.fail(gs.UNAVAILABLE, "proxy has no route configuration yet")
             return
-        route = routes.route(authority or b"", path, ev.headers)
+        route = routes.route(authority[1] if authority is not None else b"", path[1], ev.headers)
         if route is None:
-            call.fail(gs.UNIMPLEMENTED, "no route for " + path.decode("utf-8", "replace"), ok=True)
+            call.fail(gs.UNIMPLEMENTED, "no route for " + path[1].decode("utf-8", "replace"), ok=True)
             return
         call.route = route
         if route.headers_to_remove:
             drop = route.headers_to_remove
             regular = [h for h in regular if h[0] not in drop]
-        head = [(b":method", method), (b":scheme", scheme), (b":path", path)]
+        head = [method, scheme, path]
         if authority is not None:
-            head.append((b":authority", authority))
+            head.append(authority)
         call.up_headers = head + regular + list(route.headers_to_add)
         deadline = timeout
         if route.timeout is not None and (deadline is None or route.timeout < deadline):
@@ -492,6 +505,13 @@ class Relay:
             import asyncio
             self.loop = asyncio.get_running_loop()
         return self.loop
+
+
+def _renamed(field, name: bytes):
+    """`field`'s value under another name, never-indexed if `field` was."""
+    if type(field) is NeverIndexedHeaderTuple:
+        return NeverIndexedHeaderTuple(name, field[1])
+    return (name, field[1])
 
 
 def _header(headers, name: bytes):
