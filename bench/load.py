@@ -1,4 +1,5 @@
-"""Load generators: h2load for unary calls (a gRPC frame as the request body) and a
+"""Load generators: h2load for unary calls (a gRPC frame as the request body), a
+grpcio sync client timing sequential unary calls (latency as users see it), and a
 grpc.aio client for one bidirectional stream and for sample calls whose
 grpc-status is checked. Each returns plain numbers; nothing here starts servers.
 """
@@ -59,6 +60,7 @@ def h2load(target: str, in_flight: int, *, calls: int | None = None, seconds: fl
             "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
     args += ["-n", str(calls)] if calls is not None else ["-D", str(max(1, round(seconds)))]  # -D takes whole seconds
     if keep_latencies:
+        _remove(log_file)  # h2load appends to its log file: start each run from an empty one
         args += ["--log-file", log_file]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=600).stdout
     return _parse(out, _latencies(log_file) if keep_latencies else [])
@@ -76,9 +78,58 @@ def _parse(out: str, latencies: list[int]) -> H2loadResult:
 
 
 def _latencies(log_file: str) -> list[int]:
+    """Per-call durations (µs) from an h2load --log-file, which is then removed.
+
+    Each row is `start (µs since epoch) TAB HTTP status TAB duration (µs)`. h2load
+    opens the file with O_APPEND: a file reused across runs pools every earlier
+    run's calls (all paths alike) into the next one's percentiles: every path then
+    reports nearly the same p50 (a run reported +0.009 ms added). Reading it
+    consumes it.
+    """
     with open(log_file) as f:
         rows = [line.split("\t") for line in f if line.strip()]
+    _remove(log_file)
     return [int(r[2]) for r in rows if r[1] == "200"]
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class GrpcLatency:
+    """What users see at 1 in flight: a real grpcio (sync) client making sequential
+    unary calls on one channel, each timed on the client. h2load's per-request time
+    leaves out the client's own gRPC work and sends fewer frames (grpcio adds a
+    stream and a connection WINDOW_UPDATE to every request), so both are reported."""
+
+    def __init__(self, target: str, warmup: int = 200, timeout: float | None = None) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.call = self.channel.unary_unary(UNARY, request_serializer=_ident, response_deserializer=_ident)
+        # Timed calls carry no deadline by default, like h2load's (a grpc-timeout
+        # whose value changes every call costs the proxy a timer and HPACK work
+        # that caching cannot save: ~40 us/call in bench.relay_cpu); the
+        # warm-up has one, so a path that swallows calls fails here, not hangs.
+        self.timeout = timeout
+        t0 = time.perf_counter()
+        for _ in range(warmup):  # connect, and let grpcio settle its windows
+            self.call(PAYLOAD, timeout=5)
+        self.rate = warmup / (time.perf_counter() - t0)  # calls/s, to size later runs
+
+    def latencies_us(self, calls: int) -> list[float]:
+        call, clock, timeout, out = self.call, time.perf_counter, self.timeout, []
+        for _ in range(calls):
+            t0 = clock()
+            reply = call(PAYLOAD, timeout=timeout)
+            out.append((clock() - t0) * 1e6)
+            if reply != PAYLOAD:
+                raise RuntimeError(f"echo returned {len(reply)} bytes, sent {len(PAYLOAD)}")
+        return out
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 async def _stream_rate(target: str, seconds: float, window: int) -> float:

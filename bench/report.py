@@ -47,9 +47,10 @@ def _environment(result: dict) -> str:
 
 
 def _paths_table(result: dict) -> list[str]:
-    head = ("| path | calls/s @64 | vs direct | p50 @1 (ms) | p99 @1 (ms) | added p50 (ms) | proxy CPU/call (µs) "
+    head = ("| path | calls/s @64 | vs direct | p50 @1 (ms) | p99 @1 (ms) | added p50 (ms) "
+            "| grpc client p50 / p99 @1 (ms) | grpc client added p50 (ms) | proxy CPU/call (µs) "
             "| backend CPU/call (µs) | bidi stream msgs/s |")
-    lines = ["## Data path", "", head, "|" + "---|" * 9]
+    lines = ["## Data path", "", head, "|" + "---|" * 11]
     for name, p in result["paths"].items():
         is_mesh = name == "meshgrpc"
         ratio = p.get("ratio")
@@ -57,15 +58,23 @@ def _paths_table(result: dict) -> list[str]:
         added = p.get("added_p50_ms")
         added_s = _fmt(added, 3) + (f"{_mark(added <= TARGETS['added_p50_ms'])} (≤ {TARGETS['added_p50_ms']})"
                                     if is_mesh and added is not None else "")
+        gadded = p.get("grpc_added_p50_ms")
+        gadded_s = _fmt(gadded, 3) + (f"{_mark(gadded <= TARGETS['added_p50_ms'])} (≤ {TARGETS['added_p50_ms']})"
+                                      if is_mesh and gadded is not None else "")
+        glat_s = f"{_fmt(p.get('grpc_p50_ms'), 3)} / {_fmt(p.get('grpc_p99_ms'), 3)}"
         cpu = p.get("cpu_us_per_call")
         cpu_s = _fmt(cpu, 0) + (f"{_mark(cpu <= TARGETS['cpu_us_per_call'])} (≤ {TARGETS['cpu_us_per_call']})"
                                 if is_mesh and cpu is not None else "")
         lines.append(f"| {name} | {p['calls_per_s']:.0f} | {ratio_s} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} | "
-                     f"{added_s} | {cpu_s} | {_fmt(p.get('backend_cpu_us_per_call'), 0)} | {p['stream_msgs_per_s']:.0f} |")
+                     f"{added_s} | {glat_s} | {gadded_s} | {cpu_s} | {_fmt(p.get('backend_cpu_us_per_call'), 0)} | "
+                     f"{p['stream_msgs_per_s']:.0f} |")
     for name, why in result.get("skipped", {}).items():
-        lines.append(f"| {name} | skipped: {why} ||||||||")
+        lines.append(f"| {name} | skipped: {why} ||||||||||")
     lines += ["", "proxy CPU: utime+stime of the proxy process (nginx: master + worker) per call, from /proc/PID/stat. "
-              "added p50: the per-round difference to direct, median over rounds."]
+              "added p50: the per-round difference to direct, median over rounds. p50/p99 @1: h2load, one call "
+              "in flight (its per-request time). grpc client: sequential unary calls from a grpcio sync client in "
+              "the harness, timed on the client: what an application sees, including the client's own gRPC work "
+              "and the two WINDOW_UPDATE frames grpcio adds to every request."]
     return lines
 
 

@@ -2,8 +2,10 @@
 
 1. Data path, in interleaved rounds so machine noise hits every path alike
    (the path order rotates each round): the same unary gRPC load (h2load, one
-   connection, 100-byte payloads) at 64 in flight and at 1 in flight, and one
-   bidirectional stream (grpc.aio), against
+   connection, 100-byte payloads) at 64 in flight and at 1 in flight, sequential
+   calls from a real grpcio client (the latency users see: h2load's per-request
+   time leaves out the client's gRPC work and sends fewer frames per call), and
+   one bidirectional stream (grpc.aio), against
      direct    h2load -> grpc.aio echo backend
      meshgrpc  h2load -> meshgrpc proxy (configured by a real control plane) -> backend
      nginx     h2load -> nginx grpc_pass (keepalive >= in flight) -> backend
@@ -164,26 +166,41 @@ def data_path(paths: Paths, args: argparse.Namespace, checks: Checks) -> dict:
     for name in names:  # warm-up, which also sizes each run's call count
         rate64[name] = load.h2load(paths.targets[name], args.in_flight, seconds=1, workdir=paths.workdir).rate
         rate1[name] = load.h2load(paths.targets[name], 1, seconds=1, workdir=paths.workdir).rate
-    rounds = []
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        print(f"round {r + 1}/{args.rounds}: {' '.join(order)}", flush=True)
-        rounds.append({name: _one_path(paths, args, checks, name, rate64, rate1, f"round {r + 1}") for name in order})
+    clients = {name: load.GrpcLatency(paths.targets[name]) for name in names}
+    try:
+        rounds = []
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            print(f"round {r + 1}/{args.rounds}: {' '.join(order)}", flush=True)
+            rounds.append({name: _one_path(paths, args, checks, name, rate64, rate1, clients[name], f"round {r + 1}")
+                           for name in order})
+    finally:
+        for client in clients.values():
+            client.close()
     return _summarise(rounds, names)
 
 
-def _one_path(paths, args, checks, name, rate64, rate1, label) -> dict:
+def _grpc_latency(client: load.GrpcLatency, seconds: float) -> dict:
+    """p50/p99 (ms) of sequential grpcio calls, about `seconds` worth."""
+    lat = client.latencies_us(max(200, int(client.rate * seconds)))
+    client.rate = len(lat) / (sum(lat) / 1e6)
+    return {"grpc_p50_ms": statistics.median(lat) / 1000, "grpc_p99_ms": scale.percentile(lat, 0.99) / 1000}
+
+
+def _one_path(paths, args, checks, name, rate64, rate1, client, label) -> dict:
     calls = max(100, int(rate64[name] * args.seconds))
     tput, cpu_us, backend_us = _unary(paths, checks, name, args.in_flight, calls, f"{label} @{args.in_flight}")
     rate64[name] = tput.rate
     calls1 = max(50, int(rate1[name] * args.latency_seconds))
     lat, _, _ = _unary(paths, checks, name, 1, calls1, f"{label} @1", keep_latencies=True)
     rate1[name] = lat.rate
+    grpc_lat = _grpc_latency(client, args.latency_seconds)
     stream = _stream(paths.targets[name], args.stream_seconds, checks, f"{label} stream {name}")
     out = {"calls_per_s": tput.rate, "calls": calls, "cpu_us_per_call": cpu_us, "backend_cpu_us_per_call": backend_us,
            "p50_ms": statistics.median(lat.latencies_us) / 1000, "p99_ms": scale.percentile(lat.latencies_us, 0.99) / 1000,
-           "latencies_us": lat.latencies_us, "stream_msgs_per_s": stream}
+           "latencies_us": lat.latencies_us, "stream_msgs_per_s": stream, **grpc_lat}
     print(f"  {name:9s} {tput.rate:8.0f} calls/s  p50 {out['p50_ms']:.3f} ms  p99 {out['p99_ms']:.3f} ms  "
+          f"grpc p50 {out['grpc_p50_ms']:.3f} ms  "
           f"cpu {'' if cpu_us is None else f'{cpu_us:.0f} µs/call'}  stream {stream or 0:.0f} msgs/s", flush=True)
     return out
 
@@ -204,6 +221,7 @@ def _summarise(rounds: list[dict], names: list[str]) -> dict:
     for name in names:
         pooled = [x for r in rounds for x in r[name]["latencies_us"]]
         p = {"calls_per_s": med(name, "calls_per_s"), "p50_ms": med(name, "p50_ms"), "p99_ms": med(name, "p99_ms"),
+             "grpc_p50_ms": med(name, "grpc_p50_ms"), "grpc_p99_ms": med(name, "grpc_p99_ms"),
              "stream_msgs_per_s": statistics.median([r[name]["stream_msgs_per_s"] or 0.0 for r in rounds]),
              "backend_cpu_us_per_call": med(name, "backend_cpu_us_per_call"),
              "cpu_us_per_call": med(name, "cpu_us_per_call") if rounds[0][name]["cpu_us_per_call"] is not None else None,
@@ -213,6 +231,8 @@ def _summarise(rounds: list[dict], names: list[str]) -> dict:
             p["ratio"] = statistics.median(r[name]["calls_per_s"] / r["direct"]["calls_per_s"] for r in rounds)
             p["added_p50_ms"] = statistics.median(r[name]["p50_ms"] - r["direct"]["p50_ms"] for r in rounds)
             p["added_p99_ms"] = statistics.median(r[name]["p99_ms"] - r["direct"]["p99_ms"] for r in rounds)
+            p["grpc_added_p50_ms"] = statistics.median(r[name]["grpc_p50_ms"] - r["direct"]["grpc_p50_ms"]
+                                                       for r in rounds)
         else:
             p["ratio"] = 1.0
         out[name] = p
