@@ -69,16 +69,8 @@ class VersionedTable(HeaderTable):
         self.resized = self.resized or pending
 
 
-class CachingEncoder(Encoder):
-    """hpack Encoder that never Huffman-codes and reuses the block of a header list
-    it encoded at this table version without touching the table (module doc).
-    `hits` counts blocks served from the cache."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.header_table = VersionedTable()
-        self._cache: dict = {}
-        self.hits = 0
+class _Observable:
+    """What both caches show of themselves (for tests and debugging)."""
 
     @property
     def entries(self) -> int:
@@ -88,6 +80,18 @@ class CachingEncoder(Encoder):
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} version={self.header_table.version} "
                 f"entries={len(self._cache)} hits={self.hits}>")
+
+
+class CachingEncoder(_Observable, Encoder):
+    """hpack Encoder that never Huffman-codes and reuses the block of a header list
+    it encoded at this table version without touching the table (module doc).
+    `hits` counts blocks served from the cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.header_table = VersionedTable()
+        self._cache: dict = {}
+        self.hits = 0
 
     def encode(self, headers, huffman: bool = False) -> bytes:  # noqa: ARG002
         if self.header_table.resized or isinstance(headers, dict):
@@ -133,7 +137,7 @@ def _indexable_prefix(headers: list) -> int:
     return n
 
 
-class CachingDecoder(Decoder):
+class CachingDecoder(_Observable, Decoder):
     """hpack Decoder that reuses the header list of a block it decoded at this
     table version without touching the table (module doc). `hits` counts header
     lists served from the cache.
@@ -151,15 +155,6 @@ class CachingDecoder(Decoder):
         self._cache: dict = {}
         self._limits = None
         self.hits = 0
-
-    @property
-    def entries(self) -> int:
-        """Results currently cached (at most CACHE_ENTRIES)."""
-        return len(self._cache)
-
-    def __repr__(self) -> str:
-        return (f"<{type(self).__name__} version={self.header_table.version} "
-                f"entries={len(self._cache)} hits={self.hits}>")
 
     def decode(self, data, raw: bool = False):
         if not raw:

@@ -25,6 +25,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.proxy.balancer.p2c import two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -54,11 +55,7 @@ class P2CLeastRequestPicker:
         self._random = random
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        n, r = self._n, self._random
-        i = int(r() * n)
-        j = int(r() * (n - 1))
-        if j >= i:
-            j += 1  # two distinct endpoints, each pair equally likely
+        i, j = two_distinct(self._n, self._random)
         stats = self._stats
         return self._endpoints[j if stats[j].in_flight < stats[i].in_flight else i]
 

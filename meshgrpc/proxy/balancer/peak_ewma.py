@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.proxy.balancer.p2c import two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
 
@@ -76,11 +77,7 @@ class PeakEwmaPicker:
         return current(s.rtt, s.rtt_at, now, self._decay) * (s.pending + 1) * self._inverse_weights[i]
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        n, r = self._n, self._random
-        i = int(r() * n)
-        j = int(r() * (n - 1))
-        if j >= i:
-            j += 1  # two distinct endpoints, each pair equally likely
+        i, j = two_distinct(self._n, self._random)
         now = self._clock()
         return self._endpoints[j if self.cost(j, now) < self.cost(i, now) else i]
 
