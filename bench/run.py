@@ -132,8 +132,11 @@ class Checks:
                 f"{samples} calls per path, checked for status OK and the echoed payload.")
         # nginx is a yardstick, not the product: its failures are reported but do not fail the run.
         ours = [p for p in self.problems if "nginx" not in p]
-        return {"ok": not ours, "calls": self.calls, "problems": self.problems,
-                "summary": text if not self.problems else f"{len(self.problems)} problem(s) (below)"}
+        if ours:
+            text = f"{len(ours)} problem(s) on direct or meshgrpc (below)"
+        elif self.problems:
+            text += f" The nginx comparison had {len(self.problems)} problem(s) of its own (below)."
+        return {"ok": not ours, "calls": self.calls, "problems": self.problems, "summary": text}
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
