@@ -16,7 +16,7 @@ import time
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.proxy.balancer import PickerEnv, build_picker
-from meshgrpc.proxy.cluster import EndpointState, EndpointStats
+from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
 
 POLICIES = ["ROUND_ROBIN", "LEAST_REQUEST", "PEAK_EWMA", "RING_HASH", "RANDOM"]

@@ -19,6 +19,7 @@ import sys
 import uvloop
 
 from meshapi.v1 import discovery_pb2
+from meshgrpc.addresses import split_address
 from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
@@ -30,7 +31,7 @@ from meshgrpc.proxy.listener import serve
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
-from meshgrpc.proxy.upstream import UpstreamPools, split_address
+from meshgrpc.proxy.upstream import UpstreamPools
 from meshgrpc.xds.client import DiscoveryClient
 
 log = logging.getLogger("meshgrpc.proxy")
@@ -88,7 +89,7 @@ class Proxy:
             # (worker 0's) cannot speak for the others: a worker joins the port only once
             # it can route, so no client meets one that has no config yet.
             await _first_of(self.configured, stop)
-        host, port = split_address(self.args.listen)
+        host, port = split_address(self.args.listen, listen=True)
         listener = await serve(self.relay, host, port, reuse_port=self.reuse_port)
         admin = await self._start_admin(listener) if self.worker == 0 else None
         await stop.wait()
@@ -98,7 +99,7 @@ class Proxy:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
                            draining=lambda: self.draining, in_flight=listener.in_flight)
         admin = AdminServer(views.routes())
-        host, port = split_address(self.args.admin)
+        host, port = split_address(self.args.admin, listen=True)
         bound_host, bound_port = await admin.start(host, port)
         log.info("admin listening on %s:%d", bound_host, bound_port)
         return admin
@@ -132,13 +133,19 @@ def run(args) -> int:
     if args.workers < 1:
         print("meshgrpc proxy: --workers must be at least 1", file=sys.stderr)
         return 2
+    for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
+        try:
+            split_address(value, listen=True)
+        except ValueError as e:
+            print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
+            return 2
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)
 
 
 def _run_workers(args) -> int:
-    host, port = split_address(args.listen)
+    host, port = split_address(args.listen, listen=True)
     reserve = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     reserve.bind((host, port))

@@ -20,13 +20,13 @@ import logging
 import random
 import time
 
-from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived,
     StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
 )
 from h2.exceptions import TooManyStreamsError
 
+from meshgrpc.addresses import split_address
 from meshgrpc.backoff import Backoff
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
@@ -270,10 +270,6 @@ def unsent(call, why: str) -> None:
     if not call.retry_elsewhere(why):
         call.fail(gs.UNAVAILABLE, why)
 
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class UpstreamPools:

@@ -7,7 +7,7 @@ import random
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.proxy.balancer import PickerEnv
-from meshgrpc.proxy.cluster import EndpointState, EndpointStats
+from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 
 
 class FakeClock:

@@ -11,7 +11,8 @@ from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.errors import ConfigError
-from meshgrpc.proxy.cluster import ClusterSet, split_address
+from meshgrpc.addresses import split_address
+from meshgrpc.proxy.cluster import ClusterSet
 
 
 def cluster(name: str, **fields) -> resources_pb2.Cluster:
@@ -186,3 +187,9 @@ def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_anot
     single = build([endpoints("one", "a:1")]).get("one")
     only = single.pick()
     assert single.pick_other(only) is only  # nowhere else to go
+
+
+def test_listen_addresses_may_ask_for_any_free_port():
+    assert split_address("127.0.0.1:0", listen=True) == ("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="port in 1-65535"):
+        split_address("127.0.0.1:0")

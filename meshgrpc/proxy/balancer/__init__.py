@@ -32,7 +32,7 @@ from meshapi.v1 import resources_pb2
 from meshgrpc.proxy.balancer import least_request, peak_ewma, random_pick, ring_hash, round_robin
 
 if TYPE_CHECKING:
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 LbPolicy = resources_pb2.Cluster.LbPolicy
 

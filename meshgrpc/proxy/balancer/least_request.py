@@ -30,7 +30,7 @@ from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 DEFAULT_BIAS = 1.0
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from meshapi.v1 import resources_pb2
 
 if TYPE_CHECKING:
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 DEFAULT_PANIC_PERCENT = 50
 

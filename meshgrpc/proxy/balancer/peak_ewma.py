@@ -30,7 +30,7 @@ from meshgrpc.proxy.ewma import current
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 DEFAULT_DECAY = 10.0  # seconds
 DEFAULT_RTT = 0.030  # seconds

@@ -16,7 +16,7 @@ from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 
 def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):

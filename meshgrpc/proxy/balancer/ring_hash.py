@@ -36,7 +36,7 @@ from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 MIN_RING = 1024
 RING_CAP = 16384  # most points for a ring whose total weight is small (see above)

@@ -29,7 +29,7 @@ from meshapi.v1 import resources_pb2
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 # Longest cycle precomputed: 8192 references is 64 KiB and a few ms to build.
 MAX_CYCLE = 8192

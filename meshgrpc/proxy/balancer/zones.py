@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from meshgrpc.proxy.balancer.panic import in_panic
 
 if TYPE_CHECKING:
-    from meshgrpc.proxy.cluster import EndpointState
+    from meshgrpc.proxy.endpoint import EndpointState
 
 
 def prefer_local(eligible: tuple[EndpointState, ...], usable: tuple[EndpointState, ...],

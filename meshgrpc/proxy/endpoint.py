@@ -1,0 +1,185 @@
+"""One endpoint of one cluster as the call path sees it: its config for this build
+(EndpointState) and the stats that outlive builds (EndpointStats): counters, the
+peak-EWMA round-trip estimate, the health-check verdict and the outlier tally.
+The relay reports every call here; balancers and outlier detection read it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from meshapi.v1 import resources_pb2
+from meshgrpc.addresses import split_address
+from meshgrpc.proxy import ewma
+from meshgrpc.proxy.balancer import peak_ewma
+from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.cluster import ClusterState
+
+log = logging.getLogger(__name__)
+
+HealthStatus = resources_pb2.Endpoint.HealthStatus
+_NOT_PICKED = frozenset({HealthStatus.UNHEALTHY, HealthStatus.DRAINING})
+
+
+class EndpointStats:
+    """The state of one (cluster, address) that outlives config builds. Updated on
+    the event loop thread only: by the relay (through EndpointState), the health
+    checker (through ClusterSet.set_health) and outlier decisions."""
+
+    __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
+                 "check_healthy", "outlier")
+
+    def __init__(self, rtt: float = peak_ewma.DEFAULT_RTT, now: float = 0.0) -> None:
+        self.in_flight = 0  # calls started and not finished
+        self.total = 0  # calls started
+        self.failures = 0  # calls finished not ok
+        self.last_latency_s: float | None = None
+        self.pending = 0  # calls started that have no response yet (PEAK_EWMA's load)
+        self.rtt = rtt  # peak-EWMA estimate (seconds) as of rtt_at; see ewma.py
+        self.rtt_at = now
+        self.check_healthy = True  # last active health-check verdict; optimistic until checked
+        self.outlier = OutlierTally()
+
+
+class EndpointState:
+    """One endpoint of one cluster: its config (fixed for this build) and its stats
+    (shared with the previous and next builds).
+
+    What the relay calls, on the event loop thread, for each call sent here:
+    - `on_start()` when the call is sent;
+    - `on_first_response(latency_s)` when the first response (headers, or a
+      trailers-only answer) arrives, `latency_s` after on_start: the round trip
+      PEAK_EWMA learns from, and the end of the call's "pending" time;
+    - `on_finish(ok, latency_s, grpc_status=None, responded=False)` exactly once
+      when the call ends, `responded=True` if on_first_response was called for it.
+      `grpc_status` (the int code, None when there was none) is what outlier
+      detection classifies; without it a not-ok call counts as a failure. A call
+      that ends without a response gives its latency to the estimate only if the
+      call succeeded or the latency is above the estimate (ewma.failed).
+    """
+
+    __slots__ = ("cluster", "address", "host", "port", "weight", "zone", "health", "metadata", "stats",
+                 "_checked", "_clock", "_decay", "_detector", "_owner")
+
+    def __init__(self, cluster: str, endpoint: resources_pb2.Endpoint, stats: EndpointStats, *,
+                 clock: Callable[[], float] = time.monotonic, decay: float = peak_ewma.DEFAULT_DECAY,
+                 detector: OutlierDetector | None = None, checked: bool = False) -> None:
+        self.cluster = cluster
+        self.address = endpoint.address
+        self.host, self.port = split_address(endpoint.address)
+        self.weight = endpoint.weight.value if endpoint.HasField("weight") else 1
+        self.zone = endpoint.zone
+        self.health = endpoint.health_status
+        self.metadata = dict(endpoint.metadata)
+        self.stats = stats
+        self._checked = checked  # the cluster runs active health checks
+        self._clock = clock
+        self._decay = decay
+        self._detector = detector
+        self._owner: ClusterState | None = None  # set by the ClusterState built over it
+
+    @property
+    def eligible(self) -> bool:
+        """May get calls at all (in panic mode, even when not usable)."""
+        return self.weight > 0 and self.health != HealthStatus.DRAINING
+
+    @property
+    def usable(self) -> bool:
+        """Should get calls: eligible, healthy by config and checks, not ejected."""
+        s = self.stats
+        return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
+                and (s.check_healthy or not self._checked))
+
+    @property
+    def in_flight(self) -> int:
+        return self.stats.in_flight
+
+    @property
+    def total(self) -> int:
+        return self.stats.total
+
+    @property
+    def failures(self) -> int:
+        return self.stats.failures
+
+    @property
+    def last_latency_s(self) -> float | None:
+        return self.stats.last_latency_s
+
+    def rtt_estimate(self, now: float | None = None) -> float:
+        s = self.stats
+        return ewma.current(s.rtt, s.rtt_at, self._clock() if now is None else now, self._decay)
+
+    def on_start(self) -> None:
+        stats = self.stats
+        stats.in_flight += 1
+        stats.total += 1
+        stats.pending += 1
+
+    def on_first_response(self, latency_s: float) -> None:
+        stats = self.stats
+        stats.pending -= 1
+        now = self._clock()
+        stats.rtt = ewma.observe(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+        stats.rtt_at = now
+
+    def on_finish(self, ok: bool, latency_s: float, grpc_status: int | None = None,
+                  responded: bool = False) -> None:
+        stats = self.stats
+        stats.in_flight -= 1
+        stats.last_latency_s = latency_s
+        if not ok:
+            stats.failures += 1
+        if not responded:
+            self._finish_unanswered(stats, ok, latency_s)
+        detector = self._detector
+        if detector is not None and detector.record(stats.outlier, ok, grpc_status):
+            owner = self._owner
+            if owner is not None:
+                owner.on_consecutive_failures(self.address)
+
+    def _finish_unanswered(self, stats: EndpointStats, ok: bool, latency_s: float) -> None:
+        stats.pending -= 1
+        now = self._clock()
+        if ok:
+            stats.rtt = ewma.observe(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+            stats.rtt_at = now
+        else:
+            stats.rtt, stats.rtt_at = ewma.failed(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
+
+    def health_label(self) -> str:
+        if self.health == HealthStatus.DRAINING:
+            return "DRAINING"
+        if self.health == HealthStatus.UNHEALTHY or (self._checked and not self.stats.check_healthy):
+            return "UNHEALTHY"
+        return "HEALTHY"
+
+    def describe(self, now: float | None = None) -> dict:
+        stats, tally = self.stats, self.stats.outlier
+        now = self._clock() if now is None else now
+        ejected_for = None if tally.ejected_until is None else max(0.0, tally.ejected_until - now)
+        return {
+            "address": self.address,
+            "weight": self.weight,
+            "zone": self.zone,
+            "health": self.health_label(),
+            "health_check": ("PASSING" if stats.check_healthy else "FAILING") if self._checked else None,
+            "ejected_until": None if ejected_for is None else round(time.time() + ejected_for, 3),
+            "ejected_for_s": ejected_for,
+            "times_ejected": tally.times_ejected,
+            "rtt_estimate_s": self.rtt_estimate(now),
+            "in_flight": stats.in_flight,
+            "pending": stats.pending,
+            "calls": stats.total,
+            "failures": stats.failures,
+            "last_latency_s": stats.last_latency_s,
+        }
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<EndpointState {self.cluster}/{self.address} w={self.weight} zone={self.zone!r} "
+                f"{self.health_label()} in_flight={s.in_flight} total={s.total} failures={s.failures}"
+                f"{' ejected' if s.outlier.ejected_until is not None else ''}>")
