@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2 as pb
 from meshgrpc.config import rules_clusters as rc, rules_routes as rr
+from meshgrpc.config.rules_unsupported import unsupported_fields
 from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import ConfigError, FieldError
 
@@ -137,10 +138,11 @@ MESH_RULES: tuple[Rule, ...] = (
     _each("clusters", CLUSTER_RULES),
     _each("endpoints", ENDPOINT_SET_RULES),
     _each("routes", ROUTE_CONFIG_RULES),
+    unsupported_fields,
 )
 
 _RESOURCE_RULES: dict[type, tuple[Rule, ...]] = {
-    pb.Cluster: CLUSTER_RULES,
+    pb.Cluster: CLUSTER_RULES + (unsupported_fields,),
     pb.EndpointSet: ENDPOINT_SET_RULES,
-    pb.RouteConfig: ROUTE_CONFIG_RULES,
+    pb.RouteConfig: ROUTE_CONFIG_RULES + (unsupported_fields,),
 }

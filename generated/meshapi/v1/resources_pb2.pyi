@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Cluster(_message.Message):
-    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent")
+    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget")
     class LbPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LB_POLICY_UNSPECIFIED: _ClassVar[Cluster.LbPolicy]
@@ -37,6 +37,7 @@ class Cluster(_message.Message):
     CIRCUIT_BREAKER_FIELD_NUMBER: _ClassVar[int]
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     PANIC_THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     lb_policy: Cluster.LbPolicy
     peak_ewma: PeakEwma
@@ -47,7 +48,18 @@ class Cluster(_message.Message):
     circuit_breaker: CircuitBreaker
     connect_timeout: _duration_pb2.Duration
     panic_threshold_percent: _wrappers_pb2.UInt32Value
-    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+    retry_budget: RetryBudget
+    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ...) -> None: ...
+
+class RetryBudget(_message.Message):
+    __slots__ = ("retry_ratio", "min_retries_per_second", "ttl")
+    RETRY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MIN_RETRIES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    retry_ratio: _wrappers_pb2.DoubleValue
+    min_retries_per_second: _wrappers_pb2.UInt32Value
+    ttl: _duration_pb2.Duration
+    def __init__(self, retry_ratio: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ..., min_retries_per_second: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class PeakEwma(_message.Message):
     __slots__ = ("decay", "default_rtt")
@@ -108,14 +120,16 @@ class OutlierDetection(_message.Message):
     def __init__(self, consecutive_failures: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., base_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejection_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., failure_status_codes: _Optional[_Iterable[int]] = ..., success_rate_stdev_factor: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., success_rate_request_volume: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., failure_percentage_threshold: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
 
 class CircuitBreaker(_message.Message):
-    __slots__ = ("max_requests", "max_retries", "max_pending_requests")
+    __slots__ = ("max_requests", "max_retries", "max_pending_requests", "max_connections_per_endpoint")
     MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     MAX_PENDING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONNECTIONS_PER_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     max_requests: _wrappers_pb2.UInt32Value
     max_retries: _wrappers_pb2.UInt32Value
     max_pending_requests: _wrappers_pb2.UInt32Value
-    def __init__(self, max_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_pending_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+    max_connections_per_endpoint: _wrappers_pb2.UInt32Value
+    def __init__(self, max_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_pending_requests: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_connections_per_endpoint: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
 
 class EndpointSet(_message.Message):
     __slots__ = ("cluster", "endpoints")
@@ -215,7 +229,7 @@ class HeaderMatcher(_message.Message):
     def __init__(self, name: _Optional[str] = ..., exact: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., regex: _Optional[str] = ..., present: _Optional[bool] = ..., invert: _Optional[bool] = ...) -> None: ...
 
 class RouteAction(_message.Message):
-    __slots__ = ("cluster", "weighted_clusters", "timeout", "retry_policy", "request_headers_to_add", "request_headers_to_remove", "hash_policy")
+    __slots__ = ("cluster", "weighted_clusters", "timeout", "retry_policy", "request_headers_to_add", "request_headers_to_remove", "hash_policy", "hedge_policy", "idle_timeout", "retry_buffer_limit", "rate_limit", "fault", "mirror")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +237,12 @@ class RouteAction(_message.Message):
     REQUEST_HEADERS_TO_ADD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_HEADERS_TO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     HASH_POLICY_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BUFFER_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     weighted_clusters: _containers.RepeatedCompositeFieldContainer[ClusterWeight]
     timeout: _duration_pb2.Duration
@@ -230,7 +250,13 @@ class RouteAction(_message.Message):
     request_headers_to_add: _containers.RepeatedCompositeFieldContainer[HeaderValue]
     request_headers_to_remove: _containers.RepeatedScalarFieldContainer[str]
     hash_policy: HashPolicy
-    def __init__(self, cluster: _Optional[str] = ..., weighted_clusters: _Optional[_Iterable[_Union[ClusterWeight, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., request_headers_to_add: _Optional[_Iterable[_Union[HeaderValue, _Mapping]]] = ..., request_headers_to_remove: _Optional[_Iterable[str]] = ..., hash_policy: _Optional[_Union[HashPolicy, _Mapping]] = ...) -> None: ...
+    hedge_policy: HedgePolicy
+    idle_timeout: _duration_pb2.Duration
+    retry_buffer_limit: _wrappers_pb2.UInt32Value
+    rate_limit: RateLimit
+    fault: Fault
+    mirror: Mirror
+    def __init__(self, cluster: _Optional[str] = ..., weighted_clusters: _Optional[_Iterable[_Union[ClusterWeight, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., request_headers_to_add: _Optional[_Iterable[_Union[HeaderValue, _Mapping]]] = ..., request_headers_to_remove: _Optional[_Iterable[str]] = ..., hash_policy: _Optional[_Union[HashPolicy, _Mapping]] = ..., hedge_policy: _Optional[_Union[HedgePolicy, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_buffer_limit: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., mirror: _Optional[_Union[Mirror, _Mapping]] = ...) -> None: ...
 
 class ClusterWeight(_message.Message):
     __slots__ = ("name", "weight")
@@ -241,14 +267,84 @@ class ClusterWeight(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
-    __slots__ = ("retry_on", "num_retries", "per_try_timeout")
+    __slots__ = ("retry_on", "num_retries", "per_try_timeout", "retry_back_off")
     RETRY_ON_FIELD_NUMBER: _ClassVar[int]
     NUM_RETRIES_FIELD_NUMBER: _ClassVar[int]
     PER_TRY_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_BACK_OFF_FIELD_NUMBER: _ClassVar[int]
     retry_on: _containers.RepeatedScalarFieldContainer[str]
     num_retries: _wrappers_pb2.UInt32Value
     per_try_timeout: _duration_pb2.Duration
-    def __init__(self, retry_on: _Optional[_Iterable[str]] = ..., num_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., per_try_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    retry_back_off: RetryBackOff
+    def __init__(self, retry_on: _Optional[_Iterable[str]] = ..., num_retries: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., per_try_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_back_off: _Optional[_Union[RetryBackOff, _Mapping]] = ...) -> None: ...
+
+class RetryBackOff(_message.Message):
+    __slots__ = ("base_interval", "max_interval")
+    BASE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    base_interval: _duration_pb2.Duration
+    max_interval: _duration_pb2.Duration
+    def __init__(self, base_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class HedgePolicy(_message.Message):
+    __slots__ = ("hedge_after", "max_attempts", "hedge_on_statuses")
+    HEDGE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_ON_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    hedge_after: _duration_pb2.Duration
+    max_attempts: _wrappers_pb2.UInt32Value
+    hedge_on_statuses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hedge_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., hedge_on_statuses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("requests_per_second", "burst", "key_header", "max_keys")
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    KEY_HEADER_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEYS_FIELD_NUMBER: _ClassVar[int]
+    requests_per_second: float
+    burst: _wrappers_pb2.UInt32Value
+    key_header: str
+    max_keys: _wrappers_pb2.UInt32Value
+    def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., key_header: _Optional[str] = ..., max_keys: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+
+class Fault(_message.Message):
+    __slots__ = ("delay", "abort", "header_gate")
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    HEADER_GATE_FIELD_NUMBER: _ClassVar[int]
+    delay: FaultDelay
+    abort: FaultAbort
+    header_gate: str
+    def __init__(self, delay: _Optional[_Union[FaultDelay, _Mapping]] = ..., abort: _Optional[_Union[FaultAbort, _Mapping]] = ..., header_gate: _Optional[str] = ...) -> None: ...
+
+class FaultDelay(_message.Message):
+    __slots__ = ("fixed_delay", "percent")
+    FIXED_DELAY_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    fixed_delay: _duration_pb2.Duration
+    percent: float
+    def __init__(self, fixed_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., percent: _Optional[float] = ...) -> None: ...
+
+class FaultAbort(_message.Message):
+    __slots__ = ("grpc_status", "http_status", "percent")
+    GRPC_STATUS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    grpc_status: str
+    http_status: int
+    percent: float
+    def __init__(self, grpc_status: _Optional[str] = ..., http_status: _Optional[int] = ..., percent: _Optional[float] = ...) -> None: ...
+
+class Mirror(_message.Message):
+    __slots__ = ("cluster", "percent", "max_in_flight")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    percent: _wrappers_pb2.DoubleValue
+    max_in_flight: _wrappers_pb2.UInt32Value
+    def __init__(self, cluster: _Optional[str] = ..., percent: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ..., max_in_flight: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
 
 class HeaderValue(_message.Message):
     __slots__ = ("name", "value")
