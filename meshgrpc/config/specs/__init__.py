@@ -10,7 +10,7 @@ defaults. Specs compare by value, so "did this cluster change?" is `==`.
 
 from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
-    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs,
+    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
 from meshgrpc.config.specs.common import describe, seconds
 from meshgrpc.config.specs.routes import (
@@ -22,6 +22,6 @@ __all__ = [
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
     "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
     "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
-    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "route_config_spec",
+    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "outlier_spec", "route_config_spec",
     "seconds",
 ]
