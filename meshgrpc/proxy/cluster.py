@@ -3,9 +3,11 @@ over them, built from config as one immutable ClusterSet and swapped whole.
 
 What survives a rebuild: an endpoint's stats (counters, the peak-EWMA round-trip
 estimate, its active health-check result and its outlier tally: ejection and
-backoff) for the same (cluster, address), and a whole ClusterState (picker and
-cursor included) when neither its Cluster nor its EndpointSet changed. Building
-never touches the previous set, so a failed build leaves it exactly as it was.
+backoff) for the same (cluster, address); the cluster's in-flight counts (its
+ClusterLoad, which calls started on the old build decrement) and its retry budget
+while the budget's spec is unchanged; and a whole ClusterState (picker and cursor
+included) when neither its Cluster nor its EndpointSet changed. Building never
+touches the previous set, so a failed build leaves it exactly as it was.
 
 Which endpoints a cluster's picker balances over (`ClusterState.refresh`):
 - eligible: weight > 0 and not DRAINING (a draining endpoint finishes its calls
@@ -34,6 +36,8 @@ from meshgrpc.config.specs import ClusterSpec, EndpointSpec
 from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
+from meshgrpc.proxy.resilience.breaker import ClusterLoad
+from meshgrpc.proxy.resilience.budget import RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +49,19 @@ class ClusterState:
     outlier events."""
 
     __slots__ = ("name", "spec", "endpoint_specs", "endpoints", "usable", "candidates", "panic",
-                 "local_only", "_picker", "_env", "_detector", "_by_address", "_tallies",
+                 "local_only", "load", "budget", "_picker", "_env", "_detector", "_by_address", "_tallies",
                  "_panic_percent", "_next_sweep")
 
     def __init__(self, spec: ClusterSpec, endpoint_specs: tuple[EndpointSpec, ...],
                  endpoints: tuple[EndpointState, ...], env: PickerEnv,
-                 detector: OutlierDetector | None = None) -> None:
+                 detector: OutlierDetector | None = None, load: ClusterLoad | None = None,
+                 budget: RetryBudget | None = None) -> None:
         self.name = spec.name
         self.spec = spec
         self.endpoint_specs = endpoint_specs
         self.endpoints = endpoints
+        self.load = load or ClusterLoad(spec.name)
+        self.budget = budget or RetryBudget(spec.retry_budget, env.clock)
         self._env = env
         self._detector = detector
         self._by_address = {e.address: e for e in endpoints}
@@ -79,24 +86,33 @@ class ClusterState:
         old = {e.address: e.stats for e in previous.endpoints} if previous is not None else {}
         detector = OutlierDetector.of(spec.outlier_detection) if spec.outlier_detection is not None else None
         endpoints = _endpoints(spec, endpoint_specs, old, env, detector)
-        return cls(spec, endpoint_specs, endpoints, env, detector)
+        load = budget = None
+        if previous is not None:
+            load = previous.load
+            if previous.budget.spec == spec.retry_budget:
+                budget = previous.budget
+        return cls(spec, endpoint_specs, endpoints, env, detector, load, budget)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState | None:
         """The endpoint for the next call, or None when none is usable. Never awaits."""
         return self._picker.pick(hash_key)
 
-    def pick_other(self, avoid: EndpointState, hash_key: bytes | None = None) -> EndpointState | None:
-        """For a call being retried after `avoid` never received it: a pick that is
-        not `avoid` whenever another endpoint is balanced over. The policy picks
-        once more; if it insists (a dead endpoint looks cheap to PEAK_EWMA, and a
-        key hashes to the same point), the next candidate in order. Never awaits."""
+    def pick_avoiding(self, tried, hash_key: bytes | None = None) -> EndpointState | None:
+        """A pick for another attempt of a call that already tried the endpoints in
+        `tried` (retries and hedges go elsewhere when they can, gRFC A6): the
+        policy's pick if it is new; if it insists (a dead endpoint looks cheap to
+        PEAK_EWMA, a key hashes to the same point), the next untried candidate in
+        order; a tried one only when every candidate was tried. Never awaits."""
         ep = self._picker.pick(hash_key)
-        if ep is not avoid:
+        if ep is None or not tried or ep not in tried:
             return ep
         others = self.candidates
-        if len(others) < 2 or avoid not in others:
-            return ep
-        return others[(others.index(avoid) + 1) % len(others)]
+        start = others.index(ep) if ep in others else 0
+        for k in range(1, len(others)):
+            candidate = others[(start + k) % len(others)]
+            if candidate not in tried:
+                return candidate
+        return ep
 
     # -- events -----------------------------------------------------------------------
 

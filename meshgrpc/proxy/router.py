@@ -23,9 +23,13 @@ import bisect
 import dataclasses
 import random
 import re
+import time
 from typing import Callable
 
 from meshgrpc.config.specs import ActionSpec, HeaderMatcherSpec, MatchSpec, RouteConfigSpec, RouteSpec
+from meshgrpc.proxy.resilience.fault import FaultInjector
+from meshgrpc.proxy.resilience.mirror import MirrorPolicy
+from meshgrpc.proxy.resilience.rate_limit import RateLimiter
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,7 +44,9 @@ class RouteEntry:
     """The decision for a matched route. Immutable; shared by every call it matches.
 
     `pick_cluster()` chooses among weighted clusters per call (weight 0 never
-    chosen); with a single cluster it returns that name without drawing."""
+    chosen); with a single cluster it returns that name without drawing. The
+    route's rate limiter, fault injector and mirror policy are its only state
+    (buckets, draws, copies in flight); they live as long as this compiled table."""
 
     name: str  # route name, or "<virtual host>/<index>" when the route has none
     timeout: float | None  # seconds; None: no bound but the client's grpc-timeout
@@ -52,6 +58,9 @@ class RouteEntry:
     virtual_host: str = ""
     clusters: tuple[str, ...] = ()  # every cluster this route can send to (metrics, checks)
     action: ActionSpec = dataclasses.field(default=ActionSpec(), repr=False)  # the route's policies
+    rate_limiter: RateLimiter | None = dataclasses.field(default=None, repr=False)
+    fault: FaultInjector | None = dataclasses.field(default=None, repr=False)
+    mirror: MirrorPolicy | None = dataclasses.field(default=None, repr=False)
     _single: str | None = dataclasses.field(default=None, repr=False)
     _choices: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _cumulative: tuple[float, ...] = dataclasses.field(default=(), repr=False)
@@ -266,12 +275,14 @@ class RouteTable:
         self._memo: dict[bytes, _VirtualHost | None] = {}
 
     @classmethod
-    def compile(cls, route_config: RouteConfigSpec, rng: random.Random | None = None) -> RouteTable:
-        """Compiles the spec of a (validated) RouteConfig. `rng` draws weighted clusters."""
+    def compile(cls, route_config: RouteConfigSpec, rng: random.Random | None = None,
+                clock: Callable[[], float] = time.monotonic) -> RouteTable:
+        """Compiles the spec of a (validated) RouteConfig. `rng` draws weighted
+        clusters, faults and mirrors; `clock` drives rate limits."""
         draw = (rng or random.Random()).random
         vhosts = []
         for vh in route_config.virtual_hosts:
-            matchers = [_Matcher(i, r.match, _entry(vh.name, r, draw)) for i, r in enumerate(vh.routes)]
+            matchers = [_Matcher(i, r.match, _entry(vh.name, r, draw, clock)) for i, r in enumerate(vh.routes)]
             vhosts.append((list(vh.domains), _VirtualHost(vh.name, matchers)))
         return cls(route_config.name, vhosts)
 
@@ -331,7 +342,7 @@ def _host_of(authority: bytes) -> bytes:
     return host
 
 
-def _entry(vhost: str, route: RouteSpec, draw: Callable[[], float]) -> RouteEntry:
+def _entry(vhost: str, route: RouteSpec, draw: Callable[[], float], clock: Callable[[], float]) -> RouteEntry:
     action = route.action
     weighted = [(n, w) for n, w in action.weighted_clusters if w > 0]
     names = tuple(n for n, _ in weighted) if action.weighted_clusters else (action.cluster,)
@@ -345,6 +356,9 @@ def _entry(vhost: str, route: RouteSpec, draw: Callable[[], float]) -> RouteEntr
         virtual_host=vhost,
         clusters=names,
         action=action,
+        rate_limiter=RateLimiter(action.rate_limit, clock) if action.rate_limit is not None else None,
+        fault=FaultInjector(action.fault, draw) if action.fault is not None else None,
+        mirror=MirrorPolicy(action.mirror, draw) if action.mirror is not None else None,
         **_weights(action.cluster, weighted, draw),
     )
 

@@ -48,9 +48,13 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.events: list[tuple] = []
 
     def on_call_end(self, route, cluster, endpoint, grpc_status, http_status, latency) -> None:
         self.calls.append((route, cluster, endpoint, grpc_status, http_status, latency))
+
+    def on_event(self, event, name, detail) -> None:
+        self.events.append((event, name, detail))
 
 
 class RelayThread:

@@ -177,7 +177,7 @@ def test_pick_cost(capsys):
         print(f"\nClusterState.pick(): {pick:.3f} µs; with on_start/on_finish: {full:.3f} µs")
 
 
-def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_another():
+def test_pick_avoiding_never_returns_an_endpoint_already_tried_when_there_is_another():
     # A retry after an endpoint never received the call (connection refused) must
     # not land on it again: ring hash would send the same key there every time.
     cs = build([endpoints("api", "a:1", "b:1", "c:1")], clusters=[cluster("api", lb_policy="RING_HASH")])
@@ -185,10 +185,10 @@ def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_anot
     for key in (b"k%d" % i for i in range(50)):
         first = state.pick(key)
         assert state.pick(key) is first
-        assert state.pick_other(first, key) not in (first, None)
+        assert state.pick_avoiding([first], key) not in (first, None)
     single = build([endpoints("one", "a:1")]).get("one")
     only = single.pick()
-    assert single.pick_other(only) is only  # nowhere else to go
+    assert single.pick_avoiding([only]) is only  # nowhere else to go
 
 
 def test_listen_addresses_may_ask_for_any_free_port():
