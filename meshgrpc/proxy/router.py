@@ -22,10 +22,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-import re
 from typing import Callable
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import regex
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -149,16 +149,9 @@ def _header_value(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _compile_fullmatch(pattern: str) -> Callable[[bytes], object]:
-    """A fullmatch over bytes. ASCII patterns compile as bytes (no per-call decode;
-    \\d and \\w then mean ASCII, which is all a :path holds); others (a \\u escape,
-    a non-ASCII literal) compile as str and decode the value per call."""
-    if pattern.isascii():
-        try:
-            return re.compile(pattern.encode()).fullmatch
-        except re.error:
-            pass
-    text = re.compile(pattern).fullmatch
-    return lambda value: text(value.decode("utf-8", "surrogateescape"))
+    """A fullmatch over the raw bytes, in RE2 (config/regex.py says why and what
+    \\d, \\w and non-UTF-8 bytes mean); None when the value does not match."""
+    return regex.compile_fullmatch(pattern)
 
 
 class _VirtualHost:
