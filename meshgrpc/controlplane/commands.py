@@ -95,7 +95,7 @@ def _apply_request(args) -> management_pb2.ApplyRequest:
                                           allow_empty=args.allow_empty)
     if request.ByteSize() > MAX_MESSAGE_BYTES:
         raise _Failed(f"{args.file}: the config is {request.ByteSize()} bytes as a message, more than the "
-                      f"management API's limit of {MAX_MESSAGE_BYTES} bytes ({MAX_MESSAGE_BYTES >> 20} MiB)", 2)
+                      f"management API's limit of {MAX_MESSAGE_BYTES} bytes", 2)
     return request
 
 

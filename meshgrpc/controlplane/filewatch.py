@@ -11,7 +11,8 @@ validate, one past a parsing bound (config/bounds.py), and one that would remove
 every configured resource or more than --max-removal-share of them (guard.py).
 
 The file is polled rather than watched with inotify: it works on every filesystem
-and for editors that replace the file by renaming. The digest of the content
+and for editors that replace the file by renaming. Reading and parsing run in a
+worker thread; only the apply (the controller's single writer) runs on the loop. The digest of the content
 applied is committed with the change, so a restart does not re-apply an unchanged
 file over later `apply`s; content refused is not retried until it changes.
 """
@@ -19,6 +20,7 @@ file over later `apply`s; content refused is not retried until it changes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -78,8 +80,6 @@ class Settle:
             return False
         if seen != self._pending:
             self._pending, self._since = seen, now
-            if self.window > 0:
-                return False
         if now - self._since < self.window:
             return False
         self._handled = seen
@@ -89,6 +89,14 @@ class Settle:
     def waiting(self) -> bool:
         """True while a change has been seen but has not settled yet."""
         return self._pending != self._handled
+
+
+@dataclasses.dataclass(frozen=True)
+class Edit:
+    """A settled, parsed new content of the file, not yet applied."""
+
+    mesh: resources_pb2.MeshConfig
+    digest: str
 
 
 class FileWatcher:
@@ -107,25 +115,43 @@ class FileWatcher:
         self._task = OwnedTask("config-file-watch", self._poll)
 
     def check(self) -> bool:
-        """Applies the file if it settled on new content; True when a change was applied."""
+        """One poll: applies the file if it settled on new content; True when a change was applied."""
+        edit = self.poll_file()
+        return edit is not None and self.apply_edit(edit)
+
+    def poll_file(self) -> Edit | None:
+        """Stats the file and, once a change has settled, reads and parses it: the new
+        content to apply, or None. Touches no mesh state, so it can run off the event loop."""
         seen, was_waiting = signature(self.path), self._settle.waiting
         if not self._settle.observe(seen, self._clock()):
             if self._settle.waiting and not was_waiting:
                 log.info("%s changed; applying it once unchanged for %gs", self.path, self._settle.window)
-            return False
+            return None
         try:
             raw, digest = read_config(self.path)
             if signature(self.path) != seen:   # written to while being read: the next polls wait it out
-                return False
+                return None
             if digest == self._seen_digest:
-                return False
+                return None
             self._seen_digest = digest
-            changes = self._apply(parse_config(self.path, raw), digest, self._guard)
+            return Edit(parse_config(self.path, raw), digest)
+        except ConfigError as e:
+            self._refused(e)
+            return None
+
+    def apply_edit(self, edit: Edit) -> bool:
+        """Applies a parsed edit (on the event loop: the controller's single writer); True if applied."""
+        try:
+            changes = self._apply(edit.mesh, edit.digest, self._guard)
         except MeshError as e:
-            log.error("ignoring the edit of %s; the last good config stays. %s", self.path, _reason(e))
+            self._refused(e)
             return False
         log.info("applied the edit of %s: %s", self.path, _summary(changes))
         return True
+
+    def _refused(self, error: MeshError) -> None:
+        reason = str(error) if isinstance(error, ConfigError) else f"Refused: {error}"
+        log.error("ignoring the edit of %s; the last good config stays. %s", self.path, reason)
 
     def start(self) -> asyncio.Task:
         return self._task.start()
@@ -136,11 +162,10 @@ class FileWatcher:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.check()
-
-
-def _reason(error: MeshError) -> str:
-    return str(error) if isinstance(error, ConfigError) else f"Refused: {error}"
+            # Reading and parsing a large file must not stall the management API and discovery.
+            edit = await asyncio.to_thread(self.poll_file)
+            if edit is not None:
+                self.apply_edit(edit)
 
 
 def _summary(changes: list[management_pb2.ResourceChange]) -> str:
