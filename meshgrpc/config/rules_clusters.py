@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from meshapi.v1 import resources_pb2 as pb
 from meshgrpc.config.rules_common import (
     DAY, HOSTNAME, HOUR, MINUTE, WEIGHT_MAX, Context, duplicates, duration, fmt_seconds, in_range, is_ipv6,
-    join, known_enum, missing_cluster, name_problem, to_seconds,
+    join, known_enum, missing_cluster, name_problem,
 )
+from meshgrpc.config.specs import HealthCheckSpec, OutlierSpec
+from meshgrpc.config.specs.common import duration_or
 from meshgrpc.errors import FieldError
 
 RING_SIZE_MIN, RING_SIZE_MAX = 1024, 1_048_576
@@ -73,8 +75,7 @@ def health_check(h: pb.HealthCheck, path: str, ctx: Context) -> Iterator[FieldEr
     yield from duration(h, "interval", path, HOUR)
     yield from duration(h, "timeout", path, HOUR)
     yield from in_range(h, "jitter_fraction", path, 0, 1)
-    interval = to_seconds(h.interval) if h.HasField("interval") else 5.0
-    timeout = to_seconds(h.timeout) if h.HasField("timeout") else 1.0
+    interval, timeout = duration_or(h, "interval", HealthCheckSpec), duration_or(h, "timeout", HealthCheckSpec)
     if 0 < interval < timeout:
         yield FieldError(f"{path}.timeout",
                          f"timeout {fmt_seconds(timeout)} must not exceed the interval {fmt_seconds(interval)}")
@@ -86,8 +87,8 @@ def outlier_detection(o: pb.OutlierDetection, path: str, ctx: Context) -> Iterat
     yield from duration(o, "max_ejection_time", path, DAY)
     yield from in_range(o, "max_ejection_percent", path, 0, 100, " (a percentage)")
     yield from in_range(o, "failure_percentage_threshold", path, 0, 100, " (a percentage)")
-    base = to_seconds(o.base_ejection_time) if o.HasField("base_ejection_time") else 30.0
-    most = to_seconds(o.max_ejection_time) if o.HasField("max_ejection_time") else 300.0
+    base = duration_or(o, "base_ejection_time", OutlierSpec)
+    most = duration_or(o, "max_ejection_time", OutlierSpec)
     if 0 < most < base:
         yield FieldError(f"{path}.max_ejection_time",
                          f"max_ejection_time {fmt_seconds(most)} is shorter than "

@@ -8,20 +8,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import grpc
-
 from meshapi.v1 import resources_pb2 as pb
+from meshgrpc import grpc_codes
 from meshgrpc.config.regex import regex_problem
 from meshgrpc.config.rules_common import (
     DAY, HOSTNAME, WEIGHT_MAX, Context, duplicates, duration, fmt_seconds, in_range, is_ipv6, join,
-    missing_cluster, name_problem, to_seconds,
+    missing_cluster, name_problem,
 )
+from meshgrpc.config.specs.common import seconds
 from meshgrpc.errors import FieldError
 
 NUM_RETRIES_MAX = 10
 
-# gRPC status codes by name and number, for retry_on (grpc/doc/statuscodes.md).
-GRPC_STATUS_CODES: dict[str, int] = {c.name: c.value[0] for c in grpc.StatusCode}
 
 # HTTP field names are tokens (RFC 9110 5.6.2); HTTP/2 requires them lower case.
 _HEADER_TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
@@ -193,16 +191,14 @@ def retry_policy(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[FieldEr
     yield from in_range(policy, "num_retries", rpath, 0, NUM_RETRIES_MAX)
     yield from duration(policy, "per_try_timeout", rpath, DAY)
     if policy.HasField("per_try_timeout") and a.HasField("timeout"):
-        per_try, whole = to_seconds(policy.per_try_timeout), to_seconds(a.timeout)
+        per_try, whole = seconds(policy.per_try_timeout), seconds(a.timeout)
         if per_try > whole > 0:
             yield FieldError(f"{rpath}.per_try_timeout",
                              f"per_try_timeout {fmt_seconds(per_try)} exceeds the route's timeout {fmt_seconds(whole)}")
 
 
 def _status_code(text: str) -> int | None:
-    if text.isascii() and text.isdigit():
-        return int(text) if int(text) <= 16 else None
-    return GRPC_STATUS_CODES.get(text)
+    return grpc_codes.parse(text)
 
 
 def headers_to_add(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[FieldError]:

@@ -25,8 +25,6 @@ from meshgrpc.config.rules_unsupported import unsupported_fields
 from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import ConfigError, FieldError
 
-# gRPC status codes by name and number; public here since before the rules moved out.
-GRPC_STATUS_CODES = rr.GRPC_STATUS_CODES
 
 
 # ---------------------------------------------------------------- public API

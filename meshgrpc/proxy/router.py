@@ -24,8 +24,8 @@ import dataclasses
 import random
 from typing import Callable
 
-from meshapi.v1 import resources_pb2
 from meshgrpc.config import regex
+from meshgrpc.config.specs import ActionSpec, HeaderMatcherSpec, MatchSpec, RouteConfigSpec, RouteSpec
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -51,7 +51,7 @@ class RouteEntry:
     hash_header: bytes | None  # request header hashed by RING_HASH clusters
     virtual_host: str = ""
     clusters: tuple[str, ...] = ()  # every cluster this route can send to (metrics, checks)
-    retry_policy: resources_pb2.RetryPolicy | None = dataclasses.field(default=None, repr=False)
+    action: ActionSpec = dataclasses.field(default=ActionSpec(), repr=False)  # the route's policies
     _single: str | None = dataclasses.field(default=None, repr=False)
     _choices: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _cumulative: tuple[float, ...] = dataclasses.field(default=(), repr=False)
@@ -71,12 +71,11 @@ class _Matcher:
 
     __slots__ = ("index", "kind", "value", "regex", "header_tests", "entry")
 
-    def __init__(self, index: int, match: resources_pb2.RouteMatch, entry: RouteEntry) -> None:
+    def __init__(self, index: int, match: MatchSpec, entry: RouteEntry) -> None:
         self.index = index
-        self.kind = match.WhichOneof("path_specifier") or "prefix"
-        raw = getattr(match, self.kind) if match.WhichOneof("path_specifier") else "/"
-        self.value = raw.encode()
-        self.regex = _compile_fullmatch(raw) if self.kind == "regex" else None
+        self.kind = match.kind
+        self.value = match.value.encode()
+        self.regex = _compile_fullmatch(match.value) if self.kind == "regex" else None
         self.header_tests = tuple(_HeaderTest(h) for h in match.headers)
         self.entry = entry
 
@@ -108,10 +107,10 @@ class _HeaderTest:
 
     __slots__ = ("name", "kind", "value", "regex", "invert", "never")
 
-    def __init__(self, matcher: resources_pb2.HeaderMatcher) -> None:
-        self.name = matcher.name.lower().encode()
-        self.kind = matcher.WhichOneof("header_match_specifier") or "present"
-        spec = getattr(matcher, self.kind) if matcher.WhichOneof("header_match_specifier") else True
+    def __init__(self, matcher: HeaderMatcherSpec) -> None:
+        self.name = matcher.name.encode()
+        self.kind = matcher.kind
+        spec = matcher.value
         self.value = spec.encode() if isinstance(spec, str) else spec
         self.regex = _compile_fullmatch(spec) if self.kind == "regex" else None
         self.invert = matcher.invert
@@ -260,13 +259,12 @@ class RouteTable:
         self._memo: dict[bytes, _VirtualHost | None] = {}
 
     @classmethod
-    def compile(cls, route_config: resources_pb2.RouteConfig,
-                rng: random.Random | None = None) -> RouteTable:
-        """Compiles a (validated) RouteConfig. `rng` draws weighted clusters."""
+    def compile(cls, route_config: RouteConfigSpec, rng: random.Random | None = None) -> RouteTable:
+        """Compiles the spec of a (validated) RouteConfig. `rng` draws weighted clusters."""
         draw = (rng or random.Random()).random
         vhosts = []
         for vh in route_config.virtual_hosts:
-            matchers = [_Matcher(i, r.match, _entry(vh.name, i, r, draw)) for i, r in enumerate(vh.routes)]
+            matchers = [_Matcher(i, r.match, _entry(vh.name, r, draw)) for i, r in enumerate(vh.routes)]
             vhosts.append((list(vh.domains), _VirtualHost(vh.name, matchers)))
         return cls(route_config.name, vhosts)
 
@@ -326,21 +324,20 @@ def _host_of(authority: bytes) -> bytes:
     return host
 
 
-def _entry(vhost: str, index: int, route: resources_pb2.Route, draw: Callable[[], float]) -> RouteEntry:
-    action = route.route
-    weighted = [(c.name, c.weight) for c in action.weighted_clusters if c.weight > 0]
+def _entry(vhost: str, route: RouteSpec, draw: Callable[[], float]) -> RouteEntry:
+    action = route.action
+    weighted = [(n, w) for n, w in action.weighted_clusters if w > 0]
     names = tuple(n for n, _ in weighted) if action.weighted_clusters else (action.cluster,)
-    to_add = tuple((h.name.lower().encode(), h.value.encode()) for h in action.request_headers_to_add)
+    to_add = tuple((n.encode(), v.encode()) for n, v in action.headers_to_add)
     return RouteEntry(
-        name=route.name or f"{vhost}/{index}",
-        timeout=_seconds(action.timeout) if action.HasField("timeout") else None,
+        name=route.name,
+        timeout=action.timeout,
         headers_to_add=to_add,
-        headers_to_remove=frozenset(n.lower().encode() for n in action.request_headers_to_remove)
-        | {name for name, _ in to_add},
-        hash_header=action.hash_policy.header.lower().encode() if action.hash_policy.header else None,
+        headers_to_remove=frozenset(n.encode() for n in action.headers_to_remove) | {name for name, _ in to_add},
+        hash_header=action.hash_header.encode() if action.hash_header else None,
         virtual_host=vhost,
         clusters=names,
-        retry_policy=action.retry_policy if action.HasField("retry_policy") else None,
+        action=action,
         **_weights(action.cluster, weighted, draw),
     )
 
@@ -356,9 +353,3 @@ def _weights(single: str, weighted: list[tuple[str, int]], draw: Callable[[], fl
         cumulative.append(float(total))
     choices = tuple(n for n, _ in weighted) + (weighted[-1][0],)
     return {"_choices": choices, "_cumulative": tuple(cumulative), "_total": float(total), "_random": draw}
-
-
-def _seconds(duration) -> float | None:
-    """A Duration in seconds; zero means no bound (Envoy's convention)."""
-    seconds = duration.seconds + duration.nanos / 1e9
-    return seconds if seconds > 0 else None

@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of
 from meshgrpc.errors import ConfigError
 from meshgrpc.addresses import split_address
 from meshgrpc.proxy.cluster import ClusterSet
@@ -27,7 +28,7 @@ def endpoints(name: str, *eps: dict | str) -> resources_pb2.EndpointSet:
 def build(sets: list[resources_pb2.EndpointSet], previous: ClusterSet | None = None,
           clusters: list[resources_pb2.Cluster] | None = None) -> ClusterSet:
     clusters = clusters or [cluster(s.cluster) for s in sets]
-    return ClusterSet.build({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
+    return cluster_set_of({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
                             rng=random.Random(0))
 
 
@@ -40,7 +41,7 @@ def test_endpoint_fields_from_config():
                           "[::1]:9090")])
     first, second = cs.get("api").endpoints
     assert (first.address, first.host, first.port, first.weight, first.zone) == ("10.0.0.1:8080", "10.0.0.1", 8080, 3, "b")
-    assert first.metadata == {"v": "2"} and first.cluster == "api"
+    assert first.spec.metadata == (("v", "2"),) and first.cluster == "api"
     assert (second.host, second.port, second.weight, second.zone) == ("::1", 9090, 1, "")
 
 
@@ -148,7 +149,8 @@ def test_describe_and_repr_show_state():
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
                        "times_ejected": 0,
-                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None}],
+                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None,
+                       "metadata": {}}],
     }]}
     assert cs.snapshot().keys() == cs.describe().keys()
     assert repr(cs) == "<ClusterSet [api:1/1]>"

@@ -16,12 +16,11 @@ from h2.events import (
 from h2.settings import SettingCodes
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of, route_table_of
 from meshgrpc.proxy import grpc_status as gs
-from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.h2conf import Tuning, _GoawayTolerantStateMachine
 from meshgrpc.proxy.listener import DownstreamConnection, Listener
 from meshgrpc.proxy.relay import Relay
-from meshgrpc.proxy.router import RouteTable
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamConnection, UpstreamPools
 
@@ -91,11 +90,11 @@ class Rig:
         route.route.cluster = "c"
         if timeout_s is not None:
             route.route.timeout.FromNanoseconds(int(timeout_s * 1e9))
-        clusters = ClusterSet.build(
+        clusters = cluster_set_of(
             {"c": resources_pb2.Cluster(name="c", lb_policy=resources_pb2.Cluster.ROUND_ROBIN)},
             {"c": resources_pb2.EndpointSet(cluster="c", endpoints=[resources_pb2.Endpoint(address=ADDR)])})
         self.pools = UpstreamPools(tuning=tuning)
-        self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(rc), clusters)), self.pools)
+        self.relay = Relay(StateHolder(ProxyState(route_table_of(rc), clusters)), self.pools)
         self.listener = Listener(self.relay, "127.0.0.1", 0, tuning=tuning)
         self.client = Peer(DownstreamConnection(self.listener), client=True)
         pool = self.pools.get(ADDR)

@@ -11,12 +11,13 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import route_table_of
 from meshgrpc.proxy.router import RouteTable
 
 
 def table(virtual_hosts: list[dict], seed: int = 1) -> RouteTable:
     config = json_format.ParseDict({"name": "default", "virtual_hosts": virtual_hosts}, resources_pb2.RouteConfig())
-    return RouteTable.compile(config, rng=random.Random(seed))
+    return route_table_of(config, rng=random.Random(seed))
 
 
 def routes_table(routes: list[dict], **kw) -> RouteTable:
@@ -305,10 +306,10 @@ def test_route_action_fields():
     # the names headers_to_add replace are dropped from the request too
     assert tuned.headers_to_remove == frozenset({b"x-debug", b"cookie", b"x-env", b"x-empty"})
     assert tuned.hash_header == b"x-user"
-    assert tuned.retry_policy.num_retries.value == 2
+    assert tuned.action.retry.num_retries == 2
     plain = t.route(b"svc", b"/b/m", [])
     assert plain.name == "vh/1"  # unnamed routes are named by virtual host and index
-    assert plain.timeout is None and plain.hash_header is None and plain.retry_policy is None
+    assert plain.timeout is None and plain.hash_header is None and plain.action.retry is None
     assert plain.headers_to_add == () and plain.headers_to_remove == frozenset()
     assert plain.pick_cluster() == "b"
 
