@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from meshapi.v1 import resources_pb2 as pb
 from meshgrpc import grpc_codes
+from meshgrpc.config.regex import regex_problem
 from meshgrpc.config.rules_common import (
     DAY, HOSTNAME, WEIGHT_MAX, Context, duplicates, duration, fmt_seconds, in_range, is_ipv6, join,
     missing_cluster, name_problem,
@@ -35,14 +36,6 @@ def unique_route_config_names(mesh: pb.MeshConfig, path: str, ctx: Context) -> I
 
 
 # ---------------------------------------------------------------- shared route checks
-
-
-def _regex_problem(pattern: str) -> str | None:
-    try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as e:
-        return f"regex {pattern!r} does not compile: {e}"
-    return None
 
 
 def _header_name_problem(name: str, *, allow_pseudo: bool = False) -> str | None:
@@ -136,7 +129,7 @@ def path_specifier(m: pb.RouteMatch, path: str, ctx: Context) -> Iterator[FieldE
         yield FieldError(path, "set exactly one of path, prefix, regex")
     elif which in ("path", "prefix") and not getattr(m, which).startswith("/"):
         yield FieldError(f"{path}.{which}", f'{which} "{getattr(m, which)}" must start with "/"')
-    elif which == "regex" and (problem := _regex_problem(m.regex)):
+    elif which == "regex" and (problem := regex_problem(m.regex)):
         yield FieldError(f"{path}.regex", problem)
 
 
@@ -151,7 +144,7 @@ def matcher_specifier(h: pb.HeaderMatcher, path: str, ctx: Context) -> Iterator[
     which = h.WhichOneof("header_match_specifier")
     if which is None:
         yield FieldError(path, "set exactly one of exact, prefix, suffix, regex, present")
-    elif which == "regex" and (problem := _regex_problem(h.regex)):
+    elif which == "regex" and (problem := regex_problem(h.regex)):
         yield FieldError(f"{path}.regex", problem)
 
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-import re
 import time
 from typing import Callable
 
+from meshgrpc.config import regex
 from meshgrpc.config.specs import ActionSpec, HeaderMatcherSpec, MatchSpec, RouteConfigSpec, RouteSpec
 from meshgrpc.proxy.resilience.fault import FaultInjector
 from meshgrpc.proxy.resilience.mirror import MirrorPolicy
@@ -157,16 +157,9 @@ def _header_value(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _compile_fullmatch(pattern: str) -> Callable[[bytes], object]:
-    """A fullmatch over bytes. ASCII patterns compile as bytes (no per-call decode;
-    \\d and \\w then mean ASCII, which is all a :path holds); others (a \\u escape,
-    a non-ASCII literal) compile as str and decode the value per call."""
-    if pattern.isascii():
-        try:
-            return re.compile(pattern.encode()).fullmatch
-        except re.error:
-            pass
-    text = re.compile(pattern).fullmatch
-    return lambda value: text(value.decode("utf-8", "surrogateescape"))
+    """A fullmatch over the raw bytes, in RE2 (config/regex.py says why and what
+    \\d, \\w and non-UTF-8 bytes mean); None when the value does not match."""
+    return regex.compile_fullmatch(pattern)
 
 
 class _VirtualHost:

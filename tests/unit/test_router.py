@@ -118,6 +118,22 @@ def test_regex_must_match_the_whole_path():
     assert cluster_of(t, b"x/a123b") is None
 
 
+def test_regexes_are_re2_on_the_raw_bytes():
+    t = routes_table([
+        {"match": {"regex": "/r/(a+)+"}},
+        {"match": {"prefix": "/", "headers": [{"name": "x-n", "regex": r"\d+"}]}},
+        {"match": {"regex": "/caf./.*"}},
+    ])
+    started = time.perf_counter()
+    assert cluster_of(t, b"/r/" + b"a" * 5_000 + b"!") is None   # no backtracking
+    assert time.perf_counter() - started < 0.010
+    assert cluster_of(t, b"/r/aaaa") == "c0"
+    assert cluster_of(t, b"/x", [(b"x-n", b"42")]) == "c1"
+    assert cluster_of(t, b"/x", [(b"x-n", "٤٢".encode())]) is None   # \d is ASCII digits in RE2
+    assert cluster_of(t, "/café/m".encode()) == "c2"                  # . is one UTF-8 character
+    assert cluster_of(t, b"/caf\xff/m") is None                      # ...and never a stray byte
+
+
 def test_query_string_is_ignored_by_every_path_matcher():
     t = routes_table([
         {"match": {"path": "/exact"}},
