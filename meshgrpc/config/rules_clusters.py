@@ -13,10 +13,13 @@ from meshgrpc.config.rules_common import (
     join, known_enum, missing_cluster, name_problem,
 )
 from meshgrpc.config.specs import HealthCheckSpec, OutlierSpec
-from meshgrpc.config.specs.common import duration_or
+from meshgrpc.config.specs.common import duration_or, seconds
 from meshgrpc.errors import FieldError
 
 RING_SIZE_MIN, RING_SIZE_MAX = 1024, 1_048_576
+CONNECTIONS_MAX = 1024
+RETRY_RATIO_MAX = 1000
+MIN_RETRIES_MAX = 100_000
 
 _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
                    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
@@ -101,6 +104,15 @@ def outlier_detection(o: pb.OutlierDetection, path: str, ctx: Context) -> Iterat
 def circuit_breaker(b: pb.CircuitBreaker, path: str, ctx: Context) -> Iterator[FieldError]:
     if b.HasField("max_requests") and b.max_requests.value == 0:
         yield FieldError(f"{path}.max_requests", "max_requests 0 would refuse every call; at least 1")
+    yield from in_range(b, "max_connections_per_endpoint", path, 1, CONNECTIONS_MAX)
+
+
+def retry_budget(r: pb.RetryBudget, path: str, ctx: Context) -> Iterator[FieldError]:
+    yield from in_range(r, "retry_ratio", path, 0, RETRY_RATIO_MAX)
+    yield from in_range(r, "min_retries_per_second", path, 0, MIN_RETRIES_MAX)
+    yield from duration(r, "ttl", path, MINUTE)
+    if r.HasField("ttl") and 0 < seconds(r.ttl) < 1:
+        yield FieldError(f"{path}.ttl", f"ttl {fmt_seconds(seconds(r.ttl))} is below 1s")
 
 
 # ---------------------------------------------------------------- endpoint rules

@@ -95,7 +95,12 @@ def in_range(message: Message, field: str, path: str, low: float, high: float, w
             return
         value = value.value
     if not (low <= value <= high):  # also false for NaN
-        yield FieldError(f"{path}.{field}", f"{value:g} is out of range {low:g}-{high:g}{what}")
+        yield FieldError(f"{path}.{field}", f"{_number(value)} is out of range {_number(low)}-{_number(high)}{what}")
+
+
+def _number(x: float) -> str:
+    """Whole numbers in full (16777216, not 1.67772e+07); others as %g."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def known_enum(message: Message, field: str, path: str) -> Iterator[FieldError]:

@@ -36,6 +36,7 @@ EP = "endpoints[0].endpoints[0]"
 VH = "routes[0].virtual_hosts[0]"
 R0 = f"{VH}.routes[0]"
 R1 = f"{VH}.routes[1]"
+A0 = f"{R0}.route"
 
 
 def errors_after(mutate) -> list:
@@ -58,6 +59,11 @@ def vhost(doc) -> dict:
 
 def route(doc, i: int) -> dict:
     return vhost(doc)["routes"][i]
+
+
+def act(doc) -> dict:
+    """The first route's action."""
+    return route(doc, 0)["route"]
 
 
 def a_route(cluster_name: str = "greeter") -> dict:
@@ -210,9 +216,64 @@ CASES = [
      f"{R0}.route.retry_policy.num_retries", "out of range 0-10"),
     ("retry on unknown status", lambda d: route(d, 0)["route"].update(retry_policy={"retry_on": ["UNAVAILABLE",
                                                                                                "NOPE"]}),
-     f"{R0}.route.retry_policy.retry_on[1]", "not a retryable gRPC status"),
+     f"{R0}.route.retry_policy.retry_on[1]", "is not a retry condition"),
     ("retry on OK", lambda d: route(d, 0)["route"].update(retry_policy={"retry_on": ["0"]}),
-     f"{R0}.route.retry_policy.retry_on[0]", "not a retryable gRPC status"),
+     f"{R0}.route.retry_policy.retry_on[0]", "is not a retry condition"),
+    ("retry on unknown condition", lambda d: act(d).update(retry_policy={"retry_on": ["5xx"]}),
+     f"{A0}.retry_policy.retry_on[0]", "connect-failure, refused-stream, reset"),
+    ("back-off below 1ms", lambda d: act(d).update(retry_policy={"retry_back_off": {"base_interval": "0.0005s"}}),
+     f"{A0}.retry_policy.retry_back_off.base_interval", "below 1ms"),
+    ("back-off max below base", lambda d: act(d).update(retry_policy={"retry_back_off": {
+        "base_interval": "0.5s", "max_interval": "0.1s"}}),
+     f"{A0}.retry_policy.retry_back_off.max_interval", "shorter than base_interval"),
+    ("hedge with retry", lambda d: act(d).update(retry_policy={}, hedge_policy={"hedge_after": "0.02s"}),
+     f"{A0}.hedge_policy", "cannot both be set (gRFC A6)"),
+    ("hedge without delay", lambda d: act(d).update(hedge_policy={"max_attempts": 2}),
+     f"{A0}.hedge_policy.hedge_after", "hedge_after is required"),
+    ("hedge too many attempts", lambda d: act(d).update(hedge_policy={"hedge_after": "1s", "max_attempts": 6}),
+     f"{A0}.hedge_policy.max_attempts", "out of range 2-5"),
+    ("hedge on unknown status", lambda d: act(d).update(hedge_policy={"hedge_after": "1s",
+                                                                    "hedge_on_statuses": ["NOPE"]}),
+     f"{A0}.hedge_policy.hedge_on_statuses[0]", "is not a gRPC status"),
+    ("idle timeout zero", lambda d: act(d).update(idle_timeout="0s"), f"{A0}.idle_timeout", "must be positive"),
+    ("retry buffer too big", lambda d: act(d).update(retry_buffer_limit=(16 << 20) + 1),
+     f"{A0}.retry_buffer_limit", "out of range 0-16777216 bytes"),
+    ("rate limit zero", lambda d: act(d).update(rate_limit={"requests_per_second": 0}),
+     f"{A0}.rate_limit.requests_per_second", "more than 0"),
+    ("rate limit burst zero", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "burst": 0}),
+     f"{A0}.rate_limit.burst", "at least 1"),
+    ("rate limit key upper case", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "key_header": "X-U"}),
+     f"{A0}.rate_limit.key_header", "must be lower case"),
+    ("rate limit no keys", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "max_keys": 0}),
+     f"{A0}.rate_limit.max_keys", "out of range 1-1000000"),
+    ("fault with nothing", lambda d: act(d).update(fault={"header_gate": "x-f"}), f"{A0}.fault",
+     "set delay, abort or both"),
+    ("fault delay without duration", lambda d: act(d).update(fault={"delay": {"percent": 5}}),
+     f"{A0}.fault.delay.fixed_delay", "fixed_delay is required"),
+    ("fault percent over 100", lambda d: act(d).update(fault={"abort": {"grpc_status": "UNAVAILABLE", "percent": 101}}),
+     f"{A0}.fault.abort.percent", "out of range 0-100"),
+    ("fault abort status OK", lambda d: act(d).update(fault={"abort": {"grpc_status": "OK", "percent": 5}}),
+     f"{A0}.fault.abort.grpc_status", "not a gRPC error status"),
+    ("fault abort http 600", lambda d: act(d).update(fault={"abort": {"http_status": 600, "percent": 5}}),
+     f"{A0}.fault.abort.http_status", "out of range 200-599"),
+    ("fault abort neither", lambda d: act(d).update(fault={"abort": {"percent": 5}}),
+     f"{A0}.fault.abort", "exactly one of grpc_status and http_status"),
+    ("fault gate upper case", lambda d: act(d).update(fault={"abort": {"http_status": 503}, "header_gate": "X-F"}),
+     f"{A0}.fault.header_gate", "must be lower case"),
+    ("mirror to a missing cluster", lambda d: act(d).update(mirror={"cluster": "shadow"}),
+     f"{A0}.mirror.cluster", 'cluster "shadow" does not exist'),
+    ("mirror percent over 100", lambda d: act(d).update(mirror={"cluster": "greeter", "percent": 150}),
+     f"{A0}.mirror.percent", "out of range 0-100"),
+    ("mirror in flight zero", lambda d: act(d).update(mirror={"cluster": "greeter", "max_in_flight": 0}),
+     f"{A0}.mirror.max_in_flight", "out of range 1-100000"),
+    ("connections per endpoint zero", lambda d: cluster(d).update(circuit_breaker={"max_connections_per_endpoint": 0}),
+     f"{C0}.circuit_breaker.max_connections_per_endpoint", "out of range 1-1024"),
+    ("retry ratio negative", lambda d: cluster(d).update(retry_budget={"retry_ratio": -0.1}),
+     f"{C0}.retry_budget.retry_ratio", "out of range 0-1000"),
+    ("retry budget window too short", lambda d: cluster(d).update(retry_budget={"ttl": "0.5s"}),
+     f"{C0}.retry_budget.ttl", "below 1s"),
+    ("retry budget window too long", lambda d: cluster(d).update(retry_budget={"ttl": "61s"}),
+     f"{C0}.retry_budget.ttl", "longer than the limit of 60s"),
     # enums arriving as numbers
     ("lb policy out of range", lambda d: cluster(d).update(lb_policy=42), f"{C0}.lb_policy",
      "42 is not a valid LbPolicy"),
