@@ -161,7 +161,7 @@ class EndpointPool:
             attempt.on_refused(f"endpoint {self.address} was removed")
             return
         if not self.connecting and self.clock() < self.retry_at:
-            attempt.on_refused(f"endpoint {self.address} unreachable (reconnect backing off)")
+            attempt.on_refused(f"endpoint {self.address} unreachable (reconnect backing off)", self.retry_at)
             return
         cluster = attempt.cluster
         refused = cluster.load.admit_pending(cluster.spec.circuit_breaker)
@@ -224,9 +224,13 @@ class EndpointPool:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+        except asyncio.TimeoutError:
             self.connecting -= 1
-            self._connect_failed(e)
+            self._connect_failed(f"no connection within the connect_timeout of {timeout:g}s")
+            return
+        except OSError as e:
+            self.connecting -= 1
+            self._connect_failed(str(e) or type(e).__name__)
             return
         self.connecting -= 1
         self.backoff.succeeded()
@@ -237,16 +241,15 @@ class EndpointPool:
         self.serve_waiters()
         self.flusher.flush()
 
-    def _connect_failed(self, err: Exception) -> None:
+    def _connect_failed(self, why: str) -> None:
         delay = self.backoff.failed()
         self.retry_at = self.clock() + delay
-        log.warning("connect to %s failed (%s); retrying no sooner than %.2fs", self.address,
-                    err or type(err).__name__, delay)
+        log.warning("connect to %s failed (%s); retrying no sooner than %.2fs", self.address, why, delay)
         waiters, self.waiters = self.waiters, collections.deque()
-        msg = f"cannot connect to endpoint {self.address}: {err or type(err).__name__}"
+        msg = f"cannot connect to endpoint {self.address}: {why}"
         for attempt in waiters:
             _left_queue(attempt)
-            attempt.on_refused(msg)
+            attempt.on_refused(msg, self.retry_at)
         self.flusher.flush()
 
     def close(self, now: bool = False) -> None:
