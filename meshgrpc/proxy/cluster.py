@@ -32,7 +32,7 @@ import random
 import time
 from typing import Callable, Iterator
 
-from meshgrpc.config.specs import ClusterSpec, EndpointSpec
+from meshgrpc.config.specs import ClusterSpec, EndpointSpec, describe
 from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
@@ -192,6 +192,9 @@ class ClusterState:
             "balanced_over": len(self.candidates),
             "panic": self.panic,
             "local_zone_only": self.local_only,
+            "in_flight": {"requests": self.load.requests, "pending": self.load.pending,
+                          "retries": self.load.retries},
+            "spec": describe(self.spec),  # the effective config, defaults filled in
             "endpoints": [e.describe(now) for e in self.endpoints],
         }
 

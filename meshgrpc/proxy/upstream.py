@@ -46,12 +46,18 @@ class UpstreamConnection(H2Side):
         self.active = 0  # streams we opened and have not released
         self.draining = False  # GOAWAY received (or pool closing): no new streams
         self.full = False  # h2 refused a stream: full until one is released
+        self.settled = False  # the peer's first SETTINGS arrived
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.pool.address} active={self.active} "
                 f"draining={self.draining} closed={self.closed}>")
 
     def capacity(self) -> int:
+        # Until the peer's SETTINGS arrive its stream limit is unknown (RFC 9113
+        # §6.5.2 says "unlimited"; a server allowing one stream would reset the
+        # rest): one stream, the others wait the round trip.
+        if not self.settled:
+            return 1
         return min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams_per_conn)
 
     def usable(self) -> bool:
@@ -96,6 +102,7 @@ class UpstreamConnection(H2Side):
         self.pool.connection_draining(self)
 
     def on_settings(self, ev) -> None:
+        self.settled = True
         self.on_settings_changed(ev)
         self.pool.serve_waiters()
 

@@ -217,6 +217,27 @@ def test_max_requests_fails_the_calls_over_it_at_once(tmp_path):
         assert proxy.metric("meshgrpc_proxy_breaker_overflows_total", breaker="max_requests") == 40
 
 
+def test_max_connections_per_endpoint_caps_the_pool_and_calls_wait_for_a_stream(tmp_path):
+    # The backend takes one stream per connection: calls beyond the cap wait their turn.
+    def four_at_once(address: str) -> float:
+        start = time.monotonic()
+        outcomes = run_calls(address, 4, interop_unary, threads=4)
+        assert not failures(outcomes)
+        return time.monotonic() - start
+
+    with Mesh(tmp_path) as mesh:
+        slow = mesh.start_backend("slow", "interop", "--delay-ms", "300", "--max-streams", "1")
+        config = mesh_of({CLUSTER: [slow]}, cluster={"circuit_breaker": {"max_connections_per_endpoint": 1}})
+        mesh.start_control_plane(config)
+        proxy = mesh.start_proxy()
+        assert four_at_once(proxy.address) >= 4 * 0.3  # one connection, one stream: one call at a time
+        config["clusters"][0]["circuit_breaker"]["max_connections_per_endpoint"] = 4
+        mesh.apply(config)
+        proxy.wait_config(lambda d: d["effective"]["clusters"][CLUSTER]["circuit_breaker"]
+                          ["max_connections_per_endpoint"] == 4, what="the new cap")
+        assert four_at_once(proxy.address) < 3 * 0.3  # up to four connections: in parallel
+
+
 # ---------------------------------------------------------------- 5. fault injection
 
 def test_abort_ten_percent_and_the_header_gate(tmp_path):

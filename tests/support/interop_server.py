@@ -238,9 +238,10 @@ def add_test_service(server: grpc.aio.Server, options: BackendOptions) -> None:
 
 async def start_in_process(host: str = "127.0.0.1", port: int = 0, *,
                            options: BackendOptions = BackendOptions(),
-                           add_services: AddServices = add_test_service) -> Backend:
-    """Starts a backend in the running loop, bound at HOST:PORT (0 = any free port)."""
-    server = grpc.aio.server()
+                           add_services: AddServices = add_test_service, max_streams: int = 0) -> Backend:
+    """Starts a backend in the running loop, bound at HOST:PORT (0 = any free port);
+    `max_streams` > 0 is the SETTINGS_MAX_CONCURRENT_STREAMS it allows per connection."""
+    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", max_streams)] if max_streams else None)
     add_services(server, options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -306,6 +307,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser.add_argument("--fail-after", type=int, default=0,
                         help="with --fail-code: StreamingOutputCall fails after this many messages")
     parser.add_argument("--seed", type=int, default=0, help="seeds the --fail-percent draws")
+    parser.add_argument("--max-streams", type=int, default=0,
+                        help="SETTINGS_MAX_CONCURRENT_STREAMS per connection (0 = gRPC's default)")
     parser.add_argument("--lazy-headers", action="store_true",
                         help="send initial metadata with the first response message (no x-backend)")
     parser.add_argument("--not-serving", action="store_true",
@@ -321,7 +324,7 @@ async def serve(args: argparse.Namespace, add_services: AddServices) -> None:
                              lazy_headers=args.lazy_headers,
                              rng=random.Random(args.seed))
     backend = await start_in_process(args.host, args.port, options=options,
-                                     add_services=add_services)
+                                     add_services=add_services, max_streams=args.max_streams)
     if args.not_serving:
         await backend.set_serving(False)
     log.info("backend listening on %s", backend.address)

@@ -144,9 +144,13 @@ def test_describe_and_repr_show_state():
     ep.on_start()
     described = cs.describe()
     assert described["clusters"][0]["endpoints"][0].pop("rtt_estimate_s") == pytest.approx(0.030, rel=1e-3)
+    spec = described["clusters"][0].pop("spec")  # effective config, defaults filled in
+    assert (spec["connect_timeout"], spec["circuit_breaker"]["max_requests"], spec["retry_budget"]["ttl"]) == \
+        (1.0, 1024, 10.0)
     assert described == {"clusters": [{
         "name": "api", "lb_policy": "ROUND_ROBIN", "picker": "CyclePicker", "usable": 1,
         "balanced_over": 1, "panic": False, "local_zone_only": False,
+        "in_flight": {"requests": 0, "pending": 0, "retries": 0},
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
                        "times_ejected": 0, "unreachable_for_s": None,
