@@ -92,18 +92,20 @@ class Call:
     def begin(self) -> None:
         """First attempt (and mirror, and the hedge timer)."""
         self.state = CallState.ATTEMPTING
-        self.retry = RetryState(self.route.action.retry)
-        hedge = self.route.action.hedge
+        route = self.route
+        hedge = route.action.hedge
         if hedge is not None:
             self.hedge = HedgeState(hedge)
-        self.relay.maybe_mirror(self)
+        if route.mirror is not None:
+            self.relay.maybe_mirror(self)
         self.start_attempt()
         if self.hedge is not None and self.state is CallState.ATTEMPTING:
             self.arm("hedge", hedge.hedge_after, self._hedge_due)
 
     def start_attempt(self, retry: bool = False) -> None:
         cluster = self.cluster
-        ep = cluster.pick_avoiding(self.tried, self.relay.hash_key(self))
+        key = self.relay.hash_key(self) if self.route.hash_header is not None else None
+        ep = cluster.pick_avoiding(self.tried, key)
         if ep is None:
             self._give_up_or(gs.UNAVAILABLE, f"no healthy endpoint in cluster {cluster.name}")
             return
@@ -134,14 +136,13 @@ class Call:
         return headers
 
     def _time_left(self, attempt: Attempt) -> float | None:
-        now = self.relay.clock()
-        limits = []
-        if self.deadline is not None:
-            limits.append(self.deadline - now)
-        policy = self.route.action.retry if self.route is not None else None
+        """The call's remaining time, capped by the per-try timeout (not for a mirror)."""
+        left = self.deadline - self.relay.clock() if self.deadline is not None else None
+        policy = self.route.action.retry
         if policy is not None and policy.per_try_timeout is not None and not attempt.mirror:
-            limits.append(policy.per_try_timeout)
-        return min(limits) if limits else None
+            if left is None or policy.per_try_timeout < left:
+                return policy.per_try_timeout
+        return left
 
     # -- request side (downstream events) -------------------------------------------------
     def on_request_data(self, ev) -> None:
@@ -248,6 +249,8 @@ class Call:
             return self._hedge_after_failure(failure)
         if not self.body.kept or self.state is CallState.DONE:
             return bool(self.attempts)
+        if self.retry is None:
+            self.retry = RetryState(self.route.action.retry)
         decision = self.retry.decide(failure, self.relay.rng)
         if decision is None:
             return bool(self.attempts)
@@ -385,15 +388,18 @@ class Call:
         self.winner = attempt
         attempt.state = AttemptState.RESPONDING
         attempt.resp = Pipe(self, attempt.conn, attempt.sid, self.down, self.down_sid)
-        for other in list(self.attempts):
-            if other is not attempt:
-                other.cancel()
-        self._cancel_timer("hedge")
-        self._cancel_timer("backoff")
+        if len(self.attempts) > 1:
+            for other in list(self.attempts):
+                if other is not attempt:
+                    other.cancel()
+        if self.timers:
+            self._cancel_timer("hedge")
+            self._cancel_timer("backoff")
         if attempt.timer is not None:  # per-try timeouts bound the wait for response headers
             attempt.timer.cancel()
             attempt.timer = None
-        self._release_body_if_done()
+        if self.mirror is None:
+            self.body.release()
 
     def _forward_headers(self, headers, ended: bool) -> None:
         out = []

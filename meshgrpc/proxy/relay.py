@@ -106,7 +106,7 @@ class Relay:
             call.fail(gs.UNAVAILABLE, refused)
             return
         cluster.load.requests += 1
-        cluster.budget.deposit()
+        cluster.budget.deposit(call.t0)
         call.counted = True
         self._arm_timers(call, route, head.timeout)
         if route.fault is not None and self._fault(call, route, regular):
@@ -154,9 +154,9 @@ class Relay:
         pool.attach(attempt)
 
     def maybe_mirror(self, call: Call) -> None:
-        """Start a shadow copy of `call` when its route mirrors and the draw says so."""
+        """Start a shadow copy of `call` (its route mirrors) when the draw says so."""
         policy = call.route.mirror
-        if policy is None or not call.body.kept:
+        if not call.body.kept:
             return
         shadow = self.state.current.clusters.get(policy.spec.cluster)
         ep = shadow.pick_avoiding((), self.hash_key(call)) if shadow is not None else None

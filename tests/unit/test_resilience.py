@@ -28,7 +28,7 @@ def test_budget_allows_ratio_of_calls_plus_the_reserve():
     clock = FakeClock()
     budget = RetryBudget(RetryBudgetSpec(retry_ratio=0.2, min_retries_per_second=1, ttl=10.0), clock)
     for _ in range(100):
-        budget.deposit()
+        budget.deposit(clock())
     allowed = sum(budget.withdraw() for _ in range(100))
     assert allowed == 30  # 0.2 x 100 calls + 1/s x 10 s
 
@@ -37,12 +37,12 @@ def test_budget_window_slides_so_old_calls_and_retries_are_forgotten():
     clock = FakeClock()
     budget = RetryBudget(RetryBudgetSpec(retry_ratio=0.5, min_retries_per_second=0, ttl=10.0), clock)
     for _ in range(10):
-        budget.deposit()
+        budget.deposit(clock())
     assert sum(budget.withdraw() for _ in range(10)) == 5
     clock.advance(10.5)
     assert not budget.withdraw()  # the deposits left the window with the withdrawals
-    budget.deposit()
-    budget.deposit()
+    budget.deposit(clock())
+    budget.deposit(clock())
     assert budget.withdraw() and not budget.withdraw()
 
 

@@ -34,22 +34,23 @@ class RetryBudget:
         self._slot_start = clock()
         self._reserve = spec.min_retries_per_second * spec.ttl
 
-    def deposit(self) -> None:
-        """One original call to the cluster."""
-        self._advance()
+    def deposit(self, now: float) -> None:
+        """One original call to the cluster, at `now` (the call path has read the clock)."""
+        if now - self._slot_start >= self._slot_len:
+            self._advance(now)
         self._calls[self._current] += 1
 
     def withdraw(self) -> bool:
         """True, and counted, if one more retry fits the budget now."""
-        self._advance()
+        self._advance(self._clock())
         allowed = self._reserve + self.spec.retry_ratio * sum(self._calls)
         if sum(self._retries) + 1 > allowed:
             return False
         self._retries[self._current] += 1
         return True
 
-    def _advance(self) -> None:
-        elapsed = self._clock() - self._slot_start
+    def _advance(self, now: float) -> None:
+        elapsed = now - self._slot_start
         if elapsed < self._slot_len:
             return
         steps = min(SLOTS, int(elapsed / self._slot_len))
