@@ -28,6 +28,7 @@ from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore
 from meshgrpc.errors import ConfigError
+from meshgrpc.proxyless.server import AdsServer
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.server import DiscoveryServer
 
@@ -130,7 +131,9 @@ def _build_server(controller, publisher, registry, cache):
                                       ("grpc.keepalive_permit_without_calls", 1)])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
-    ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)
+    ads = AdsServer(cache)  # proxyless gRPC clients: Envoy xDS v3 on the same port
+    ads.add_to(server)
+    ManagementServicer(controller, publisher, registry, cache, (discovery, ads)).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer

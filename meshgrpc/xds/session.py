@@ -51,10 +51,11 @@ class Session:
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
-                 protocol: Protocol = MESH) -> None:
+                 protocol: Protocol = MESH, on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
         self.protocol = protocol
+        self._on_sent = on_sent  # told of each response once the transport took it
         self.node = None  # the protocol's Node message, from the first request
         self.state = StreamState(protocol.type_urls, empty_is_wildcard=protocol.empty_is_wildcard,
                                  resume=protocol.resume)
@@ -140,6 +141,8 @@ class Session:
         except TimeoutError:
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
                               f"proxy did not take a response within {self.io_timeout:g}s") from None
+        if self._on_sent is not None:
+            self._on_sent(self, plan)
 
     def _body(self, plan: ResponsePlan, snapshot: Snapshot) -> bytes:
         if plan.body_key is None:
