@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="changes within this window make one push (default 0.1)")
     p.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS",
                    help="registrations silent this long are dropped (default 10)")
+    # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
+    # (tests make configs gRPC rejects with it).
+    p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)
 
     p = sub.add_parser("apply", help="apply a config file atomically and print the diff")
     p.add_argument("-f", "--file", required=True)

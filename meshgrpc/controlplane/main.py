@@ -28,7 +28,7 @@ from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore
 from meshgrpc.errors import ConfigError
-from meshgrpc.proxyless.server import AdsServer
+from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.server import DiscoveryServer
 
@@ -75,7 +75,7 @@ async def _serve(args: argparse.Namespace, store: SqliteStore) -> int:
 
 
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
-    server, health_servicer = _build_server(controller, publisher, registry, cache)
+    server, health_servicer = _build_server(args, controller, publisher, registry, cache)
     port = _bind(server, args.listen)
     if port is None:
         return 1
@@ -125,13 +125,14 @@ def _file_applier(controller: Controller):
     return apply
 
 
-def _build_server(controller, publisher, registry, cache):
+def _build_server(args, controller, publisher, registry, cache):
     # Proxies ping every 20 s to detect a dead connection (proxy/main.py); allow it.
     server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
                                       ("grpc.keepalive_permit_without_calls", 1)])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
-    ads = AdsServer(cache)  # proxyless gRPC clients: Envoy xDS v3 on the same port
+    # Proxyless gRPC clients: Envoy xDS v3 on the same port.
+    ads = AdsServer(cache, translator=load_translator(getattr(args, "proxyless_translator", "")))
     ads.add_to(server)
     ManagementServicer(controller, publisher, registry, cache, (discovery, ads)).add_to(server)
     health_servicer = health.aio.HealthServicer()

@@ -17,20 +17,23 @@ each such line is also logged the first time it is sent to a node.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import weakref
+from collections.abc import Callable
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2 as envoy_discovery_pb2
 
 from meshapi.v1 import management_pb2
 from meshgrpc.proxyless.envoy_types import CDS, EDS, ENVOY_TYPES, LDS, RDS
-from meshgrpc.proxyless.snapshot import ENVOY_RESPONSE, TranslatedCache
+from meshgrpc.proxyless.snapshot import ENVOY_RESPONSE, EnvoySnapshot, TranslatedCache, translate
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan
 from meshgrpc.xds.protocol import Layout, NodeInfo, Protocol
 from meshgrpc.xds.server import DiscoveryServer
 from meshgrpc.xds.session import Session
+from meshgrpc.xds.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,10 @@ ENVOY = Protocol(
 class AdsServer(DiscoveryServer):
     """Serves the Envoy translation of `cache` to every connected gRPC client."""
 
-    def __init__(self, cache: SnapshotCache, **kwargs) -> None:
-        super().__init__(TranslatedCache(cache), protocol=ENVOY, service=SERVICE, method=METHOD, **kwargs)
+    def __init__(self, cache: SnapshotCache, translator: Callable[[Snapshot], EnvoySnapshot] = translate,
+                 **kwargs) -> None:
+        super().__init__(TranslatedCache(cache, translator), protocol=ENVOY, service=SERVICE, method=METHOD,
+                         **kwargs)
         # Gap lines already logged per stream; an entry goes with its session.
         self._logged: weakref.WeakKeyDictionary[Session, set[str]] = weakref.WeakKeyDictionary()
 
@@ -87,3 +92,11 @@ class AdsServer(DiscoveryServer):
 
 def _subscriptions(session: Session) -> dict[str, frozenset[str] | None]:
     return {t: s.names for t, s in session.state.types.items() if s.subscribed}
+
+
+def load_translator(spec: str) -> Callable[[Snapshot], EnvoySnapshot]:
+    """`translate`, or the function "MODULE:FUNCTION" names (a test-only hook)."""
+    if not spec:
+        return translate
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)

@@ -93,12 +93,13 @@ def translate(snapshot: Snapshot) -> EnvoySnapshot:
     }
     versions = {LDS: f"{v[mesh.LISTENER]}.{v[mesh.ROUTES]}", RDS: v[mesh.ROUTES], CDS: v[mesh.CLUSTER],
                 EDS: f"{v[mesh.ENDPOINTS]}.{v[mesh.CLUSTER]}"}
-    by_type = {t: _pack(t, versions[t], built[t]) for t in ENVOY_TYPES}
+    by_type = {t: type_resources(t, versions[t], built[t]) for t in ENVOY_TYPES}
     gaps = {(t, n): tuple(lines) for t in ENVOY_TYPES for n, (_, lines, _) in built[t].items() if lines}
     return EnvoySnapshot(by_type, gaps)
 
 
-def _pack(type_url: str, version: str, built: Mapping[str, Translated]) -> TypeResources:
+def type_resources(type_url: str, version: str, built: Mapping[str, Translated]) -> TypeResources:
+    """One Envoy type's resources at `version`, each packed and the whole response body built once."""
     packed = {n: PackedResource(n, version, m, wire.pack_any(type_url, m), refs)
               for n, (m, _, refs) in sorted(built.items())}
     refs = frozenset().union(*(p.refs for p in packed.values())) if type_url == RDS else frozenset()

@@ -220,11 +220,11 @@ class Mesh:
         return path
 
     def start_control_plane(self, config: dict | None = None, listen: str = "127.0.0.1:0",
-                            attempts: int = 1) -> str:
+                            attempts: int = 1, extra: tuple[str, ...] = ()) -> str:
         """Starts `meshgrpc control-plane` on the mesh's data dir (with `config` as
-        --config when given); returns its address. `attempts` > 1 retries a bind
-        failure (restarting on a port the previous process just released)."""
-        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir]
+        --config when given, and the `extra` flags); returns its address. `attempts`
+        > 1 retries a bind failure (restarting on a port the previous process just released)."""
+        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
         if config is not None:
             args += ["--config", self.write_config(config)]
         for attempt in range(attempts):
