@@ -1,5 +1,6 @@
 """`meshgrpc control-plane`: wiring the store, state, publisher, registry, file
-watch and gRPC services together, and running them until SIGTERM or SIGINT.
+watch and gRPC services (sidecars' discovery, proxyless clients' Envoy ADS,
+management, health) together, and running them until SIGTERM or SIGINT.
 
 Start-up order keeps the rule "commit before push": the stored state is loaded,
 the --config file applied (and committed) if it changed since it was last

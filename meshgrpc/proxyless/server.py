@@ -62,7 +62,8 @@ ENVOY = Protocol(
 class AdsServer(DiscoveryServer):
     """Serves the Envoy translation of `cache` to every connected gRPC client."""
 
-    def __init__(self, cache: SnapshotCache, translator: Callable[[Snapshot], EnvoySnapshot] = translate,
+    def __init__(self, cache: SnapshotCache,
+                 translator: Callable[[Snapshot, EnvoySnapshot | None], EnvoySnapshot] = translate,
                  **kwargs) -> None:
         super().__init__(TranslatedCache(cache, translator), protocol=ENVOY, service=SERVICE, method=METHOD,
                          **kwargs)
@@ -94,7 +95,7 @@ def _subscriptions(session: Session) -> dict[str, frozenset[str] | None]:
     return {t: s.names for t, s in session.state.types.items() if s.subscribed}
 
 
-def load_translator(spec: str) -> Callable[[Snapshot], EnvoySnapshot]:
+def load_translator(spec: str) -> Callable[[Snapshot, EnvoySnapshot | None], EnvoySnapshot]:
     """`translate`, or the function "MODULE:FUNCTION" names (a test-only hook)."""
     if not spec:
         return translate

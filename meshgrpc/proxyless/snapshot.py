@@ -53,6 +53,10 @@ class EnvoySnapshot:
     def versions(self) -> dict[str, str]:
         return {t: r.version for t, r in self._types.items()}
 
+    def gap_items(self):
+        """(type URL, name) and gap lines, for every resource with any."""
+        return self._gaps.items()
+
     def gaps(self, subscriptions: Mapping[str, Iterable[str] | None]) -> list[str]:
         """The gap lines of the resources subscribed to (type URL -> names, None = all), in order."""
         lines: list[str] = []
@@ -76,26 +80,50 @@ class EnvoySnapshot:
         return f"EnvoySnapshot({self.versions()})"
 
 
-def translate(snapshot: Snapshot) -> EnvoySnapshot:
-    """The Envoy resources for `snapshot`, which is consistent (the cache checked)."""
+def translate(snapshot: Snapshot, previous: EnvoySnapshot | None = None) -> EnvoySnapshot:
+    """The Envoy resources for `snapshot`, which is consistent (the cache checked).
+    A type whose version equals its version in `previous` is taken from there as
+    it is: it was translated and serialized once already."""
     v = snapshot.versions()
-    clusters = {n: cluster_spec(m) for n, m in snapshot.resources(mesh.CLUSTER).items()}
-    endpoint_sets = snapshot.resources(mesh.ENDPOINTS)
-    routes = {n: route_config_spec(m) for n, m in snapshot.resources(mesh.ROUTES).items()}
-    route_refs = {n: p.refs for n, p in snapshot[mesh.ROUTES].resources.items()}
-    built: dict[str, dict[str, Translated]] = {
-        LDS: {n: (*translate_routes.listener(spec, routes[spec.route_config]), frozenset({spec.route_config}))
-              for n, spec in ((n, listener_spec(m)) for n, m in snapshot.resources(mesh.LISTENER).items())},
-        RDS: {n: (*translate_routes.route_configuration(spec), route_refs[n]) for n, spec in routes.items()},
-        CDS: {n: (*translate_clusters.cluster(spec), frozenset({n})) for n, spec in clusters.items()},
-        EDS: {n: (*translate_clusters.load_assignment(spec, endpoint_specs(endpoint_sets.get(n))), frozenset())
-              for n, spec in clusters.items()},
-    }
     versions = {LDS: f"{v[mesh.LISTENER]}.{v[mesh.ROUTES]}", RDS: v[mesh.ROUTES], CDS: v[mesh.CLUSTER],
                 EDS: f"{v[mesh.ENDPOINTS]}.{v[mesh.CLUSTER]}"}
-    by_type = {t: type_resources(t, versions[t], built[t]) for t in ENVOY_TYPES}
-    gaps = {(t, n): tuple(lines) for t in ENVOY_TYPES for n, (_, lines, _) in built[t].items() if lines}
+    by_type, gaps = {}, {}
+    for type_url in ENVOY_TYPES:
+        if previous is not None and previous[type_url].version == versions[type_url]:
+            by_type[type_url] = previous[type_url]
+            gaps.update({k: g for k, g in previous.gap_items() if k[0] == type_url})
+            continue
+        built = _BUILDERS[type_url](snapshot)
+        by_type[type_url] = type_resources(type_url, versions[type_url], built)
+        gaps.update({(type_url, n): tuple(lines) for n, (_, lines, _) in built.items() if lines})
     return EnvoySnapshot(by_type, gaps)
+
+
+def _listeners(snapshot: Snapshot) -> dict[str, Translated]:
+    routes = {n: route_config_spec(m) for n, m in snapshot.resources(mesh.ROUTES).items()}
+    specs = {n: listener_spec(m) for n, m in snapshot.resources(mesh.LISTENER).items()}
+    return {n: (*translate_routes.listener(s, routes[s.route_config]), frozenset({s.route_config}))
+            for n, s in specs.items()}
+
+
+def _route_configs(snapshot: Snapshot) -> dict[str, Translated]:
+    return {n: (*translate_routes.route_configuration(route_config_spec(p.message)), p.refs)
+            for n, p in snapshot[mesh.ROUTES].resources.items()}
+
+
+def _clusters(snapshot: Snapshot) -> dict[str, Translated]:
+    return {n: (*translate_clusters.cluster(cluster_spec(m)), frozenset({n}))
+            for n, m in snapshot.resources(mesh.CLUSTER).items()}
+
+
+def _load_assignments(snapshot: Snapshot) -> dict[str, Translated]:
+    endpoint_sets = snapshot.resources(mesh.ENDPOINTS)
+    return {n: (*translate_clusters.load_assignment(cluster_spec(m), endpoint_specs(endpoint_sets.get(n))),
+                frozenset())
+            for n, m in snapshot.resources(mesh.CLUSTER).items()}
+
+
+_BUILDERS = {LDS: _listeners, RDS: _route_configs, CDS: _clusters, EDS: _load_assignments}
 
 
 def type_resources(type_url: str, version: str, built: Mapping[str, Translated]) -> TypeResources:
@@ -112,7 +140,8 @@ class TranslatedCache:
     mesh's current snapshot, made on first use and kept until the next change.
     Used from the event loop thread only, like the cache it wraps."""
 
-    def __init__(self, source: SnapshotCache, translator: Callable[[Snapshot], EnvoySnapshot] = translate) -> None:
+    def __init__(self, source: SnapshotCache,
+                 translator: Callable[[Snapshot, EnvoySnapshot | None], EnvoySnapshot] = translate) -> None:
         self._source = source
         self._translator = translator
         self._from: Snapshot | None = None
@@ -127,7 +156,7 @@ class TranslatedCache:
         return self._current
 
     def _translated(self, snapshot: Snapshot) -> EnvoySnapshot | None:
-        envoy = self._translator(snapshot)
+        envoy = self._translator(snapshot, self._current)
         errors = envoy.consistency_errors()
         if errors:
             # Keep serving the last good translation rather than send what clients would reject.

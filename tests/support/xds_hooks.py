@@ -10,7 +10,7 @@ from meshgrpc.proxyless.snapshot import EnvoySnapshot, translate, type_resources
 from meshgrpc.xds.snapshot import Snapshot
 
 
-def ring_hash_as_maglev(snapshot: Snapshot) -> EnvoySnapshot:
+def ring_hash_as_maglev(snapshot: Snapshot, previous: EnvoySnapshot | None = None) -> EnvoySnapshot:
     """The real translation, except that RING_HASH clusters go out as MAGLEV, a
     policy gRPC does not have: it NACKs the whole Cluster response (as a gRPC
     too old for a policy would)."""

@@ -360,3 +360,17 @@ def test_versions_follow_the_mesh_versions_each_type_is_built_from():
         "type.googleapis.com/meshapi.v1.RouteConfig": "7", "type.googleapis.com/meshapi.v1.Listener": "2"}))
     assert envoy.versions() == {LDS: "2.7", RDS: "7", CDS: "3", EDS: "5.3"}
     assert envoy.consistency_errors() == []
+
+
+def test_a_type_whose_version_did_not_change_is_reused_not_translated_again():
+    versions = {"type.googleapis.com/meshapi.v1.Cluster": "1", "type.googleapis.com/meshapi.v1.EndpointSet": "1",
+                "type.googleapis.com/meshapi.v1.RouteConfig": "1", "type.googleapis.com/meshapi.v1.Listener": "1"}
+    doc = copy.deepcopy(BASE)
+    doc["clusters"][0]["lb_policy"] = "PEAK_EWMA"
+    first = translate(Snapshot.from_mesh(loader.parse_document(doc), versions))
+    action(doc, timeout="3s")
+    second = translate(Snapshot.from_mesh(loader.parse_document(doc), {
+        **versions, "type.googleapis.com/meshapi.v1.RouteConfig": "2"}), first)
+    assert second[CDS] is first[CDS] and second[EDS] is first[EDS]  # the same bytes, not rebuilt
+    assert second[RDS] is not first[RDS] and second[LDS].version == "1.2"
+    assert second.gaps({CDS: None}) == first.gaps({CDS: None}) != []
