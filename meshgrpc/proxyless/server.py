@@ -3,7 +3,7 @@ world) for proxyless gRPC clients, on the control plane's port beside meshgrpc's
 own discovery service, serving the translation of the same snapshots.
 
 The stream is meshgrpc's discovery session (xds/session.py) with the Envoy
-`Protocol`: per-type versions and ACK/NACK with the client's error_detail kept;
+`DiscoveryProtocol`: per-type versions and ACK/NACK with the client's error_detail kept;
 resources requested by name, an empty list meaning none (gRPC never asks for a
 wildcard); every new stream sent the current state (a client that reconnects
 re-requests everything and waits for answers); each response complete for the
@@ -30,7 +30,7 @@ from meshgrpc.proxyless.envoy_types import CDS, EDS, ENVOY_TYPES, LDS, RDS
 from meshgrpc.proxyless.snapshot import ENVOY_RESPONSE, EnvoySnapshot, TranslatedCache, translate
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan
-from meshgrpc.xds.protocol import Layout, NodeInfo, Protocol
+from meshgrpc.xds.protocol import DiscoveryProtocol, Layout, NodeInfo
 from meshgrpc.xds.server import DiscoveryServer
 from meshgrpc.xds.session import Session
 from meshgrpc.xds.snapshot import Snapshot
@@ -48,7 +48,7 @@ def node_info(node: base_pb2.Node) -> NodeInfo:
     return NodeInfo(node.id, node.locality.zone, client)
 
 
-ENVOY = Protocol(
+ENVOY = DiscoveryProtocol(
     type_urls=ENVOY_TYPES,
     layout=Layout(first=(CDS, EDS, LDS), routes=RDS, referenced=frozenset({CDS, EDS})),
     response=ENVOY_RESPONSE,

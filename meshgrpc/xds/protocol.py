@@ -37,7 +37,7 @@ class NodeInfo:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Protocol:
+class DiscoveryProtocol:
     type_urls: tuple[str, ...]
     layout: Layout
     response: wire.ResponseFields
@@ -59,7 +59,7 @@ def _mesh_node(node: discovery_pb2.Node) -> NodeInfo:
     return NodeInfo(node.id, node.zone, "meshgrpc proxy")
 
 
-MESH = Protocol(
+MESH = DiscoveryProtocol(
     type_urls=TYPE_ORDER,
     layout=Layout(first=(CLUSTER, ENDPOINTS), routes=ROUTES, referenced=frozenset({CLUSTER, ENDPOINTS})),
     response=wire.MESH_RESPONSE,

@@ -1,6 +1,6 @@
 """DiscoveryServer: the discovery service (meshapi.v1.Discovery/StreamResources)
 on grpc.aio, serving a SnapshotCache with xDS state-of-the-world semantics. The
-same server, given another Protocol, service and method, serves proxyless gRPC
+same server, given another DiscoveryProtocol, service and method, serves proxyless gRPC
 clients Envoy's ADS (meshgrpc/proxyless/server.py).
 
 The handler is registered by hand so that its response serializer passes bytes
@@ -22,7 +22,7 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan
-from meshgrpc.xds.protocol import MESH, Protocol
+from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.session import Session, StreamError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class DiscoveryServer:
 
     def __init__(self, cache: SnapshotCache, *, clock: Callable[[], float] = time.time,
                  idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 256,
-                 protocol: Protocol = MESH, service: str = SERVICE, method: str = METHOD) -> None:
+                 protocol: DiscoveryProtocol = MESH, service: str = SERVICE, method: str = METHOD) -> None:
         self.cache = cache
         self.protocol, self.service, self.method = protocol, service, method
         self._clock = clock

@@ -2,7 +2,7 @@
 ordering.py decides, until the stream ends. Transport-agnostic: it talks to a
 `StreamIO` (read one request / write one encoded response), so unit tests drive
 it through a fake stream and server.py adapts grpc.aio to it. The stream's
-`Protocol` (protocol.py) says which flavour of discovery it is: meshgrpc's own
+`DiscoveryProtocol` (protocol.py) says which flavour of discovery it is: meshgrpc's own
 or Envoy's ADS for proxyless gRPC clients.
 
 Tasks: the session's `run()` is the sender loop; it owns one reader task and
@@ -22,7 +22,7 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan, next_response
-from meshgrpc.xds.protocol import MESH, Protocol
+from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import Outcome, StreamState, UnknownTypeError
 
@@ -51,7 +51,7 @@ class Session:
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
-                 protocol: Protocol = MESH, on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
+                 protocol: DiscoveryProtocol = MESH, on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
         self.protocol = protocol
