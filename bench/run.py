@@ -53,14 +53,19 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--endpoints", type=int, help="endpoints in all, 100 per cluster (default 10000; --quick 2000)")
     ap.add_argument("--scale-processes", type=int, default=2, help="processes holding the simulated proxies")
     ap.add_argument("--profile-seconds", type=float, help="py-spy recording (default 8; --quick 3)")
-    ap.add_argument("--proxyless-seconds", type=float, help="grpcio load per path per round (default 3; --quick 1)")
+    ap.add_argument("--proxyless-seconds", type=float, help="grpcio load per path per round (default 2; --quick 1)")
+    ap.add_argument("--proxyless-rounds", type=int,
+                    help="interleaved rounds of the proxyless comparison (default 9; --quick 2): its client-bound "
+                         "runs are short, and more of them keep a busy machine's bursts out of the median")
     ap.add_argument("--skip", action="append", default=[], choices=["nginx", "scale", "profile", "proxyless"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args(argv)
     quick = {"rounds": 2, "seconds": 1.5, "latency_seconds": 1, "stream_seconds": 1, "streams": 200,
-             "endpoints": 2000, "profile_seconds": 3, "proxyless_seconds": 1}
+             "endpoints": 2000, "profile_seconds": 3, "proxyless_seconds": 1,
+             "proxyless_rounds": 2}
     full = {"rounds": 5, "seconds": 5, "latency_seconds": 3, "stream_seconds": 2, "streams": 1000,
-            "endpoints": 10000, "profile_seconds": 8, "proxyless_seconds": 3}
+            "endpoints": 10000, "profile_seconds": 8, "proxyless_seconds": 2,
+            "proxyless_rounds": 9}
     for key, value in (quick if a.quick else full).items():
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -298,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             if "proxyless" not in args.skip:
                 result["proxyless"] = proxyless.compare(
                     {"direct": paths.backend, "sidecar": paths.targets["meshgrpc"]}, paths.cp_address, workdir,
-                    args.rounds, args.in_flight, args.proxyless_seconds, latency_calls=500 if args.quick else 2000)
+                    args.proxyless_rounds, args.in_flight, args.proxyless_seconds,
+                    latency_calls=500 if args.quick else 2000)
             print("profiling the proxy with py-spy", flush=True)
             result["profile"] = profile_proxy(paths, args)
             result["proxy_rss_idle_kib"] = procstat.memory_kib(paths.proxy.pid)["VmRSS"]
