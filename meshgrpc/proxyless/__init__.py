@@ -5,7 +5,6 @@ retries by itself, with no proxy hop.
 - envoy_types.py: the four Envoy xDS v3 types and their message classes;
 - translate_routes.py, translate_clusters.py: pure translation from the mesh's
   typed specs to Envoy resources, each with what it could not express (`Gaps`);
-- re2_dialect.py: which route regexes gRPC (RE2) reads the way the mesh does;
 - snapshot.py: an Envoy snapshot per mesh snapshot, translated once per version;
 - server.py: envoy.service.discovery.v3 ADS on the control plane's port;
 - bootstrap.py: the GRPC_XDS_BOOTSTRAP file (`meshgrpc bootstrap`);

@@ -4,8 +4,9 @@ in, Envoy messages and gap lines (gaps.py) out.
 What gRPC acts on is grpc/grpc doc/grpc_xds_features.md and the gRFCs it cites:
 - Listener: an `api_listener` holding an HttpConnectionManager that fetches its
   RouteConfiguration over ADS (RDS), the router filter last (A27, A39);
-- routes: path / prefix / safe_regex (RE2) and header matchers incl. invert and
-  present (A28, A63); weighted clusters (A28); the route timeout as
+- routes: path / prefix / safe_regex and header matchers incl. invert and
+  present (A28, A63); the mesh's regexes are RE2 already (config/regex.py, the
+  dialect and full-match semantics gRPC uses), so they are sent as written; weighted clusters (A28); the route timeout as
   `max_stream_duration` (A31); retries: retry_on for cancelled,
   deadline-exceeded, internal, resource-exhausted and unavailable, num_retries,
   retry_back_off (A44); `hash_policy` header for ring hash (A42); fault
@@ -35,7 +36,6 @@ from meshgrpc.config.specs.common import default_of
 from meshgrpc.config.specs.routes import RESET
 from meshgrpc.proxyless.envoy_types import ads_source, duration
 from meshgrpc.proxyless.gaps import Gaps
-from meshgrpc.proxyless.re2_dialect import NotRe2, to_re2
 
 FAULT_FILTER = "envoy.filters.http.fault"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -92,20 +92,12 @@ def route_configuration(spec: RouteConfigSpec) -> tuple[route_pb2.RouteConfigura
     config = route_pb2.RouteConfiguration(name=spec.name)
     for i, vh in enumerate(spec.virtual_hosts):
         vhost = config.virtual_hosts.add(name=vh.name, domains=vh.domains)
-        for j, r in enumerate(vh.routes):
-            route = _route(r, f"virtual_hosts[{i}].routes[{j}]", gaps)
-            if route is not None:
-                vhost.routes.append(route)
+        vhost.routes.extend(_route(r, f"virtual_hosts[{i}].routes[{j}]", gaps) for j, r in enumerate(vh.routes))
     return config, gaps.lines
 
 
-def _route(spec: RouteSpec, path: str, gaps: Gaps) -> rc.Route | None:
-    try:
-        match = _match(spec.match)
-    except NotRe2 as e:
-        gaps.add(f"{path}.match", f"{e.args[0]}; the route is left out for proxyless clients")
-        return None
-    route = rc.Route(name=spec.name, match=match, route=_action(spec.action, f"{path}.route", gaps))
+def _route(spec: RouteSpec, path: str, gaps: Gaps) -> rc.Route:
+    route = rc.Route(name=spec.name, match=_match(spec.match), route=_action(spec.action, f"{path}.route", gaps))
     if spec.action.fault is not None:
         route.typed_per_filter_config[FAULT_FILTER].CopyFrom(pack(fault(spec.action.fault)))
     return route
@@ -114,17 +106,10 @@ def _route(spec: RouteSpec, path: str, gaps: Gaps) -> rc.Route | None:
 def _match(spec: MatchSpec) -> rc.RouteMatch:
     match = rc.RouteMatch(headers=[_header(h) for h in spec.headers])
     if spec.kind == "regex":
-        match.safe_regex.CopyFrom(_regex(spec.value, "regex"))
+        match.safe_regex.regex = spec.value
     else:
         setattr(match, spec.kind, spec.value)
     return match
-
-
-def _regex(pattern: str, field: str) -> regex_pb2.RegexMatcher:
-    try:
-        return regex_pb2.RegexMatcher(regex=to_re2(pattern))
-    except NotRe2 as e:
-        raise NotRe2(f"{field} {pattern!r} {e}; gRPC evaluates regexes with RE2") from None
 
 
 def _header(spec: HeaderMatcherSpec) -> rc.HeaderMatcher:
@@ -132,7 +117,7 @@ def _header(spec: HeaderMatcherSpec) -> rc.HeaderMatcher:
     if spec.kind == "present":
         header.present_match = bool(spec.value)
     elif spec.kind == "regex":
-        header.string_match.CopyFrom(string_pb2.StringMatcher(safe_regex=_regex(spec.value, f"header {spec.name} regex")))
+        header.string_match.CopyFrom(string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=spec.value)))
     else:
         header.string_match.CopyFrom(string_pb2.StringMatcher(**{_STRING_MATCH[spec.kind]: spec.value}))
     return header

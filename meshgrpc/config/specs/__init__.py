@@ -11,7 +11,7 @@ defaults. Specs compare by value, so "did this cluster change?" is `==`.
 
 from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
-    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs,
+    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
 from meshgrpc.config.specs.common import describe, seconds
 from meshgrpc.config.specs.routes import (
@@ -23,6 +23,7 @@ __all__ = [
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
     "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
     "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
-    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "listener_spec", "route_config_spec",
+    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "listener_spec", "outlier_spec",
+    "route_config_spec",
     "seconds",
 ]

@@ -9,6 +9,7 @@ import dataclasses
 from meshapi.v1 import resources_pb2 as pb
 from meshgrpc.addresses import split_address
 from meshgrpc.config.specs.common import default_of, duration_or, wrapped_or
+from meshgrpc.errors import ConfigError, FieldError
 
 # gRPC codes counted as outlier failures by default: UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS.
 DEFAULT_FAILURE_CODES = frozenset({2, 13, 14, 15})
@@ -162,21 +163,25 @@ _HEALTH = {pb.Endpoint.UNHEALTHY: "UNHEALTHY", pb.Endpoint.DRAINING: "DRAINING"}
 
 def endpoint_specs(s: pb.EndpointSet | None) -> tuple[EndpointSpec, ...]:
     """The endpoints of a validated EndpointSet in order, the first of a repeated
-    address kept. Raises ValueError (with the index) for an address that does not parse."""
+    address kept. Raises ConfigError naming every address that does not parse."""
     if s is None:
         return ()
     seen: dict[str, EndpointSpec] = {}
+    errors = []
     for i, e in enumerate(s.endpoints):
         if e.address in seen:
             continue
         try:
             host, port = split_address(e.address)
         except ValueError as err:
-            raise ValueError(f"endpoints[{i}].address: {err}") from None
+            errors.append(FieldError(f"endpoints[{s.cluster}].endpoints[{i}].address", str(err)))
+            continue
         seen[e.address] = EndpointSpec(
             address=e.address, host=host, port=port,
             weight=e.weight.value if e.HasField("weight") else default_of(EndpointSpec, "weight"),
             zone=e.zone, health=_HEALTH.get(e.health_status, "HEALTHY"),
             metadata=tuple(sorted(e.metadata.items())))
+    if errors:
+        raise ConfigError(errors)
     return tuple(seen.values())
 

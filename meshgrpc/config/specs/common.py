@@ -36,8 +36,9 @@ def duration_or(message: Message, field: str, spec_class, spec_field: str | None
 
 
 def optional_duration(message: Message, field: str) -> float | None:
-    """A Duration field in seconds, or None when unset (no bound)."""
-    return seconds(getattr(message, field)) if message.HasField(field) else None
+    """A Duration field in seconds, or None when unset or zero: no bound (Envoy's convention)."""
+    value = seconds(getattr(message, field)) if message.HasField(field) else 0.0
+    return value if value > 0 else None
 
 
 def wrapped_or(message: Message, field: str, spec_class, spec_field: str | None = None) -> Any:
