@@ -293,8 +293,8 @@ async def _frame(mesh: Mesh, log: CallLog, proxyless: CallLog, elapsed: float, a
     failed = f"{log.failures} (last: {log.last_error})" if log.failures else "0"
     head = (f"meshgrpc demo  t={elapsed:4.1f}s of {length}   client {args.rate:g} calls/s through {mesh.proxy}   "
             f"failed calls so far: {failed}\n{cluster_line(clusters)}   canary: {canary_note}\n"
-            f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's /clusters;"
-            f" proxyless, pl p50: the proxyless client on xds:///{PROXYLESS_TARGET}, "
+            f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's "
+            f"/clusters; proxyless, pl p50: the proxyless client on xds:///{PROXYLESS_TARGET}, "
             f"{len(recent_proxyless) / log.window_s:.0f} calls/s, {proxyless.failures} failed)")
     return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s, recent_proxyless))
 

@@ -6,8 +6,8 @@ What gRPC acts on is grpc/grpc doc/grpc_xds_features.md and the gRFCs it cites:
   RouteConfiguration over ADS (RDS), the router filter last (A27, A39);
 - routes: path / prefix / safe_regex and header matchers incl. invert and
   present (A28, A63); the mesh's regexes are RE2 already (config/regex.py, the
-  dialect and full-match semantics gRPC uses), so they are sent as written; weighted clusters (A28); the route timeout as
-  `max_stream_duration` (A31); retries: retry_on for cancelled,
+  dialect and full-match semantics gRPC uses), so they are sent as written;
+  weighted clusters (A28); the route timeout as `max_stream_duration` (A31); retries: retry_on for cancelled,
   deadline-exceeded, internal, resource-exhausted and unavailable, num_retries,
   retry_back_off (A44); `hash_policy` header for ring hash (A42); fault
   injection, header-gated included, as the fault filter's per-route config (A33).
@@ -67,8 +67,8 @@ def listener(spec: ListenerSpec, routes: RouteConfigSpec) -> tuple[listener_pb2.
     filters.append(hcm_pb2.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router_pb2.Router())))
     manager = hcm_pb2.HttpConnectionManager(
         rds=hcm_pb2.Rds(config_source=ads_source(), route_config_name=spec.route_config), http_filters=filters)
-    message = listener_pb2.Listener(name=spec.name, api_listener=api_listener_pb2.ApiListener(api_listener=pack(manager)))
-    return message, gaps.lines
+    api = api_listener_pb2.ApiListener(api_listener=pack(manager))
+    return listener_pb2.Listener(name=spec.name, api_listener=api), gaps.lines
 
 
 def serves(domains, host: str) -> bool:

@@ -51,7 +51,8 @@ class Session:
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
-                 protocol: DiscoveryProtocol = MESH, on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
+                 protocol: DiscoveryProtocol = MESH,
+                 on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
         self.protocol = protocol

@@ -135,7 +135,8 @@ def test_apply_replace_of_an_empty_file_needs_allow_empty(tmp_path):
 
         allowed = cli(address, "apply", "-f", str(empty), "--replace", "--allow-empty")
         assert allowed.returncode == 0, allowed.stderr
-        assert allowed.stdout.count("removed ") == 6  # the example: 2 clusters, 2 endpoint sets, 1 route config, 1 listener
+        # The example: 2 clusters, 2 endpoint sets, 1 route config, 1 listener.
+        assert allowed.stdout.count("removed ") == 6
         assert "name:" not in get_all(address)
         again = cli(address, "apply", "-f", str(empty), "--replace")   # nothing left to remove: nothing refused
         assert again.returncode == 0 and again.stdout == "no changes\n"

@@ -45,6 +45,7 @@ def test_demo_runs_unattended_and_stops_everything():
     fast = min(after.get("greeter-1", 0), after.get("greeter-2", 0))
     assert after.get("greeter-3", 0) < fast, after
     # The proxyless client follows the same canary change, with no proxy in its path.
-    before, after = _shares(result.stdout, "before", "proxyless client: "), _shares(result.stdout, "after", "proxyless client: ")
+    before = _shares(result.stdout, "before", "proxyless client: ")
+    after = _shares(result.stdout, "after", "proxyless client: ")
     assert "failed" not in before and "failed" not in after, (before, after)
     assert before.get("canary-1", 0) < 25 < after.get("canary-1", 0), (before, after)

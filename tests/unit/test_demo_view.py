@@ -39,7 +39,8 @@ def test_phase_summary_counts_per_cluster():
 
 
 def test_call_record_survives_its_line_and_a_partial_line_is_skipped():
-    for record in (CallRecord(12.5, "greeter-1", 0.0012, True), CallRecord(13.0, "", 2.0, False, "DEADLINE_EXCEEDED: late x")):
+    for record in (CallRecord(12.5, "greeter-1", 0.0012, True),
+                   CallRecord(13.0, "", 2.0, False, "DEADLINE_EXCEEDED: late x")):
         assert CallRecord.from_line(record.to_line()) == record
     assert CallRecord.from_line("12.5 gree") is None
 
