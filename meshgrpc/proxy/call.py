@@ -57,7 +57,8 @@ class Call:
 
     __slots__ = ("relay", "down", "down_sid", "grpc", "state", "t0", "deadline", "route", "cluster",
                  "up_headers", "body", "attempts", "winner", "tried", "retry", "hedge", "last_failure",
-                 "grpc_status", "http_status", "timers", "idle", "idle_at", "mirror", "mirror_state", "counted")
+                 "grpc_status", "http_status", "timers", "idle", "idle_at", "mirror", "mirror_state", "counted",
+                 "retry_reserved")
 
     def __init__(self, relay: Relay, down, down_sid: int, grpc: bool, t0: float) -> None:
         self.relay = relay
@@ -82,6 +83,7 @@ class Call:
         self.mirror: Attempt | None = None
         self.mirror_state = None  # the route's MirrorPolicy, while a mirror copy runs
         self.counted = False  # counted in the cluster's max_requests
+        self.retry_reserved = False  # a retry admitted and counted in max_retries, not started yet
 
     def __repr__(self) -> str:
         return f"<Call down={self.down_sid} {self.state.value} attempts={self.attempts!r}>"
@@ -109,9 +111,9 @@ class Call:
         attempt = Attempt(self, len(self.tried), ep, cluster)
         self.tried.append(ep)
         self.attempts.append(attempt)
-        if retry:
+        if retry and self.retry_reserved:  # the attempt carries the reservation in max_retries
+            self.retry_reserved = False
             attempt.counts_as_retry = True
-            cluster.load.retries += 1
         per_try = self.route.action.retry.per_try_timeout if self.route.action.retry is not None else None
         if per_try is not None:
             attempt.timer = self.relay.later(per_try, lambda: self._per_try_timeout(attempt))
@@ -205,6 +207,9 @@ class Call:
             status = gs.status_of(headers)
             if status is not None and status != gs.OK and self.state is CallState.ATTEMPTING:
                 failure = Failure(Kind.STATUS, f"upstream answered {status}", status, pushback_of(headers))
+                if status == gs.DEADLINE_EXCEEDED and attempt.timer is not None:
+                    # The endpoint enforced the per-try bound it was sent as grpc-timeout.
+                    failure = Failure(Kind.PER_TRY_TIMEOUT, "per-try timeout exceeded upstream")
                 attempt.finish(status, self.relay.clock())
                 if self._retry_after(attempt, failure, headers, None):
                     return
@@ -247,6 +252,8 @@ class Call:
         if decision is None:
             return bool(self.attempts)
         delay, transparent = decision
+        if failure.kind is Kind.CONNECT and not self.cluster.has_untried(self.tried):
+            return bool(self.attempts)  # the only endpoints left refuse connections: nothing to gain
         if self._too_late(delay) or not self._admit_retry(transparent):
             return bool(self.attempts)
         log.debug("%r: retrying in %.3fs after %s", self, delay, failure.message)
@@ -270,7 +277,14 @@ class Call:
         if refused is not None:
             self.relay.emit("retry_refused", cluster.name, _breaker_of(refused))
             return False
+        if not transparent:
+            self._reserve_retry()
         return True
+
+    def _reserve_retry(self) -> None:
+        """Count the retry in max_retries from the moment it is decided, back-off included."""
+        self.cluster.load.retries += 1
+        self.retry_reserved = True
 
     def _too_late(self, delay: float) -> bool:
         return self.deadline is not None and self.relay.clock() + delay >= self.deadline
@@ -289,6 +303,7 @@ class Call:
             self.relay.emit("retry_refused", cluster.name, _breaker_of(refused))
             return False
         self.hedge.started += 1
+        self._reserve_retry()
         self.relay.emit("hedge", cluster.name, "")
         self.start_attempt(retry=True)
         return True
@@ -317,7 +332,6 @@ class Call:
         failure = Failure(Kind.PER_TRY_TIMEOUT, "per-try timeout exceeded in proxy")
         if not self._retry_after(attempt, failure, None, None):
             self._give_up()
-        self.relay.flush()
 
     def arm_deadline(self, seconds: float) -> None:
         self.deadline = self.t0 + seconds
@@ -357,7 +371,6 @@ class Call:
         if self.timers is not None:
             self.timers.pop(name, None)
         fn()
-        self.relay.flush()
 
     def _cancel_timer(self, name: str) -> None:
         if self.timers is not None:
@@ -512,6 +525,9 @@ class Call:
         if self.counted:
             self.cluster.load.requests -= 1
             self.counted = False
+        if self.retry_reserved:  # ended while waiting to retry
+            self.retry_reserved = False
+            self.cluster.load.retries -= 1
         self.relay.call_ended(self, grpc_status, self.relay.clock() - self.t0)
 
     def _release_body_if_done(self) -> None:

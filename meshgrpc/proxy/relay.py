@@ -190,9 +190,14 @@ class Relay:
         self.replay_bytes -= n
 
     def later(self, delay: float, fn):
+        """Run `fn` in `delay` seconds, then write what it queued; returns a handle with cancel()."""
         if self._later is None:
             self._later = self._loop().call_later
-        return self._later(delay, fn)
+        return self._later(delay, lambda: self._run_and_flush(fn))
+
+    def _run_and_flush(self, fn) -> None:
+        fn()
+        self.flusher.flush()
 
     def flush(self) -> None:
         self.flusher.flush()

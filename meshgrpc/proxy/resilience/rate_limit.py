@@ -17,6 +17,11 @@ from typing import Callable
 from meshgrpc.config.specs import RateLimitSpec
 
 
+# A token counts as whole a hair below 1.0: refill is computed in floating point,
+# and 0.1 s at 10/s must give the token it promised.
+_WHOLE = 1.0 - 1e-9
+
+
 class TokenBucket:
     __slots__ = ("tokens", "at")
 
@@ -28,7 +33,7 @@ class TokenBucket:
         """0.0 if a token was taken, else seconds until one is due."""
         tokens = min(burst, self.tokens + (now - self.at) * rate)
         self.at = now
-        if tokens >= 1.0:
+        if tokens >= _WHOLE:
             self.tokens = tokens - 1.0
             return 0.0
         self.tokens = tokens
