@@ -14,6 +14,7 @@ TARGETS = {
     "cpu_us_per_call": 250,    # proxy CPU per call, at most
     "ack_all_s": 1.0,          # every stream ACKed a change within
     "proxy_rss_mib": 40,       # with 1,000 endpoints, at most
+    "proxyless_ratio": 0.95,   # issue 12: proxyless throughput vs direct (same grpcio client), at least
 }
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -29,6 +30,7 @@ def _fmt(value, digits: int = 2, unit: str = "") -> str:
 def markdown(result: dict, chart: str | None) -> str:
     lines = [f"# meshgrpc benchmark — {result['timestamp']}", "", _environment(result), ""]
     lines += _paths_table(result)
+    lines += _proxyless_table(result)
     lines += _checks(result)
     lines += _scale_tables(result)
     lines += _profile(result)
@@ -75,6 +77,24 @@ def _paths_table(result: dict) -> list[str]:
               "in flight (its per-request time). grpc client: sequential unary calls from a grpcio sync client in "
               "the harness, timed on the client: what an application sees, including the client's own gRPC work "
               "and the two WINDOW_UPDATE frames grpcio adds to every request."]
+    return lines
+
+
+def _proxyless_table(result: dict) -> list[str]:
+    got = result.get("proxyless")
+    if not got:
+        return []
+    cfg = got["config"]
+    lines = ["", f"Proxyless (bench/proxyless.py): the same grpc.aio client on each path, {cfg['in_flight']} in flight "
+             f"({cfg['seconds']:g} s per path per round), then {cfg['latency_calls']} sequential calls; "
+             f"{cfg['rounds']} interleaved rounds, medians.", "",
+             "| path | calls/s | vs direct | client CPU (µs/call) | p50 @1 (ms) | p99 @1 (ms) | added p50 (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, p in got["paths"].items():
+        mark = _mark(p["ratio"] >= TARGETS["proxyless_ratio"]) + f" (≥ {TARGETS['proxyless_ratio']}×)" \
+            if name == "proxyless" else ""
+        lines.append(f"| {name} | {p['calls_per_s']:.0f} | {p['ratio']:.2f}×{mark} | {p['client_cpu_us_per_call']:.0f} | "
+                     f"{p['p50_ms']:.3f} | {p['p99_ms']:.3f} | {p['added_p50_ms']:+.3f} |")
     return lines
 
 

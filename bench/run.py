@@ -12,6 +12,8 @@
    Each h2load run makes an exact number of calls, so every call is accounted
    for: h2load's successes, the backend's count of calls it answered and, for the
    proxy, its /metrics count of grpc_status="0" must all agree.
+   Then the proxyless path (bench/proxyless.py): the same grpcio client on
+   direct, sidecar and `xds:///echo.mesh`, in interleaved rounds of its own.
 2. The proxy profiled with py-spy under the 64-in-flight load.
 3. Control plane at scale (simulated proxies, 10,000 endpoints, one change) and
    the proxy's memory with 1,000 endpoints.
@@ -32,7 +34,7 @@ import tempfile
 
 import grpc
 
-from bench import load, mesh, procstat, profile, report, scale
+from bench import load, mesh, procstat, profile, proxyless, report, scale
 from bench.nginx import Nginx, available as nginx_binary
 from tests.support.procs import Proc
 
@@ -51,13 +53,19 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--endpoints", type=int, help="endpoints in all, 100 per cluster (default 10000; --quick 2000)")
     ap.add_argument("--scale-processes", type=int, default=2, help="processes holding the simulated proxies")
     ap.add_argument("--profile-seconds", type=float, help="py-spy recording (default 8; --quick 3)")
-    ap.add_argument("--skip", action="append", default=[], choices=["nginx", "scale", "profile"])
+    ap.add_argument("--proxyless-seconds", type=float, help="grpcio load per path per round (default 2; --quick 1)")
+    ap.add_argument("--proxyless-rounds", type=int,
+                    help="interleaved rounds of the proxyless comparison (default 9; --quick 2): its client-bound "
+                         "runs are short, and more of them keep a busy machine's bursts out of the median")
+    ap.add_argument("--skip", action="append", default=[], choices=["nginx", "scale", "profile", "proxyless"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args(argv)
     quick = {"rounds": 2, "seconds": 1.5, "latency_seconds": 1, "stream_seconds": 1, "streams": 200,
-             "endpoints": 2000, "profile_seconds": 3}
+             "endpoints": 2000, "profile_seconds": 3, "proxyless_seconds": 1,
+             "proxyless_rounds": 2}
     full = {"rounds": 5, "seconds": 5, "latency_seconds": 3, "stream_seconds": 2, "streams": 1000,
-            "endpoints": 10000, "profile_seconds": 8}
+            "endpoints": 10000, "profile_seconds": 8, "proxyless_seconds": 2,
+            "proxyless_rounds": 9}
     for key, value in (quick if a.quick else full).items():
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -73,8 +81,10 @@ class Paths:
         self.skipped: dict[str, str] = {}
         self.backend_proc = self._own(Proc([sys.executable, "-m", "bench.echo_backend"]))
         self.backend = self.backend_proc.address("backend")
-        config = mesh.write_config(mesh.echo_mesh(self.backend), os.path.join(workdir, "mesh.json"))
+        config = mesh.write_config(proxyless.with_listener(mesh.echo_mesh(self.backend)),
+                                   os.path.join(workdir, "mesh.json"))
         self.cp, cp_address = mesh.start_control_plane(config, os.path.join(workdir, "data"))
+        self.cp_address = cp_address
         self._own(self.cp)
         self.proxy, proxy_address, self.admin = mesh.start_proxy(cp_address)
         self._own(self.proxy)
@@ -290,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, target in paths.targets.items():
                 checks.sample(f"sample {name}", load.sample_statuses(target, 200))
             result["checks"] = checks.summary(200)
+            if "proxyless" not in args.skip:
+                result["proxyless"] = proxyless.compare(
+                    {"direct": paths.backend, "sidecar": paths.targets["meshgrpc"]}, paths.cp_address, workdir,
+                    args.proxyless_rounds, args.in_flight, args.proxyless_seconds,
+                    latency_calls=500 if args.quick else 2000)
             print("profiling the proxy with py-spy", flush=True)
             result["profile"] = profile_proxy(paths, args)
             result["proxy_rss_idle_kib"] = procstat.memory_kib(paths.proxy.pid)["VmRSS"]

@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="clients may send keepalive pings this often on a connection without data; sooner "
                         "ones draw GOAWAY too_many_pings after 2 strikes. Keep it at most the proxies' "
                         "--discovery-keepalive (default 10)")
+    # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
+    # (tests make configs gRPC rejects with it).
+    p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)
 
     p = sub.add_parser("apply", help="apply a config file atomically and print the diff")
     p.add_argument("-f", "--file", required=True)
@@ -92,18 +95,24 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_plane_flag(p)
 
     p = sub.add_parser("get", help="print resources as served")
-    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "all"])
+    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "listeners", "all"])
     p.add_argument("name", nargs="?", default="")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("delete", help="delete one resource")
-    p.add_argument("kind", choices=["cluster", "endpoints", "route"])
+    p.add_argument("kind", choices=["cluster", "endpoints", "route", "listener"])
     p.add_argument("name")
     p.add_argument("--dry-run", action="store_true")
     _add_control_plane_flag(p)
 
-    p = sub.add_parser("status", help="one row per connected proxy and its sync state")
+    p = sub.add_parser("status", help="one row per connected proxy or proxyless client and its sync state")
+    _add_control_plane_flag(p)
+
+    p = sub.add_parser("bootstrap", help="write the GRPC_XDS_BOOTSTRAP file of a proxyless gRPC client")
+    p.add_argument("--node-id", required=True, help="the client's node id, as status shows it")
+    p.add_argument("--zone", default="", help="the client's zone (its locality)")
+    p.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("register", help="register a service instance until stopped")
@@ -155,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("apply", "get", "delete", "status", "register"):
         from meshgrpc.controlplane import commands
         return getattr(commands, args.command)(args)
+    if args.command == "bootstrap":
+        from meshgrpc.proxyless import bootstrap
+        return bootstrap.run(args)
     if args.command == "proxy":
         from meshgrpc.proxy import main
         return main.run(args)

@@ -6,7 +6,10 @@ to the service and 10% to the canary, and a proxy; drives client calls through
 the proxy and shows, about once a second, a table per endpoint: share of calls,
 p50/p99 as the client saw them, the balancer's rtt estimate and health from the
 proxy's /clusters. Halfway it applies a canary change (90/10 -> 50/50) through
-the management API, and the table shows traffic follow it.
+the management API, and the table shows traffic follow it. Beside the sidecar's
+client, a proxyless client (meshgrpc/demo_proxyless.py, its own process) calls
+`xds:///greeter.mesh` with grpcio's xDS client, served by the same control plane;
+its share and p50 per endpoint are the table's last columns.
 
 Every process it starts runs in its own session (a terminal's Ctrl-C reaches only
 the demo, which then stops them in order) and is also told by the kernel to exit
@@ -37,6 +40,7 @@ from helloworld import helloworld_pb2, helloworld_pb2_grpc
 from meshapi.v1 import management_pb2, management_pb2_grpc
 from meshgrpc.config.loader import parse_document
 from meshgrpc.demo_view import CallLog, CallRecord, cluster_line, endpoint_rows, phase_summary, table
+from meshgrpc.proxyless.bootstrap import bootstrap
 
 LISTENING = re.compile(r"(?P<role>[\w-]+) listening on (?P<addr>[\w.\[\]:]+:\d+)")
 SLOW_MS = 25.0
@@ -44,6 +48,7 @@ BACKENDS = (("greeter-1", "greeter", 0.0), ("greeter-2", "greeter", 0.0), ("gree
             ("canary-1", "greeter-canary", 0.0))
 CALL_DEADLINE_S = 2.0
 STARTUP_DEADLINE_S = 30.0
+PROXYLESS_TARGET = "greeter.mesh"
 
 
 # ---------------------------------------------------------------- processes
@@ -57,13 +62,13 @@ def _die_with_parent() -> None:
 class Child:
     """A process the demo started; its output goes to a log file in the work dir."""
 
-    def __init__(self, label: str, args: list[str], workdir: str) -> None:
+    def __init__(self, label: str, args: list[str], workdir: str, env: dict[str, str] | None = None) -> None:
         self.label = label
         self.log_path = os.path.join(workdir, f"{label}.log")
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     @property
     def pid(self) -> int:
@@ -117,6 +122,7 @@ def mesh_config(addresses: dict[str, str], canary_weight: int) -> dict:
                      {"name": "greeter-canary", "lb_policy": "ROUND_ROBIN"}],
         "endpoints": [{"cluster": c, "endpoints": e} for c, e in endpoints.items()],
         "routes": [route_config(canary_weight)],
+        "listeners": [{"name": PROXYLESS_TARGET, "route_config": "default"}],
     }
 
 
@@ -169,6 +175,28 @@ async def drive(target: str, log: CallLog, rate: float, stop: asyncio.Event, max
         await asyncio.gather(*tasks, return_exceptions=True)  # each has its own deadline
 
 
+class LineTail:
+    """The complete lines appended to a file since the last call (the proxyless
+    client's calls, written by another process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = ""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path) as f:
+                f.seek(self._offset)
+                text = f.read()
+                self._offset = f.tell()
+        except FileNotFoundError:
+            return []
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        return lines
+
+
 # ---------------------------------------------------------------- the demo
 
 @dataclass
@@ -178,6 +206,7 @@ class Mesh:
     admin: str
     names: dict[str, str]        # address -> backend name
     cluster_of: dict[str, str]   # backend name -> cluster
+    proxyless_calls: str         # the file the proxyless client writes its calls to
 
 
 def _get_json(url: str) -> dict | None:
@@ -196,9 +225,19 @@ def _ready(admin: str) -> bool:
         return False
 
 
-async def start_mesh(children: list[Child], workdir: str, say) -> Mesh:
-    def start(label: str, args: list[str]) -> Child:
-        child = Child(label, args, workdir)
+def start_proxyless(start, mesh: Mesh, workdir: str, rate: float) -> Child:
+    """The proxyless client: its bootstrap names the demo's control plane."""
+    path = os.path.join(workdir, "proxyless-bootstrap.json")
+    with open(path, "w") as f:
+        json.dump(bootstrap("demo-proxyless", mesh.control_plane), f)
+    return start("proxyless-client", [sys.executable, "-m", "meshgrpc.demo_proxyless", "--rate", str(rate),
+                                      "--target", f"xds:///{PROXYLESS_TARGET}", "--out", mesh.proxyless_calls],
+                 {"GRPC_XDS_BOOTSTRAP": path})
+
+
+async def start_mesh(children: list[Child], workdir: str, say, rate: float) -> Mesh:
+    def start(label: str, args: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(label, args, workdir, env)
         children.append(child)
         return child
     backends = {name: start(name, [sys.executable, "-m", "meshgrpc.demo_backends", "--name", name,
@@ -213,12 +252,14 @@ async def start_mesh(children: list[Child], workdir: str, say) -> Mesh:
     proxy = start("proxy", _meshgrpc("proxy", "--node-id", "demo", "--control-plane", cp_address,
                                      "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2"))
     mesh = Mesh(cp_address, await proxy.address("proxy"), await proxy.address("admin"),
-                {a: n for n, a in addresses.items()}, {n: c for n, c, _ in BACKENDS})
+                {a: n for n, a in addresses.items()}, {n: c for n, c, _ in BACKENDS},
+                os.path.join(workdir, "proxyless-calls.log"))
     deadline = time.monotonic() + STARTUP_DEADLINE_S
     while not await asyncio.to_thread(_ready, mesh.admin):
         if time.monotonic() > deadline:
             raise DemoError(f"the proxy was not ready within {STARTUP_DEADLINE_S:g}s:\n{proxy.output()[-2000:]}")
         await asyncio.sleep(0.1)
+    start_proxyless(start, mesh, workdir, rate)
     say("started: " + ", ".join(f"{c.label} pid {c.pid}" for c in children))
     say(f"control plane {mesh.control_plane}, proxy {mesh.proxy} (admin http://{mesh.admin}); "
         f"greeter-3 is slowed by {SLOW_MS:g} ms; logs in {workdir}")
@@ -244,16 +285,18 @@ class Screen:
         print(text + ("" if self.tty else "\n"), file=self.out, flush=True)
 
 
-async def _frame(mesh: Mesh, log: CallLog, elapsed: float, args, canary_note: str) -> str:
+async def _frame(mesh: Mesh, log: CallLog, proxyless: CallLog, elapsed: float, args, canary_note: str) -> str:
     data = await asyncio.to_thread(_get_json, f"http://{mesh.admin}/clusters") or {"clusters": []}
     clusters = data.get("clusters", [])
-    recent = log.window(time.monotonic())
+    recent, recent_proxyless = log.window(time.monotonic()), proxyless.window(time.monotonic())
     length = f"{args.duration:g}s" if args.duration else "until Ctrl-C"
     failed = f"{log.failures} (last: {log.last_error})" if log.failures else "0"
     head = (f"meshgrpc demo  t={elapsed:4.1f}s of {length}   client {args.rate:g} calls/s through {mesh.proxy}   "
             f"failed calls so far: {failed}\n{cluster_line(clusters)}   canary: {canary_note}\n"
-            f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's /clusters)")
-    return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s))
+            f"(share, calls/s, p50, p99: the client's last {log.window_s:g}s; rtt estimate, health: the proxy's "
+            f"/clusters; proxyless, pl p50: the proxyless client on xds:///{PROXYLESS_TARGET}, "
+            f"{len(recent_proxyless) / log.window_s:.0f} calls/s, {proxyless.failures} failed)")
+    return head + "\n\n" + table(endpoint_rows(clusters, recent, mesh.names, log.window_s, recent_proxyless))
 
 
 async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int:
@@ -261,8 +304,8 @@ async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    mesh = await start_mesh(children, workdir, screen.say)
-    log = CallLog()
+    mesh = await start_mesh(children, workdir, screen.say, args.rate / 2)
+    log, proxyless, tail = CallLog(), CallLog(), LineTail(mesh.proxyless_calls)
     traffic_stop = asyncio.Event()
     traffic = asyncio.create_task(drive(mesh.proxy, log, args.rate, traffic_stop))
     canary_at = args.duration / 2 if args.duration else args.canary_after
@@ -273,11 +316,13 @@ async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int
             elapsed = time.monotonic() - started
             if log.phase == "before" and elapsed >= canary_at:
                 versions = await apply_canary(mesh.control_plane, 50)
-                log.phase = "after"
+                _read_proxyless(tail, proxyless)  # calls made before the change count before it
+                log.phase = proxyless.phase = "after"
                 canary_note = f"50/50 since t={elapsed:.1f}s"
                 screen.say(f"t={elapsed:.1f}s applied the canary change through the management API: "
                            f"greeter/greeter-canary 90/10 -> 50/50 (versions: {versions})")
-            screen.frame(await _frame(mesh, log, elapsed, args, canary_note))
+            _read_proxyless(tail, proxyless)
+            screen.frame(await _frame(mesh, log, proxyless, elapsed, args, canary_note))
             if args.duration and elapsed >= args.duration:
                 break
             with contextlib.suppress(TimeoutError):
@@ -285,9 +330,16 @@ async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int
     finally:
         traffic_stop.set()
         await asyncio.wait_for(traffic, CALL_DEADLINE_S + 5)
-    for line in phase_summary(log, mesh.cluster_of):
+    _read_proxyless(tail, proxyless)
+    for line in phase_summary(log, mesh.cluster_of) + phase_summary(proxyless, mesh.cluster_of, "proxyless client: "):
         screen.say(line)
     return 0
+
+
+def _read_proxyless(tail: LineTail, log: CallLog) -> None:
+    for line in tail.new_lines():
+        if (record := CallRecord.from_line(line)) is not None:
+            log.add(record)
 
 
 def run(args) -> int:

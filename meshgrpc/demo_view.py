@@ -18,6 +18,19 @@ class CallRecord:
     ok: bool
     error: str = ""    # status and details of a failed call
 
+    def to_line(self) -> str:
+        """One line of text: how the demo's proxyless client (its own process) reports a call."""
+        return f"{self.at:.6f} {self.backend or '-'} {self.latency_s:.6f} {int(self.ok)} {self.error}".rstrip()
+
+    @classmethod
+    def from_line(cls, line: str) -> "CallRecord | None":
+        parts = line.split(" ", 4)
+        if len(parts) < 4:
+            return None  # a line still being written
+        at, backend, latency, ok = parts[:4]
+        return cls(float(at), "" if backend == "-" else backend, float(latency), ok == "1",
+                   parts[4] if len(parts) > 4 else "")
+
 
 class CallLog:
     """The client's calls: a bounded window for the live table, and totals per phase."""
@@ -54,14 +67,21 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
-def endpoint_rows(clusters: list[dict], recent: list[CallRecord], names: dict[str, str], window_s: float) -> list[list[str]]:
-    """One row per endpoint the proxy knows: client-side share, rate, p50/p99 of the
-    window, and the proxy's rtt estimate, health and in-flight count."""
+def _latencies(recent: list[CallRecord]) -> tuple[dict[str, list[float]], int]:
     by_backend: dict[str, list[float]] = {}
     for r in recent:
         if r.ok:
             by_backend.setdefault(r.backend, []).append(r.latency_s)
-    answered = sum(len(v) for v in by_backend.values()) or 1
+    return by_backend, sum(len(v) for v in by_backend.values()) or 1
+
+
+def endpoint_rows(clusters: list[dict], recent: list[CallRecord], names: dict[str, str], window_s: float,
+                  proxyless: list[CallRecord] = ()) -> list[list[str]]:
+    """One row per endpoint the proxy knows: client-side share, rate, p50/p99 of the
+    window, the proxy's rtt estimate, health and in-flight count, then the share
+    and p50 of the proxyless client's calls (`proxyless`, the same window)."""
+    by_backend, answered = _latencies(recent)
+    direct, direct_answered = _latencies(list(proxyless))
     rows = []
     for cluster in clusters:
         for ep in cluster.get("endpoints", []):
@@ -70,7 +90,9 @@ def endpoint_rows(clusters: list[dict], recent: list[CallRecord], names: dict[st
             share = len(lat) / answered
             rows.append([cluster["name"], ep["address"], name, f"{share * 100:5.1f}% {_bar(share)}",
                          f"{len(lat) / window_s:.0f}", _ms(percentile(lat, 0.5)), _ms(percentile(lat, 0.99)),
-                         _ms(ep.get("rtt_estimate_s")), str(ep.get("health", "?")), str(ep.get("in_flight", "-"))])
+                         _ms(ep.get("rtt_estimate_s")), str(ep.get("health", "?")), str(ep.get("in_flight", "-")),
+                         f"{len(direct.get(name, [])) / direct_answered * 100:5.1f}%",
+                         _ms(percentile(direct.get(name, []), 0.5))])
     return rows
 
 
@@ -79,7 +101,8 @@ def _bar(share: float, width: int = 20) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-HEADER = ["CLUSTER", "ENDPOINT", "BACKEND", "SHARE", "CALLS/S", "P50 ms", "P99 ms", "RTT EST ms", "HEALTH", "IN FLIGHT"]
+HEADER = ["CLUSTER", "ENDPOINT", "BACKEND", "SHARE", "CALLS/S", "P50 ms", "P99 ms", "RTT EST ms", "HEALTH", "IN FLIGHT",
+          "PROXYLESS", "PL P50 ms"]
 
 
 def table(rows: list[list[str]]) -> str:
@@ -92,8 +115,8 @@ def cluster_line(clusters: list[dict]) -> str:
     return "   ".join(f"{c['name']}: {c.get('lb_policy', '?')} ({c.get('picker', '?')})" for c in clusters)
 
 
-def phase_summary(log: CallLog, cluster_of: dict[str, str]) -> list[str]:
-    """Per phase, the share of calls each cluster answered."""
+def phase_summary(log: CallLog, cluster_of: dict[str, str], who: str = "") -> list[str]:
+    """Per phase, the share of calls each cluster answered; `who` starts each line."""
     lines = []
     for phase, counts in log.totals.items():
         total = sum(counts.values()) or 1
@@ -102,5 +125,5 @@ def phase_summary(log: CallLog, cluster_of: dict[str, str]) -> list[str]:
             per_cluster[cluster_of.get(backend, "failed")] += n
         shares = ", ".join(f"{c} {n * 100 / total:.1f}%" for c, n in sorted(per_cluster.items()))
         backends = ", ".join(f"{b or 'failed'} {n * 100 / total:.1f}%" for b, n in sorted(counts.items()))
-        lines.append(f"{phase} the canary change: {sum(counts.values())} calls: {shares} ({backends})")
+        lines.append(f"{who}{phase} the canary change: {sum(counts.values())} calls: {shares} ({backends})")
     return lines

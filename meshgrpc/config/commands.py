@@ -41,10 +41,11 @@ def _print_errors(path: str, errors: list[FieldError], err: TextIO, refused: boo
 
 
 def summary(mesh: resources_pb2.MeshConfig) -> str:
-    """e.g. "2 clusters, 3 endpoints in 2 sets, 1 route config"."""
+    """e.g. "2 clusters, 3 endpoints in 2 sets, 1 route config" (", 1 listener" when there are any)."""
     endpoints = sum(len(s.endpoints) for s in mesh.endpoints)
+    listeners = f", {_count(len(mesh.listeners), 'listener')}" if mesh.listeners else ""
     return (f"{_count(len(mesh.clusters), 'cluster')}, {_count(endpoints, 'endpoint')} in "
-            f"{_count(len(mesh.endpoints), 'set')}, {_count(len(mesh.routes), 'route config')}")
+            f"{_count(len(mesh.endpoints), 'set')}, {_count(len(mesh.routes), 'route config')}{listeners}")
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,5 +1,7 @@
-"""The three resource types on the discovery stream: their type URLs, message
-classes, and how each resource is named."""
+"""The mesh's resource types: their type URLs, message classes, and how each
+resource is named. Three are on the sidecars' discovery stream (TYPE_ORDER);
+listeners, the targets of proxyless gRPC clients, are stored and managed like
+them (MESH_TYPES) but reach clients only as Envoy resources (meshgrpc/proxyless/)."""
 
 from __future__ import annotations
 
@@ -11,25 +13,31 @@ from meshapi.v1 import management_pb2, resources_pb2
 CLUSTER = "type.googleapis.com/meshapi.v1.Cluster"
 ENDPOINTS = "type.googleapis.com/meshapi.v1.EndpointSet"
 ROUTES = "type.googleapis.com/meshapi.v1.RouteConfig"
+LISTENER = "type.googleapis.com/meshapi.v1.Listener"
 
-# Make-before-break: a push sends clusters and endpoints before the routes that use them.
+# The sidecars' discovery stream. Make-before-break: a push sends clusters and
+# endpoints before the routes that use them.
 TYPE_ORDER = (CLUSTER, ENDPOINTS, ROUTES)
+# Every type a MeshConfig holds: what the control plane validates, stores and serves.
+MESH_TYPES = TYPE_ORDER + (LISTENER,)
 
 MESSAGE_CLASS = {
     CLUSTER: resources_pb2.Cluster,
     ENDPOINTS: resources_pb2.EndpointSet,
     ROUTES: resources_pb2.RouteConfig,
+    LISTENER: resources_pb2.Listener,
 }
 
 # MeshConfig field holding each type, and the management API's kind for it.
-MESH_FIELD = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes"}
+MESH_FIELD = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners"}
 KIND = {
     CLUSTER: management_pb2.CLUSTER,
     ENDPOINTS: management_pb2.ENDPOINTS,
     ROUTES: management_pb2.ROUTE,
+    LISTENER: management_pb2.LISTENER,
 }
 TYPE_OF_KIND = {kind: type_url for type_url, kind in KIND.items()}
-SHORT_NAME = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes"}
+SHORT_NAME = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners"}
 
 
 def resource_name(resource: Message) -> str:

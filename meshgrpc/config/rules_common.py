@@ -28,10 +28,12 @@ HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
-    """What rules may know beyond the message they judge. `clusters` is None when
-    references are not checked (a resource validated on its own)."""
+    """What rules may know beyond the message they judge. `clusters` and
+    `route_configs` are None when references are not checked (a resource
+    validated on its own)."""
 
     clusters: frozenset[str] | None = None
+    route_configs: frozenset[str] | None = None
 
 
 Rule = Callable[[Message, str, Context], Iterable[FieldError]]

@@ -5,7 +5,7 @@ receives) run.
 Structure is the loader's job (loader.py, structure.py); this module judges meaning
 through rule tables. Each rule is a small generator `rule(message, path, ctx) ->
 FieldErrors` (rules_clusters.py for clusters and endpoint sets, rules_routes.py for
-route configs, shared helpers in rules_common.py), gathered here in per-message
+route configs, rules_listeners.py for listeners, shared helpers in rules_common.py), gathered here in per-message
 tables, so every broken rule is reported at once with its full field path, e.g.
 `routes[0].virtual_hosts[0].routes[1].route.weighted_clusters: weights sum to 0`.
 
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2 as pb
-from meshgrpc.config import rules_clusters as rc, rules_resilience as rs, rules_routes as rr
+from meshgrpc.config import rules_clusters as rc, rules_listeners as rl, rules_resilience as rs, rules_routes as rr
 from meshgrpc.config.rules_unsupported import unsupported_fields
 from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import ConfigError, FieldError
@@ -32,7 +32,8 @@ from meshgrpc.errors import ConfigError, FieldError
 
 def validate_mesh(mesh: pb.MeshConfig, *, check_references: bool = True) -> list[FieldError]:
     """Every rule `mesh` breaks, each with its field path; empty when it is valid."""
-    ctx = Context(frozenset(c.name for c in mesh.clusters) if check_references else None)
+    ctx = Context(frozenset(c.name for c in mesh.clusters), frozenset(r.name for r in mesh.routes)) \
+        if check_references else Context()
     return _apply(MESH_RULES, mesh, "", ctx)
 
 
@@ -43,10 +44,13 @@ def check_mesh(mesh: pb.MeshConfig, *, check_references: bool = True, source: st
         raise ConfigError(errors, source=source)
 
 
-def validate_resource(resource: Message, path: str = "", clusters: Iterable[str] | None = None) -> list[FieldError]:
-    """Errors in one Cluster, EndpointSet or RouteConfig. With `clusters`, the
-    cluster names it refers to must be among them; without, references are not checked."""
-    ctx = Context(frozenset(clusters) if clusters is not None else None)
+def validate_resource(resource: Message, path: str = "", clusters: Iterable[str] | None = None,
+                      route_configs: Iterable[str] | None = None) -> list[FieldError]:
+    """Errors in one Cluster, EndpointSet, RouteConfig or Listener. With `clusters`
+    (`route_configs`), the cluster (route config) names it refers to must be among
+    them; without, those references are not checked."""
+    ctx = Context(frozenset(clusters) if clusters is not None else None,
+                  frozenset(route_configs) if route_configs is not None else None)
     rules = _RESOURCE_RULES.get(type(resource))
     if rules is None:
         raise TypeError(f"not a mesh resource: {type(resource).__name__}")
@@ -131,13 +135,17 @@ ROUTE_CONFIG_RULES: tuple[Rule, ...] = (
     rr.route_config_name, rr.unique_virtual_hosts, rr.unique_domains, _each("virtual_hosts", VIRTUAL_HOST_RULES),
 )
 
+LISTENER_RULES: tuple[Rule, ...] = (rl.listener_name, rl.listener_route_config)
+
 MESH_RULES: tuple[Rule, ...] = (
     rc.unique_cluster_names,
     rc.one_endpoint_set_per_cluster,
     rr.unique_route_config_names,
+    rl.unique_listener_names,
     _each("clusters", CLUSTER_RULES),
     _each("endpoints", ENDPOINT_SET_RULES),
     _each("routes", ROUTE_CONFIG_RULES),
+    _each("listeners", LISTENER_RULES),
     unsupported_fields,
 )
 
@@ -145,4 +153,5 @@ _RESOURCE_RULES: dict[type, tuple[Rule, ...]] = {
     pb.Cluster: CLUSTER_RULES + (unsupported_fields,),
     pb.EndpointSet: ENDPOINT_SET_RULES,
     pb.RouteConfig: ROUTE_CONFIG_RULES + (unsupported_fields,),
+    pb.Listener: LISTENER_RULES,
 }

@@ -29,15 +29,17 @@ from meshgrpc.config import resources
 from meshgrpc.config.loader import dump, load_file
 from meshgrpc.control_channel import MAX_MESSAGE_BYTES, Keepalive, client_options
 from meshgrpc.errors import ConfigError, LimitExceeded
+from meshgrpc.proxyless import status as proxyless_status
 
 log = logging.getLogger("meshgrpc.register")
 
 DEADLINE = 10.0  # seconds allowed for each call to the control plane
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 GET_KINDS = {"clusters": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
-             "routes": management_pb2.ROUTE, "all": management_pb2.RESOURCE_KIND_UNSPECIFIED}
+             "routes": management_pb2.ROUTE, "listeners": management_pb2.LISTENER,
+             "all": management_pb2.RESOURCE_KIND_UNSPECIFIED}
 DELETE_KINDS = {"cluster": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
-                "route": management_pb2.ROUTE}
+                "route": management_pb2.ROUTE, "listener": management_pb2.LISTENER}
 
 
 class _Failed(Exception):
@@ -138,14 +140,21 @@ def delete(args, stub) -> int:
 def status(args, stub) -> int:
     response = stub.ProxyStatus(management_pb2.ProxyStatusRequest(), timeout=DEADLINE)
     print(f"# versions: {_versions_text(response.versions)}")
-    print(status_table(response.proxies), end="")
+    sidecars = [p for p in response.proxies if not proxyless_status.is_proxyless(p)]
+    clients = [p for p in response.proxies if proxyless_status.is_proxyless(p)]
+    print(status_table(sidecars), end="")
+    if clients:
+        print("\n" + status_table(clients, proxyless_status.COLUMNS, with_client=True), end="")
+        print(proxyless_status.unsupported_text(clients), end="")
     return 0
 
 
-def status_table(proxies) -> str:
-    """One row per proxy: NODE, PEER, CONNECTED, then STATE VERSION per type."""
-    header = ["NODE", "PEER", "CONNECTED"] + [resources.SHORT_NAME[t].upper() for t in resources.TYPE_ORDER]
-    rows = [header] + [_status_row(p) for p in sorted(proxies, key=lambda p: p.node_id)]
+def status_table(proxies, columns: dict[str, str] | None = None, with_client: bool = False) -> str:
+    """One row per node: NODE, (CLIENT,) PEER, CONNECTED, then STATE VERSION per
+    type; `columns` maps each type URL to its title (default: the sidecars' types)."""
+    columns = columns or {t: resources.SHORT_NAME[t].upper() for t in resources.TYPE_ORDER}
+    header = ["NODE", *(["CLIENT"] if with_client else []), "PEER", "CONNECTED", *columns.values()]
+    rows = [header] + [_status_row(p, columns, with_client) for p in sorted(proxies, key=lambda p: p.node_id)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]
     if not proxies:
@@ -153,10 +162,11 @@ def status_table(proxies) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _status_row(proxy: management_pb2.ProxyStatus) -> list[str]:
+def _status_row(proxy: management_pb2.ProxyStatus, columns: dict[str, str], with_client: bool) -> list[str]:
     by_type = {t.type_url: t for t in proxy.types}
     since = proxy.connected_since.ToDatetime(tzinfo=datetime.timezone.utc).isoformat(timespec="seconds")
-    return [proxy.node_id, proxy.peer, since] + [_type_cell(by_type.get(t)) for t in resources.TYPE_ORDER]
+    client = [proxy.client or "-"] if with_client else []
+    return [proxy.node_id, *client, proxy.peer, since] + [_type_cell(by_type.get(t)) for t in columns]
 
 
 def _type_cell(ts: management_pb2.TypeStatus | None) -> str:
@@ -169,7 +179,7 @@ def _type_cell(ts: management_pb2.TypeStatus | None) -> str:
 
 
 def _versions_text(versions) -> str:
-    return " ".join(f"{resources.SHORT_NAME[t]}={versions[t]}" for t in resources.TYPE_ORDER if t in versions)
+    return " ".join(f"{resources.SHORT_NAME[t]}={versions[t]}" for t in resources.MESH_TYPES if t in versions)
 
 
 def _changes_text(changes, dry_run: bool) -> str:

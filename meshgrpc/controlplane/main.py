@@ -1,5 +1,6 @@
 """`meshgrpc control-plane`: wiring the store, state, publisher, registry, file
-watch and gRPC services together, and running them until SIGTERM or SIGINT.
+watch and gRPC services (sidecars' discovery, proxyless clients' Envoy ADS,
+management, health) together, and running them until SIGTERM or SIGINT.
 
 Start-up order keeps the rule "commit before push": the stored state is loaded,
 the --config file applied (and committed) if it changed since it was last
@@ -34,6 +35,7 @@ from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore
 from meshgrpc.errors import MeshError
+from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.server import DiscoveryServer
 
@@ -82,7 +84,8 @@ async def _serve(args: argparse.Namespace, store: SqliteStore) -> int:
 
 
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
-    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval)
+    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval,
+                                            load_translator(getattr(args, "proxyless_translator", "")))
     port = _bind(server, args.listen)
     if port is None:
         return 1
@@ -133,11 +136,14 @@ def _file_applier(controller: Controller):
     return apply
 
 
-def _build_server(controller, publisher, registry, cache, min_ping_interval: float):
+def _build_server(controller, publisher, registry, cache, min_ping_interval: float, translator):
     server = grpc.aio.server(options=server_options(min_ping_interval))
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
-    ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)
+    # Proxyless gRPC clients: Envoy xDS v3 on the same port.
+    ads = AdsServer(cache, translator=translator)
+    ads.add_to(server)
+    ManagementServicer(controller, publisher, registry, cache, (discovery, ads)).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer

@@ -39,6 +39,8 @@ def _mesh_errors(handler):
 
 class ManagementServicer(management_pb2_grpc.ManagementServicer):
     def __init__(self, controller: Controller, publisher: Publisher, registry: Registry, cache, discovery) -> None:
+        """`discovery`: the discovery servers whose connected nodes ProxyStatus lists
+        (each has `proxy_statuses()`): the sidecars' and the proxyless clients'."""
         self._controller = controller
         self._publisher = publisher
         self._registry = registry
@@ -74,7 +76,8 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
 
     @_mesh_errors
     async def ProxyStatus(self, request, context) -> management_pb2.ProxyStatusResponse:
-        return management_pb2.ProxyStatusResponse(proxies=self._discovery.proxy_statuses(), versions=self._versions())
+        proxies = [p for source in self._discovery for p in source.proxy_statuses()]
+        return management_pb2.ProxyStatusResponse(proxies=proxies, versions=self._versions())
 
     @_mesh_errors
     async def Register(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
@@ -109,7 +112,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
         mesh = resources_pb2.MeshConfig()
         if snapshot is None:
             return mesh
-        for type_url in resources.TYPE_ORDER:
+        for type_url in resources.MESH_TYPES:
             items = snapshot.resources(type_url)
             getattr(mesh, resources.MESH_FIELD[type_url]).extend(items[n] for n in sorted(items))
         return mesh
@@ -120,7 +123,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
 
 def _type_of(kind: int) -> str:
     if kind not in resources.TYPE_OF_KIND:
-        raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS or ROUTE")])
+        raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS, ROUTE or LISTENER")])
     return resources.TYPE_OF_KIND[kind]
 
 

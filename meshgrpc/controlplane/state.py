@@ -48,11 +48,11 @@ class MeshState:
 
     @classmethod
     def empty(cls) -> MeshState:
-        return cls({t: {} for t in resources.TYPE_ORDER}, {})
+        return cls({t: {} for t in resources.MESH_TYPES}, {})
 
     @classmethod
     def from_stored(cls, stored: Stored) -> MeshState:
-        configured: dict[str, dict[str, Message]] = {t: {} for t in resources.TYPE_ORDER}
+        configured: dict[str, dict[str, Message]] = {t: {} for t in resources.MESH_TYPES}
         for (type_url, name), message in stored.resources.items():
             configured[type_url][name] = message
         registrations: dict[str, dict[str, management_pb2.Instance]] = {}
@@ -62,7 +62,7 @@ class MeshState:
 
     def configured_mesh(self) -> resources_pb2.MeshConfig:
         """The configured resources only, sorted by name."""
-        return mesh_of({t: self.configured[t] for t in resources.TYPE_ORDER})
+        return mesh_of({t: self.configured[t] for t in resources.MESH_TYPES})
 
     def served(self) -> resources_pb2.MeshConfig:
         """What proxies receive: configured resources with registered endpoints merged in."""
@@ -75,7 +75,8 @@ class MeshState:
             if cluster in clusters and instances:
                 endpoint_sets[cluster] = _merge(cluster, endpoint_sets.get(cluster), instances)
         return {resources.CLUSTER: dict(clusters), resources.ENDPOINTS: endpoint_sets,
-                resources.ROUTES: dict(self.configured[resources.ROUTES])}
+                resources.ROUTES: dict(self.configured[resources.ROUTES]),
+                resources.LISTENER: dict(self.configured[resources.LISTENER])}
 
     def registration_count(self) -> int:
         return sum(len(v) for v in self.registrations.values())
@@ -100,12 +101,12 @@ def plan_apply(state: MeshState, incoming: resources_pb2.MeshConfig, replace: bo
     mesh that is validated.
     """
     candidate = resources_pb2.MeshConfig()
-    for type_url in resources.TYPE_ORDER:
+    for type_url in resources.MESH_TYPES:
         given = list(getattr(incoming, resources.MESH_FIELD[type_url]))
         kept = [] if replace else _without(state.configured[type_url], {resources.resource_name(r) for r in given})
         getattr(candidate, resources.MESH_FIELD[type_url]).extend(given + kept)
     check_mesh(candidate)
-    configured = {t: resources.by_name(candidate, t) for t in resources.TYPE_ORDER}
+    configured = {t: resources.by_name(candidate, t) for t in resources.MESH_TYPES}
     return _plan(state, configured)
 
 
@@ -118,13 +119,20 @@ def plan_delete(state: MeshState, type_url: str, name: str) -> Plan:
     configured = {t: dict(v) for t, v in state.configured.items()}
     del configured[type_url][name]
     if type_url == resources.CLUSTER:
-        users = sorted(r for r, rc in configured[resources.ROUTES].items() if name in referenced_clusters(rc))
-        if users:
-            raise FailedPrecondition(f"cluster {name!r} is used by route config(s) {', '.join(users)}; "
-                                     "change or delete those routes first")
+        _refuse_if_used(name, "cluster", "route config(s)",
+                        [r for r, rc in configured[resources.ROUTES].items() if name in referenced_clusters(rc)])
         configured[resources.ENDPOINTS].pop(name, None)
+    if type_url == resources.ROUTES:
+        _refuse_if_used(name, "route config", "listener(s)",
+                        [n for n, l in configured[resources.LISTENER].items() if l.route_config == name])
     check_mesh(mesh_of(configured))
     return _plan(state, configured)
+
+
+def _refuse_if_used(name: str, what: str, users_kind: str, users: list[str]) -> None:
+    if users:
+        raise FailedPrecondition(f"{what} {name!r} is used by {users_kind} {', '.join(sorted(users))}; "
+                                 "change or delete those first")
 
 
 def _plan(state: MeshState, configured: dict[str, dict[str, Message]]) -> Plan:
@@ -140,7 +148,7 @@ def diff_resources(before: Resources, after: Resources) -> tuple[list[management
     """The ResourceChanges (with unified YAML diffs) and store writes from `before` to `after`."""
     changes: list[management_pb2.ResourceChange] = []
     writes: dict[tuple[str, str], Message | None] = {}
-    for type_url in resources.TYPE_ORDER:
+    for type_url in resources.MESH_TYPES:
         old, new = before.get(type_url, {}), after.get(type_url, {})
         for name in sorted(old.keys() | new.keys()):
             a, b = old.get(name), new.get(name)
@@ -240,20 +248,21 @@ def _without(current: Mapping[str, Message], names: set[str]) -> list[Message]:
 
 def mesh_of(by_type: Mapping[str, Mapping[str, Message]]) -> resources_pb2.MeshConfig:
     mesh = resources_pb2.MeshConfig()
-    for type_url in resources.TYPE_ORDER:
+    for type_url in resources.MESH_TYPES:
         items = by_type.get(type_url, {})
         getattr(mesh, resources.MESH_FIELD[type_url]).extend(items[n] for n in sorted(items))
     return mesh
 
 
 def _label(type_url: str) -> str:
-    return {resources.CLUSTER: "cluster", resources.ENDPOINTS: "endpoint set", resources.ROUTES: "route config"}[type_url]
+    return {resources.CLUSTER: "cluster", resources.ENDPOINTS: "endpoint set", resources.ROUTES: "route config",
+            resources.LISTENER: "listener"}[type_url]
 
 
 def filter_mesh(mesh: resources_pb2.MeshConfig, type_url: str | None, name: str) -> resources_pb2.MeshConfig:
     """The part of `mesh` of one type (None: all) and, if `name`, of that name only."""
     out = resources_pb2.MeshConfig()
-    for t in resources.TYPE_ORDER:
+    for t in resources.MESH_TYPES:
         if type_url is not None and t != type_url:
             continue
         items = [r for r in getattr(mesh, resources.MESH_FIELD[t]) if not name or resources.resource_name(r) == name]

@@ -11,6 +11,8 @@ route naming a cluster it lacks. So, on one stream (aggregated discovery):
    clusters and endpoints go again at the target version: removals come last.
 While any type awaits its ACK/NACK, nothing more of that type is sent; while the
 routes await theirs, nothing at all is sent (step 3 must not overtake them).
+Which types play the parts of clusters, endpoints and routes is the stream's
+`Layout` (protocol.py): meshgrpc's own by default, Envoy's for proxyless clients.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable, Mapping
 
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.xds.protocol import MESH, Layout
 from meshgrpc.xds.snapshot import INTERIM_SUFFIX, PackedResource, Snapshot, TypeResources
 from meshgrpc.xds.stream_state import TypeState
 
@@ -43,27 +45,29 @@ class ResponsePlan:
         return self.version.endswith(INTERIM_SUFFIX)
 
 
-def next_response(types: Mapping[str, TypeState], snapshot: Snapshot | None) -> ResponsePlan | None:
+def next_response(types: Mapping[str, TypeState], snapshot: Snapshot | None,
+                  layout: Layout = MESH.layout) -> ResponsePlan | None:
     """The next response for a stream whose per-type state is `types`, moving it
     towards `snapshot`; None when there is nothing to send now."""
-    routes = types[ROUTES]
+    routes = types[layout.routes]
     if snapshot is None or routes.awaiting:
         return None
-    held_refs = _held_refs(routes, snapshot[ROUTES])
+    held_refs = _held_refs(routes, snapshot[layout.routes])
     waiting = False
-    for type_url in (CLUSTER, ENDPOINTS):
+    for type_url in layout.first:
         state = types[type_url]
         if not state.subscribed:
             continue
         if state.awaiting:
             waiting = True
             continue
-        plan = desired(state, snapshot[type_url], held_refs)
+        keep = held_refs if type_url in layout.referenced else frozenset()
+        plan = desired(state, snapshot[type_url], keep)
         if _differs(state, plan):
             return plan
     if waiting or not routes.subscribed:
         return None
-    plan = desired(routes, snapshot[ROUTES], frozenset())
+    plan = desired(routes, snapshot[layout.routes], frozenset())
     return plan if _differs(routes, plan) else None
 
 

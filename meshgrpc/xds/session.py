@@ -1,7 +1,9 @@
 """One discovery stream's life: read requests into the StreamState, send what
 ordering.py decides, until the stream ends. Transport-agnostic: it talks to a
 `StreamIO` (read one request / write one encoded response), so unit tests drive
-it through a fake stream and server.py adapts grpc.aio to it.
+it through a fake stream and server.py adapts grpc.aio to it. The stream's
+`DiscoveryProtocol` (protocol.py) says which flavour of discovery it is: meshgrpc's own
+or Envoy's ADS for proxyless gRPC clients.
 
 Tasks: the session's `run()` is the sender loop; it owns one reader task and
 cancels and awaits it when the stream ends, however it ends.
@@ -20,13 +22,15 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan, next_response
+from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import Outcome, StreamState, UnknownTypeError
 
 
 class StreamIO(Protocol):
     async def read(self) -> discovery_pb2.DiscoveryRequest | None:
-        """The next request, or None when the proxy closed its side."""
+        """The next request (of the protocol's request class), or None when the
+        proxy closed its side."""
 
     async def write(self, data: bytes) -> None:
         """Sends one serialized DiscoveryResponse."""
@@ -46,11 +50,16 @@ class Session:
     for status once `run()` has read the first request."""
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
-                 connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0) -> None:
+                 connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
+                 protocol: DiscoveryProtocol = MESH,
+                 on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
-        self.node: discovery_pb2.Node | None = None
-        self.state = StreamState()
+        self.protocol = protocol
+        self._on_sent = on_sent  # told of each response once the transport took it
+        self.node = None  # the protocol's Node message, from the first request
+        self.state = StreamState(protocol.type_urls, empty_is_wildcard=protocol.empty_is_wildcard,
+                                 resume=protocol.resume)
         self.idle_timeout, self.io_timeout = idle_timeout, io_timeout
         self._wake = asyncio.Event()
 
@@ -108,7 +117,7 @@ class Session:
                 reader.result()  # re-raises what ended the reader
                 return
             snapshot = self.cache.current
-            plan = next_response(self.state.types, snapshot)
+            plan = next_response(self.state.types, snapshot, self.protocol.layout)
             if plan is None:
                 await self._idle()
             else:
@@ -126,23 +135,25 @@ class Session:
         nonce = self.state.next_nonce()
         # Record before the write: the ACK may be read while the write awaits.
         self.state.types[plan.type_url].record_sent(plan.version, nonce, plan.names, plan.resources, plan.refs)
-        data = self._body(plan, snapshot) + wire.nonce_field(nonce)
+        data = self._body(plan, snapshot) + self.protocol.response.nonce_field(nonce)
         try:
             async with asyncio.timeout(self.io_timeout):
                 await self.io.write(data)
         except TimeoutError:
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
                               f"proxy did not take a response within {self.io_timeout:g}s") from None
+        if self._on_sent is not None:
+            self._on_sent(self, plan)
 
     def _body(self, plan: ResponsePlan, snapshot: Snapshot) -> bytes:
         if plan.body_key is None:
             return snapshot[plan.type_url].body
-        return self.bodies.get(plan.body_key, lambda: wire.response_body(
+        return self.bodies.get(plan.body_key, lambda: self.protocol.response.body(
             plan.type_url, plan.version, [r.any_bytes for r in plan.resources.values()]))
 
     def status(self, current_versions: dict[str, str]) -> management_pb2.ProxyStatus:
-        node = self.node or discovery_pb2.Node()
+        node = self.protocol.node_info(self.node or self.protocol.request_class().node)
         since = timestamp_pb2.Timestamp()
         since.FromNanoseconds(int(self.connected_since * 1e9))
-        return management_pb2.ProxyStatus(node_id=node.id, zone=node.zone, peer=self.peer,
+        return management_pb2.ProxyStatus(node_id=node.id, zone=node.zone, peer=self.peer, client=node.client,
                                           connected_since=since, types=self.state.statuses(current_versions))

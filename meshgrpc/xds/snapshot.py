@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_FIELD, ROUTES, TYPE_ORDER, resource_name
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, MESH_FIELD, MESH_TYPES, ROUTES, resource_name
 from meshgrpc.errors import ConfigError, FieldError
 from meshgrpc.xds import wire
 
@@ -73,7 +73,7 @@ class Snapshot:
     __slots__ = ("_types",)
 
     def __init__(self, by_type: Mapping[str, TypeResources]) -> None:
-        missing = [t for t in TYPE_ORDER if t not in by_type]
+        missing = [t for t in MESH_TYPES if t not in by_type]
         if missing:
             raise ValueError(f"snapshot lacks resource types {missing}")
         self._types = types.MappingProxyType(dict(by_type))
@@ -86,7 +86,7 @@ class Snapshot:
         _check_unique(mesh)
         versions = versions or {}
         built = {}
-        for type_url in TYPE_ORDER:
+        for type_url in MESH_TYPES:
             messages = list(getattr(mesh, MESH_FIELD[type_url]))
             version = versions.get(type_url)
             if version is None:
@@ -109,10 +109,11 @@ class Snapshot:
         return {n: p.message for n, p in self._types[type_url].resources.items()}
 
     def consistency_errors(self) -> list[str]:
-        """Checks exactly two kinds of reference, within this snapshot:
+        """Checks exactly three kinds of reference, within this snapshot:
         1. every cluster a route config references (`route.cluster` and each
            `weighted_clusters[].name`) is one of the snapshot's clusters;
-        2. every endpoint set's `cluster` is one of the snapshot's clusters.
+        2. every endpoint set's `cluster` is one of the snapshot's clusters;
+        3. every listener's `route_config` is one of the snapshot's route configs.
         Returns one message per broken reference (empty when consistent)."""
         clusters = self._types[CLUSTER].resources
         errors = []
@@ -121,6 +122,9 @@ class Snapshot:
                        for c in sorted(route.refs) if c not in clusters]
         errors += [f"endpoint set for unknown cluster {name!r}"
                    for name in self._types[ENDPOINTS].resources if name not in clusters]
+        routes = self._types[ROUTES].resources
+        errors += [f"listener {name!r} references unknown route config {p.message.route_config!r}"
+                   for name, p in self._types[LISTENER].resources.items() if p.message.route_config not in routes]
         return errors
 
     def __repr__(self) -> str:
@@ -129,7 +133,7 @@ class Snapshot:
 
 def mesh_digests(mesh: resources_pb2.MeshConfig) -> dict[str, str]:
     """Per type URL, the content digest `Snapshot.digest` would report, without packing."""
-    return {t: _digest_messages(list(getattr(mesh, MESH_FIELD[t]))) for t in TYPE_ORDER}
+    return {t: _digest_messages(list(getattr(mesh, MESH_FIELD[t]))) for t in MESH_TYPES}
 
 
 def route_refs(route: Message) -> frozenset[str]:
@@ -162,7 +166,7 @@ def _digest_messages(messages: list[Message]) -> str:
 
 def _check_unique(mesh: resources_pb2.MeshConfig) -> None:
     errors = []
-    for type_url in TYPE_ORDER:
+    for type_url in MESH_TYPES:
         field = MESH_FIELD[type_url]
         seen = set()
         for i, message in enumerate(getattr(mesh, field)):

@@ -12,7 +12,8 @@ version" and "When to send an update"):
 - the first request for a type (empty nonce) subscribes; its version_info is the
   version the proxy already holds (a reconnect resumes from it: no resend when it
   is current);
-- resource_names subscribes to those names; empty means every resource.
+- resource_names subscribes to those names; empty means every resource (or, on
+  streams whose protocol says so, none: then only "*" means every resource).
 The server decides what to send from this state (ordering.py) and records each
 send with `record_sent`.
 """
@@ -26,6 +27,8 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.config.resources import TYPE_ORDER
 from meshgrpc.xds.snapshot import PackedResource
 
+WILDCARD = "*"
+
 SyncState = management_pb2.TypeStatus.SyncState
 
 
@@ -37,8 +40,8 @@ class Outcome(enum.Enum):
 
 
 class UnknownTypeError(ValueError):
-    def __init__(self, type_url: str) -> None:
-        super().__init__(f"unknown resource type {type_url!r}; known: {', '.join(TYPE_ORDER)}")
+    def __init__(self, type_url: str, known=TYPE_ORDER) -> None:
+        super().__init__(f"unknown resource type {type_url!r}; known: {', '.join(known)}")
         self.type_url = type_url
 
 
@@ -47,10 +50,11 @@ class TypeState:
 
     __slots__ = ("type_url", "subscribed", "names", "sent_version", "sent_nonce", "sent_names",
                  "sent_resources", "sent_refs", "awaiting", "acked_version", "acked_refs",
-                 "nack_reason", "nacked_version")
+                 "nack_reason", "nacked_version", "_empty_is_wildcard", "_resume")
 
-    def __init__(self, type_url: str) -> None:
+    def __init__(self, type_url: str, *, empty_is_wildcard: bool = True, resume: bool = True) -> None:
         self.type_url = type_url
+        self._empty_is_wildcard, self._resume = empty_is_wildcard, resume
         self.subscribed = False
         # Names subscribed to; None = every resource of the type (wildcard).
         self.names: frozenset[str] | None = None
@@ -72,7 +76,7 @@ class TypeState:
         nonce = request.response_nonce
         if nonce != self.sent_nonce:
             return Outcome.STALE
-        self.names = frozenset(request.resource_names) or None
+        self.names = self._names(request.resource_names)
         if not nonce:
             return self._subscribe(request.version_info)
         self.awaiting = False
@@ -85,7 +89,15 @@ class TypeState:
         self.nacked_version = ""
         return Outcome.ACK
 
+    def _names(self, requested) -> frozenset[str] | None:
+        names = frozenset(requested)
+        if WILDCARD in names or (not names and self._empty_is_wildcard):
+            return None
+        return names
+
     def _subscribe(self, held_version: str) -> Outcome:
+        if not self._resume:
+            held_version = ""
         self.subscribed = True
         self.sent_version = self.acked_version = held_version
         self.sent_names = self.names
@@ -122,15 +134,15 @@ class StreamState:
 
     __slots__ = ("types", "_nonces")
 
-    def __init__(self) -> None:
-        self.types = {t: TypeState(t) for t in TYPE_ORDER}
+    def __init__(self, type_urls=TYPE_ORDER, *, empty_is_wildcard: bool = True, resume: bool = True) -> None:
+        self.types = {t: TypeState(t, empty_is_wildcard=empty_is_wildcard, resume=resume) for t in type_urls}
         self._nonces = 0
 
     def on_request(self, request: discovery_pb2.DiscoveryRequest) -> Outcome:
         """Applies one request; raises UnknownTypeError for a type we don't serve."""
         state = self.types.get(request.type_url)
         if state is None:
-            raise UnknownTypeError(request.type_url)
+            raise UnknownTypeError(request.type_url, tuple(self.types))
         return state.on_request(request)
 
     def next_nonce(self) -> str:

@@ -9,6 +9,7 @@ parse back to the message protobuf would have built.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 
@@ -16,7 +17,6 @@ from google.protobuf.message import Message
 
 # Tags (field_number << 3 | wire type 2 = length-delimited).
 _ANY_TYPE_URL, _ANY_VALUE = b"\x0a", b"\x12"
-_RESP_TYPE_URL, _RESP_VERSION, _RESP_NONCE, _RESP_RESOURCES = b"\x0a", b"\x12", b"\x1a", b"\x22"
 
 
 def varint(n: int) -> bytes:
@@ -38,16 +38,31 @@ def pack_any(type_url: str, message: Message) -> bytes:
     return _field(_ANY_TYPE_URL, type_url.encode()) + _field(_ANY_VALUE, value)
 
 
-def response_body(type_url: str, version: str, any_bytes: Iterable[bytes]) -> bytes:
-    """A DiscoveryResponse without its nonce."""
-    parts = [_field(_RESP_TYPE_URL, type_url.encode()), _field(_RESP_VERSION, version.encode())]
-    parts += [_field(_RESP_RESOURCES, a) for a in any_bytes]
-    return b"".join(parts)
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseFields:
+    """The tags of a DiscoveryResponse's fields: meshapi.v1's and Envoy's
+    (envoy.service.discovery.v3) messages have the same fields under other numbers."""
+
+    type_url: bytes
+    version: bytes
+    nonce: bytes
+    resources: bytes
+
+    def body(self, type_url: str, version: str, any_bytes: Iterable[bytes]) -> bytes:
+        """A DiscoveryResponse without its nonce."""
+        parts = [_field(self.type_url, type_url.encode()), _field(self.version, version.encode())]
+        parts += [_field(self.resources, a) for a in any_bytes]
+        return b"".join(parts)
+
+    def nonce_field(self, nonce: str) -> bytes:
+        """The DiscoveryResponse nonce field, appended to a cached body."""
+        return _field(self.nonce, nonce.encode())
 
 
-def nonce_field(nonce: str) -> bytes:
-    """The DiscoveryResponse nonce field, appended to a cached body."""
-    return _field(_RESP_NONCE, nonce.encode())
+# meshapi.v1.DiscoveryResponse: type_url = 1, version_info = 2, nonce = 3, resources = 4.
+MESH_RESPONSE = ResponseFields(type_url=b"\x0a", version=b"\x12", nonce=b"\x1a", resources=b"\x22")
+response_body = MESH_RESPONSE.body
+nonce_field = MESH_RESPONSE.nonce_field
 
 
 class BodyCache:

@@ -90,7 +90,7 @@ def test_an_empty_or_unparsable_truncated_watched_file_leaves_the_mesh_as_it_was
 
         config.write_bytes(b"clusters: []\nendpoints: []\nroutes: []\n")       # parses, but empties the mesh
         poll_until(lambda: refusals(proc, config) == 3, 10, "the emptying edit refused")
-        proc.wait_for_line(r"Refused: it would remove every configured resource \(5\)", 1)
+        proc.wait_for_line(r"Refused: it would remove every configured resource \(6\)", 1)
         assert get_all(address) == before
 
         config.write_bytes(text.replace(b"clusters:\n", b"clusters:\n  - name: payments\n", 1))
@@ -135,7 +135,8 @@ def test_apply_replace_of_an_empty_file_needs_allow_empty(tmp_path):
 
         allowed = cli(address, "apply", "-f", str(empty), "--replace", "--allow-empty")
         assert allowed.returncode == 0, allowed.stderr
-        assert allowed.stdout.count("removed ") == 5
+        # The example: 2 clusters, 2 endpoint sets, 1 route config, 1 listener.
+        assert allowed.stdout.count("removed ") == 6
         assert "name:" not in get_all(address)
         again = cli(address, "apply", "-f", str(empty), "--replace")   # nothing left to remove: nothing refused
         assert again.returncode == 0 and again.stdout == "no changes\n"

@@ -41,7 +41,7 @@ routes:
 def test_good_file_prints_a_summary_and_exits_0():
     result = run_meshgrpc("validate", "-f", EXAMPLE)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{EXAMPLE}: valid (2 clusters, 3 endpoints in 2 sets, 1 route config)\n"
+    assert result.stdout == f"{EXAMPLE}: valid (2 clusters, 3 endpoints in 2 sets, 1 route config, 1 listener)\n"
 
 
 def test_structural_errors_are_each_printed_and_exit_1(tmp_path):

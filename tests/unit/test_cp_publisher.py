@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from meshgrpc.config.loader import parse_text
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, ROUTES
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.publisher import Debouncer, Publisher, next_versions
 from meshgrpc.controlplane.state import MeshState
@@ -73,7 +73,7 @@ def test_publish_commits_versions_before_the_snapshot_is_set_and_skips_no_ops(tm
         assert not publisher.publish()           # same content: no new version, no push
         controller.apply(parse_text("clusters: [{name: b}]"), replace=False)
         assert publisher.publish()
-        assert cache.current.versions() == {CLUSTER: "2", ENDPOINTS: "1", ROUTES: "1"}
+        assert cache.current.versions() == {CLUSTER: "2", ENDPOINTS: "1", ROUTES: "1", LISTENER: "1"}
         assert store.load().versions[CLUSTER].version == "2"
 
     asyncio.run(scenario())

@@ -36,3 +36,17 @@ def test_phase_summary_counts_per_cluster():
     lines = phase_summary(log, {"a": "one", "b": "two"})
     assert lines[0].startswith("before the canary change: 1 calls: one 100.0%")
     assert "failed 50.0%" in lines[1] and log.failures == 1 and log.last_error == "UNAVAILABLE: x"
+
+
+def test_call_record_survives_its_line_and_a_partial_line_is_skipped():
+    for record in (CallRecord(12.5, "greeter-1", 0.0012, True),
+                   CallRecord(13.0, "", 2.0, False, "DEADLINE_EXCEEDED: late x")):
+        assert CallRecord.from_line(record.to_line()) == record
+    assert CallRecord.from_line("12.5 gree") is None
+
+
+def test_rows_end_with_the_proxyless_clients_share_and_p50():
+    clusters = [{"name": "c", "endpoints": [{"address": "a:1"}, {"address": "b:2"}]}]
+    proxyless = [CallRecord(10.0, "fast", 0.002, True)] * 3 + [CallRecord(10.0, "slow", 0.004, True)]
+    rows = endpoint_rows(clusters, [], {"a:1": "fast", "b:2": "slow"}, 3.0, proxyless)
+    assert [r[-2:] for r in rows] == [[" 75.0%", "2.0"], [" 25.0%", "4.0"]]

@@ -26,6 +26,7 @@ BAL = "integration/test_balancing.py::"
 ROUTER = "unit/test_router.py::"
 CLUSTER = "unit/test_cluster.py::"
 OUTLIER = "unit/test_outlier.py::"
+PROXYLESS = "integration/test_proxyless.py::"
 
 # field (message.field) -> tests that show what it does
 BEHAVIOUR: dict[str, tuple[str, ...]] = {
@@ -142,6 +143,12 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "MeshConfig.clusters": (IT + "test_control_plane.py::test_apply_get_delete_through_the_cli",),
     "MeshConfig.endpoints": (IT + "test_control_plane.py::test_apply_get_delete_through_the_cli",),
     "MeshConfig.routes": (IT + "test_proxy_admin.py::test_admin_pages_follow_config_and_calls",),
+    "MeshConfig.listeners": (PROXYLESS + "test_listeners_are_got_and_deleted_and_keep_their_route_config",),
+    "Listener.name": (PROXYLESS + "test_round_robin_reaches_every_endpoint_of_the_cluster",
+                      "unit/test_proxyless_listener.py::test_listener_name_is_required_and_unique"),
+    "Listener.route_config": (PROXYLESS + "test_listeners_are_got_and_deleted_and_keep_their_route_config",
+                              "unit/test_proxyless_listener.py::"
+                              "test_listener_route_config_must_name_an_existing_route_config"),
 }
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from meshapi.v1 import discovery_pb2, resources_pb2 as r
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER, pack
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, MESH_TYPES, pack
 from meshgrpc.errors import ConfigError
 from meshgrpc.xds import wire
 from meshgrpc.xds.snapshot import Snapshot, mesh_digests
@@ -12,7 +12,7 @@ from tests.unit.xds_builders import mesh, route_config, snap
 
 def test_body_plus_nonce_parses_to_the_response_protobuf_would_build():
     s = snap("v1", ["b", "a"], {"default": ["a", "b"]})
-    for type_url in TYPE_ORDER:
+    for type_url in MESH_TYPES:
         parsed = discovery_pb2.DiscoveryResponse.FromString(s[type_url].body + wire.nonce_field("42"))
         expected = discovery_pb2.DiscoveryResponse(
             type_url=type_url, version_info="v1", nonce="42",
@@ -22,7 +22,7 @@ def test_body_plus_nonce_parses_to_the_response_protobuf_would_build():
 
 def test_varint_matches_protobuf_for_long_fields():
     name = "x" * 300  # a length needing a two-byte varint
-    s = Snapshot.from_mesh(mesh([name]), {t: "1" for t in TYPE_ORDER})
+    s = Snapshot.from_mesh(mesh([name]), {t: "1" for t in MESH_TYPES})
     parsed = discovery_pb2.DiscoveryResponse.FromString(s[CLUSTER].body)
     assert parsed.resources[0] == pack(r.Cluster(name=name))
 
@@ -35,7 +35,7 @@ def test_each_resource_is_packed_once_and_shared():
 
 def test_versions_and_resources_by_name():
     s = snap("3", ["a", "b"])
-    assert s.versions() == {t: "3" for t in TYPE_ORDER}
+    assert s.versions() == {t: "3" for t in MESH_TYPES}
     assert sorted(s.resources(ENDPOINTS)) == ["a", "b"]
 
 
@@ -57,11 +57,11 @@ def test_endpoint_set_for_missing_cluster_is_inconsistent():
 
 def test_digest_depends_on_content_not_version():
     one, two = snap("1", ["a"]), snap("2", ["a"])
-    assert all(one.digest(t) == two.digest(t) for t in TYPE_ORDER)
+    assert all(one.digest(t) == two.digest(t) for t in MESH_TYPES)
     changed = snap("1", ["a", "b"], {"default": ["a"]})
     assert changed.digest(CLUSTER) != one.digest(CLUSTER)
     assert changed.digest(ROUTES) == one.digest(ROUTES)
-    assert mesh_digests(mesh(["a"])) == {t: one.digest(t) for t in TYPE_ORDER}
+    assert mesh_digests(mesh(["a"])) == {t: one.digest(t) for t in MESH_TYPES}
 
 
 def test_digest_ignores_order_in_the_file():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshapi.v1 import discovery_pb2, resources_pb2 as r
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_TYPES, ROUTES, TYPE_ORDER
 from meshgrpc.xds.ordering import next_response
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import StreamState
@@ -31,7 +31,7 @@ def route_config(name: str, clusters: list[str]) -> r.RouteConfig:
 
 
 def snap(version: str, clusters: list[str], routes: dict[str, list[str]] | None = None) -> Snapshot:
-    return Snapshot.from_mesh(mesh(clusters, routes), {t: version for t in TYPE_ORDER})
+    return Snapshot.from_mesh(mesh(clusters, routes), {t: version for t in MESH_TYPES})
 
 
 def subscribe(state: StreamState, versions: dict[str, str] | None = None,

@@ -18,10 +18,12 @@ class ResourceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLUSTER: _ClassVar[ResourceKind]
     ENDPOINTS: _ClassVar[ResourceKind]
     ROUTE: _ClassVar[ResourceKind]
+    LISTENER: _ClassVar[ResourceKind]
 RESOURCE_KIND_UNSPECIFIED: ResourceKind
 CLUSTER: ResourceKind
 ENDPOINTS: ResourceKind
 ROUTE: ResourceKind
+LISTENER: ResourceKind
 
 class ApplyRequest(_message.Message):
     __slots__ = ("config", "replace", "dry_run", "allow_empty")
@@ -116,18 +118,22 @@ class ProxyStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProxyStatus(_message.Message):
-    __slots__ = ("node_id", "zone", "peer", "connected_since", "types")
+    __slots__ = ("node_id", "zone", "peer", "connected_since", "types", "client", "unsupported")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ZONE_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_SINCE_FIELD_NUMBER: _ClassVar[int]
     TYPES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     zone: str
     peer: str
     connected_since: _timestamp_pb2.Timestamp
     types: _containers.RepeatedCompositeFieldContainer[TypeStatus]
-    def __init__(self, node_id: _Optional[str] = ..., zone: _Optional[str] = ..., peer: _Optional[str] = ..., connected_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ...) -> None: ...
+    client: str
+    unsupported: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., zone: _Optional[str] = ..., peer: _Optional[str] = ..., connected_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ..., client: _Optional[str] = ..., unsupported: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TypeStatus(_message.Message):
     __slots__ = ("type_url", "state", "sent_version", "acked_version", "error")

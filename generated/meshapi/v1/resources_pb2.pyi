@@ -360,12 +360,22 @@ class HashPolicy(_message.Message):
     header: str
     def __init__(self, header: _Optional[str] = ...) -> None: ...
 
+class Listener(_message.Message):
+    __slots__ = ("name", "route_config")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    route_config: str
+    def __init__(self, name: _Optional[str] = ..., route_config: _Optional[str] = ...) -> None: ...
+
 class MeshConfig(_message.Message):
-    __slots__ = ("clusters", "endpoints", "routes")
+    __slots__ = ("clusters", "endpoints", "routes", "listeners")
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    LISTENERS_FIELD_NUMBER: _ClassVar[int]
     clusters: _containers.RepeatedCompositeFieldContainer[Cluster]
     endpoints: _containers.RepeatedCompositeFieldContainer[EndpointSet]
     routes: _containers.RepeatedCompositeFieldContainer[RouteConfig]
-    def __init__(self, clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointSet, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ...) -> None: ...
+    listeners: _containers.RepeatedCompositeFieldContainer[Listener]
+    def __init__(self, clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointSet, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ..., listeners: _Optional[_Iterable[_Union[Listener, _Mapping]]] = ...) -> None: ...

@@ -1,6 +1,7 @@
 """Route config specs: virtual hosts, matches and route actions with their
 resilience policies (retries, hedging, timeouts, rate limits, faults, mirroring),
-with the defaults resources.proto documents declared here once."""
+and the listeners (proxyless targets) that use route configs, with the defaults
+resources.proto documents declared here once."""
 
 from __future__ import annotations
 
@@ -112,7 +113,17 @@ class RouteConfigSpec:
     virtual_hosts: tuple[VirtualHostSpec, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    name: str  # the target proxyless clients dial (xds:///NAME)
+    route_config: str  # the RouteConfig its calls follow
+
+
 # ---------------------------------------------------------------- from protobuf
+
+def listener_spec(l: pb.Listener) -> ListenerSpec:
+    return ListenerSpec(l.name, l.route_config)
+
 
 def route_config_spec(r: pb.RouteConfig) -> RouteConfigSpec:
     """The spec of a validated RouteConfig, every unset field at its default."""
