@@ -7,14 +7,19 @@ VPY     := $(VENV)/bin/python
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The codec's compiled modules are built from its sources at install time
+# (setup.py): changing a source rebuilds them, or the stale build would be loaded.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshgrpc/codec/*.pxd)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The whole suite on the compiled codec, then the codec's own tests on its plain
+# Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no compiler exists.
 test: install
 	$(VPY) -m pytest -q -n 2 tests
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests/unit -k codec
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated
