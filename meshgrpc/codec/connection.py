@@ -736,7 +736,7 @@ _RECEIVING = frozenset({S.OPEN, S.HALF_CLOSED_LOCAL})
 def _credit(unacked: int, window: int, maximum: int) -> int:
     """WINDOW_UPDATE increment owed now (h2's WindowManager rule), or 0."""
     if unacked >= maximum // 2 or (window <= 0 and unacked > min(1024, maximum // 4)):
-        return min(unacked, F.MAX_WINDOW - window)
+        return min(unacked, maximum - window)
     return 0
 
 
