@@ -15,7 +15,7 @@ import os
 import sys
 
 # In dependency order: each is loaded before the modules that import it.
-COMPILED_MODULES = ("huffman", "frames", "streams", "headers", "hpack", "connection")
+COMPILED_MODULES = ("huffman", "frames", "streams", "headers", "hpack", "guard", "connection")
 PURE_ENV = "MESHGRPC_CODEC_PURE"
 
 
@@ -33,7 +33,7 @@ def _load_pure_sources() -> None:
 if os.environ.get(PURE_ENV, "") not in ("", "0"):
     _load_pure_sources()
 
-from meshgrpc.codec import connection as _connection  # noqa: E402
+from meshgrpc.codec import connection as _connection  # noqa: E402,F401 (loads every compiled module)
 
 # True when every module in COMPILED_MODULES was loaded from an extension module.
 COMPILED: bool = all(not sys.modules[f"{__name__}.{name}"].__file__.endswith(".py")

@@ -55,12 +55,16 @@ import struct
 import time
 
 from meshgrpc.codec import frames as F
-from meshgrpc.codec import streams as S
+from meshgrpc.codec.streams import (
+    CLOSED, HALF_CLOSED_LOCAL, HALF_CLOSED_REMOTE, IDLE, OPEN, RECV_DATA, RECV_END_STREAM, RECV_HEADERS,
+    NOT_ALLOWED, SEND_DATA, SEND_END_STREAM, SEND_HEADERS, TRANSITIONS, Stream,
+)
 from meshgrpc.codec.errors import (
     CANCEL, ENHANCE_YOUR_CALM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, NO_ERROR, PROTOCOL_ERROR,
     REFUSED_STREAM, STREAM_CLOSED, ConnectionFailed, FlowControlBlocked, GoingAway, HpackError,
     StreamClosed, TooManyStreams,
 )
+from meshgrpc.codec.guard import Guard
 from meshgrpc.codec.headers import REQUEST, RESPONSE, TRAILERS, validate
 from meshgrpc.codec.hpack import DEFAULT_TABLE_SIZE, Decoder, Encoder
 from meshgrpc.codec.limits import DEFAULT_LIMITS, Counters, Limits
@@ -84,7 +88,7 @@ class Connection:
         self.counters = counters if counters is not None else Counters()
         self.clock = clock
         self._bind(handler)
-        self.streams: dict[int, S.Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.encoder = Encoder()
         self.decoder = Decoder(validate, limits.max_header_list_size)
         self.failed: ConnectionFailed | None = None
@@ -113,15 +117,11 @@ class Connection:
         self._block_parts: list = []
         self._block_len = 0
         self._block_end_stream = False
-        # Limits' state (limits.py).
-        self._empty_run = 0
-        self._rate_start = clock()
-        self._pings = self._settings_frames = 0
-        self._window_updates = 0
-        self._streams_opened = 0
-        self._data_frames_sent = 0
-        self._peer_streams = 0
-        self._premature = 0
+        self.guard = Guard(limits, self.counters, clock)
+        self._max_frame_size = limits.max_frame_size
+        self._max_header_list_size = limits.max_header_list_size
+        self._stream_window = limits.stream_window
+        self._connection_window = limits.connection_window
         self._start()
 
     def _bind(self, handler) -> None:
@@ -215,7 +215,7 @@ class Connection:
         """Handle each complete frame from `pos`; the position of the first incomplete one."""
         end = len(buf)
         view = memoryview(buf)
-        max_frame = self.limits.max_frame_size
+        max_frame = self._max_frame_size
         unpack = _HEADER.unpack_from
         while end - pos >= 9:
             hi, lo, ftype, flags, sid = unpack(buf, pos)
@@ -260,19 +260,26 @@ class Connection:
             self._recv_headers(flags, sid, buf, start, end)
         elif ftype == F.CONTINUATION:
             self._recv_continuation(flags, sid, buf, start, end)
-        elif ftype < len(_CONTROL_HANDLERS):
-            _CONTROL_HANDLERS[ftype](self, flags, sid, buf, start, end)
+        elif ftype == F.WINDOW_UPDATE:
+            self._recv_window_update(flags, sid, buf, start, end)
+        elif ftype == F.SETTINGS:
+            self._recv_settings(flags, sid, buf, start, end)
+        elif ftype == F.PING:
+            self._recv_ping(flags, sid, buf, start, end)
+        elif ftype == F.RST_STREAM:
+            self._recv_rst_stream(flags, sid, buf, start, end)
+        elif ftype == F.GOAWAY:
+            self._recv_goaway(flags, sid, buf, start, end)
+        elif ftype == F.PRIORITY:
+            self._recv_priority(flags, sid, buf, start, end)
+        elif ftype == F.PUSH_PROMISE:
+            self._recv_push_promise(flags, sid, buf, start, end)
         # Unknown frame types are ignored (RFC 9113 §5.5).
 
-    def _empty_frame(self, empty: bool, flags: int) -> None:
-        """Envoy's max_consecutive_inbound_frames_with_empty_payload."""
-        if empty and not flags & F.FLAG_END_STREAM:
-            self._empty_run += 1
-            if self._empty_run > self.limits.max_consecutive_empty_frames:
-                self.counters.empty_frames += 1
-                self._fail(ENHANCE_YOUR_CALM, "too many consecutive empty frames")
-        else:
-            self._empty_run = 0
+    def _calm(self, why) -> None:
+        """What a Guard check decided (guard.py): end the connection, or go on."""
+        if why is not None:
+            self._fail(ENHANCE_YOUR_CALM, why)
 
     def _unpad(self, flags: int, buf, start: int, end: int) -> tuple[int, int]:
         if not flags & F.FLAG_PADDED:
@@ -300,14 +307,14 @@ class Connection:
         self.conn_recv_window -= flow_len
         if self.conn_recv_window < 0:
             self._fail(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
-        self._empty_frame(start == end, flags)
+        self._calm(self.guard.empty_frame(start == end, flags & F.FLAG_END_STREAM))
         stream = self.streams.get(sid)
         if stream is None:
             if self._is_idle(sid):
                 self._fail(PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             self._credit_connection(flow_len)  # closed: nobody else will
             return
-        state = S.TRANSITIONS[stream.state * 8 + S.RECV_DATA]
+        state = TRANSITIONS[stream.state * 8 + RECV_DATA]
         if state < 0:
             self._credit_connection(flow_len)
             self._stream_error(stream, STREAM_CLOSED)
@@ -317,7 +324,7 @@ class Connection:
             self._fail(FLOW_CONTROL_ERROR, f"DATA beyond the window of stream {sid}")
         end_stream = flags & F.FLAG_END_STREAM
         if end_stream:
-            self._set_state(stream, S.TRANSITIONS[state * 8 + S.RECV_END_STREAM])
+            self._set_state(stream, TRANSITIONS[state * 8 + RECV_END_STREAM])
         self._on_data(sid, view[start:end], flow_len, bool(end_stream))
 
     # -- header blocks ----------------------------------------------------------------
@@ -331,7 +338,7 @@ class Connection:
                 self._fail(FRAME_SIZE_ERROR, "HEADERS too short for its priority fields")
             self_dependent = F.u31(buf, start) == sid
             start += 5
-        self._empty_frame(start == end, flags)
+        self._calm(self.guard.empty_frame(start == end, flags & F.FLAG_END_STREAM))
         end_stream = bool(flags & F.FLAG_END_STREAM)
         if flags & F.FLAG_END_HEADERS:
             self._header_block(sid, buf[start:end], end_stream, self_dependent)
@@ -345,7 +352,7 @@ class Connection:
     def _recv_continuation(self, flags: int, sid: int, buf, start: int, end: int) -> None:
         if sid == 0 or sid != self._block_sid:
             self._fail(PROTOCOL_ERROR, "CONTINUATION without a header block in progress")
-        self._empty_frame(start == end, 0)
+        self._calm(self.guard.empty_frame(start == end, False))
         self._block_parts.append(buf[start:end])
         self._block_len += end - start
         self._check_block_size()
@@ -357,7 +364,7 @@ class Connection:
     def _check_block_size(self) -> None:
         # Counted as the fragments arrive, so a peer cannot park an endless
         # block in our memory (issue 9: CONTINUATION flood).
-        if self._block_len > self.limits.max_header_list_size:
+        if self._block_len > self._max_header_list_size:
             self.counters.header_list_too_large += 1
             self._fail(ENHANCE_YOUR_CALM, "header block larger than SETTINGS_MAX_HEADER_LIST_SIZE")
 
@@ -381,7 +388,7 @@ class Connection:
             return
         kind = RESPONSE if self.client and stream.blocks_in == 0 else TRAILERS
         headers, malformed = self._decode(block, kind)
-        state = S.TRANSITIONS[stream.state * 8 + S.RECV_HEADERS]
+        state = TRANSITIONS[stream.state * 8 + RECV_HEADERS]
         if state < 0:
             self._stream_error(stream, STREAM_CLOSED)
             return
@@ -399,7 +406,7 @@ class Connection:
             return
         stream.blocks_in += 1
         if end_stream:
-            state = S.TRANSITIONS[state * 8 + S.RECV_END_STREAM]
+            state = TRANSITIONS[state * 8 + RECV_END_STREAM]
         self._set_state(stream, state)
         if kind == RESPONSE:
             self._on_response(sid, headers, end_stream)
@@ -426,13 +433,11 @@ class Connection:
         if code:
             self._control(F.rst_stream(sid, code))
             return
-        state = S.HALF_CLOSED_REMOTE if end_stream else S.OPEN
-        stream = S.Stream(sid, state, self.peer_initial_window, self.limits.stream_window, True, self.clock())
+        state = HALF_CLOSED_REMOTE if end_stream else OPEN
+        stream = Stream(sid, state, self.peer_initial_window, self._stream_window, True, self.guard.opened_at())
         self.streams[sid] = stream
         self.open_inbound += 1
-        self._streams_opened += 1
-        self._peer_streams += 1
-        self._check_premature_resets()
+        self._calm(self.guard.stream_opened(True))
         self._on_request(sid, headers, end_stream)
 
     # -- control frames ---------------------------------------------------------------
@@ -457,17 +462,9 @@ class Connection:
                 self._fail(PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
             return
         self._close(stream)
-        if stream.inbound and self.clock() - stream.opened_at < self.limits.premature_reset_seconds:
-            self._premature += 1
-            self._check_premature_resets()
+        if stream.inbound:
+            self._calm(self.guard.peer_reset(stream.opened_at))
         self._on_reset(sid, F.u32(buf, start))
-
-    def _check_premature_resets(self) -> None:
-        limits = self.limits
-        if (self._peer_streams >= limits.premature_reset_min_streams
-                and self._premature >= limits.premature_reset_ratio * self._peer_streams):
-            self.counters.premature_resets += 1
-            self._fail(ENHANCE_YOUR_CALM, "too many streams reset by the peer right after opening")
 
     def _recv_settings(self, flags: int, sid: int, buf, start: int, end: int) -> None:
         if sid != 0:
@@ -478,11 +475,7 @@ class Connection:
             return
         if (end - start) % 6:
             self._fail(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6 octets")
-        self._rate_tick()
-        self._settings_frames += 1
-        if self._settings_frames > self.limits.max_settings_per_second:
-            self.counters.settings_flood += 1
-            self._fail(ENHANCE_YOUR_CALM, "SETTINGS flood")
+        self._calm(self.guard.settings())
         for ident, value in F.parse_settings(buf, start, end):
             self._apply_setting(ident, value)
         self._control(F.SETTINGS_ACK)
@@ -528,11 +521,7 @@ class Connection:
         if flags & F.FLAG_ACK:
             self._on_ping_ack(payload)
             return
-        self._rate_tick()
-        self._pings += 1
-        if self._pings > self.limits.max_pings_per_second:
-            self.counters.ping_flood += 1
-            self._fail(ENHANCE_YOUR_CALM, "PING flood")
+        self._calm(self.guard.ping())
         self._control(F.ping(payload, ack=True))
 
     def _recv_goaway(self, flags: int, sid: int, buf, start: int, end: int) -> None:
@@ -548,12 +537,7 @@ class Connection:
     def _recv_window_update(self, flags: int, sid: int, buf, start: int, end: int) -> None:
         if end - start != 4:
             self._fail(FRAME_SIZE_ERROR, "WINDOW_UPDATE payload is not 4 octets")
-        self._window_updates += 1
-        allowed = 5 + 2 * (self._streams_opened
-                           + self.limits.window_updates_per_data_frame * self._data_frames_sent)
-        if self._window_updates > allowed:
-            self.counters.window_update_flood += 1
-            self._fail(ENHANCE_YOUR_CALM, "WINDOW_UPDATE flood")
+        self._calm(self.guard.window_update())
         increment = F.u31(buf, start)
         if sid == 0:
             if increment == 0:
@@ -577,28 +561,22 @@ class Connection:
             return
         self._on_window_update(sid)
 
-    def _rate_tick(self) -> None:
-        now = self.clock()
-        if now - self._rate_start >= 1.0:
-            self._rate_start = now
-            self._pings = self._settings_frames = 0
-
     # -- streams ----------------------------------------------------------------------
-    def _set_state(self, stream: S.Stream, state: int) -> None:
-        if state == S.CLOSED:
+    def _set_state(self, stream: Stream, state: int) -> None:
+        if state == CLOSED:
             self._close(stream)
         else:
             stream.state = state
 
-    def _close(self, stream: S.Stream) -> None:
-        stream.state = S.CLOSED
+    def _close(self, stream: Stream) -> None:
+        stream.state = CLOSED
         if self.streams.pop(stream.stream_id, None) is not None:
             if stream.inbound:
                 self.open_inbound -= 1
             else:
                 self.open_outbound -= 1
 
-    def _stream_error(self, stream: S.Stream, code: int) -> None:
+    def _stream_error(self, stream: Stream, code: int) -> None:
         """RFC 9113 §5.4.2: RST_STREAM, and the caller hears of it."""
         self._close(stream)
         self._control(F.rst_stream(stream.stream_id, code))
@@ -623,26 +601,26 @@ class Connection:
         stream = self.streams.get(stream_id)
         if stream is None:
             stream = self._open_stream(stream_id)
-        state = S.TRANSITIONS[stream.state * 8 + S.SEND_HEADERS]
+        state = TRANSITIONS[stream.state * 8 + SEND_HEADERS]
         if state < 0:
             raise StreamClosed(stream_id, f"stream {stream_id} is closed for sending")
         block = self.encoder.encode(headers)
         self._out.append(F.header_block(stream_id, block, end_stream, self.max_outbound_frame_size))
         if end_stream:
-            state = S.TRANSITIONS[state * 8 + S.SEND_END_STREAM]
+            state = TRANSITIONS[state * 8 + SEND_END_STREAM]
         self._set_state(stream, state)
 
-    def _open_stream(self, stream_id: int) -> S.Stream:
+    def _open_stream(self, stream_id: int) -> Stream:
         if not self.client or stream_id < self._next_outbound or not stream_id & 1:
             raise StreamClosed(stream_id, f"stream {stream_id} cannot be opened by this side")
         if self.goaway_received is not None or self.goaway_sent is not None:
             raise GoingAway("GOAWAY sent or received: no new streams")
         if self.open_outbound >= self.peer_max_concurrent_streams:
             raise TooManyStreams(f"peer allows {self.peer_max_concurrent_streams} concurrent streams")
-        stream = S.Stream(stream_id, S.IDLE, self.peer_initial_window, self.limits.stream_window, False, 0.0)
+        stream = Stream(stream_id, IDLE, self.peer_initial_window, self._stream_window, False, 0.0)
         self.streams[stream_id] = stream
         self.open_outbound += 1
-        self._streams_opened += 1
+        self.guard.stream_opened(False)
         self._next_outbound = stream_id + 2
         return stream
 
@@ -651,7 +629,7 @@ class Connection:
         if self.failed is not None:
             raise self.failed
         stream = self.streams.get(stream_id)
-        state = S.NOT_ALLOWED if stream is None else S.TRANSITIONS[stream.state * 8 + S.SEND_DATA]
+        state = NOT_ALLOWED if stream is None else TRANSITIONS[stream.state * 8 + SEND_DATA]
         if state < 0:
             raise StreamClosed(stream_id, f"stream {stream_id} is closed for sending")
         n = len(data)
@@ -661,7 +639,7 @@ class Connection:
         self.conn_send_window -= n
         self._queue_data(stream_id, data, n, end_stream)
         if end_stream:
-            self._set_state(stream, S.TRANSITIONS[state * 8 + S.SEND_END_STREAM])
+            self._set_state(stream, TRANSITIONS[state * 8 + SEND_END_STREAM])
 
     def _queue_data(self, stream_id: int, data, n: int, end_stream: bool) -> None:
         out = self._out
@@ -671,11 +649,11 @@ class Connection:
             out.append(F.data_header(stream_id, size, False))
             out.append(data[pos:pos + size])
             pos += size
-            self._data_frames_sent += 1
+            self.guard.data_frames_sent(1)
         out.append(F.data_header(stream_id, n - pos, end_stream))
         if n:
             out.append(data[pos:] if pos else data)
-        self._data_frames_sent += 1
+        self.guard.data_frames_sent(1)
 
     def reset_stream(self, stream_id: int, code: int = CANCEL) -> None:
         """RST_STREAM, unless the stream is already closed (then nothing)."""
@@ -696,7 +674,7 @@ class Connection:
         stream = self.streams.get(stream_id)
         if stream is not None and stream.state in _RECEIVING:
             stream.unacked += n
-            credit = _credit(stream.unacked, stream.recv_window, self.limits.stream_window)
+            credit = _credit(stream.unacked, stream.recv_window, self._stream_window)
             if credit:
                 stream.unacked -= credit
                 stream.recv_window += credit
@@ -706,7 +684,7 @@ class Connection:
 
     def _credit_connection(self, n: int) -> None:
         self._conn_unacked += n
-        credit = _credit(self._conn_unacked, self.conn_recv_window, self.limits.connection_window)
+        credit = _credit(self._conn_unacked, self.conn_recv_window, self._connection_window)
         if credit:
             self._conn_unacked -= credit
             self.conn_recv_window += credit
@@ -730,7 +708,7 @@ class Connection:
         self._queued_control += 1
 
 
-_RECEIVING = frozenset({S.OPEN, S.HALF_CLOSED_LOCAL})
+_RECEIVING = frozenset({OPEN, HALF_CLOSED_LOCAL})
 
 
 def _credit(unacked: int, window: int, maximum: int) -> int:
@@ -746,10 +724,3 @@ def _informational(headers) -> bool:
             return value[:1] == b"1"
     return False
 
-
-_CONTROL_HANDLERS = (
-    None, None,  # DATA, HEADERS: handled in _frame
-    Connection._recv_priority, Connection._recv_rst_stream, Connection._recv_settings,
-    Connection._recv_push_promise, Connection._recv_ping, Connection._recv_goaway,
-    Connection._recv_window_update,
-)

@@ -75,7 +75,7 @@ class Stream:
     opened_at: clock reading when the peer opened it (premature-reset rule)."""
 
     __slots__ = ("stream_id", "state", "send_window", "recv_window", "unacked", "blocks_in",
-                 "inbound", "opened_at")
+                 "inbound", "opened_at")  # uncompiled; compiled, streams.pxd declares them
 
     def __init__(self, stream_id: int, state: int, send_window: int, recv_window: int,
                  inbound: bool, opened_at: float) -> None:

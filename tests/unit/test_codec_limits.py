@@ -211,16 +211,18 @@ def test_a_frame_of_max_frame_size_is_accepted():
 @pytest.mark.parametrize("first", [P.ping(), P.SETTINGS_ACK, P.window_update(0, 1)])
 def test_first_frame_after_the_preface_must_be_settings(first):
     from meshgrpc.codec import Connection
-    conn = Connection(P.Recorder(), client=False)
-    peer = P.RawPeer(conn, conn._on_data.__self__)
+    rec = P.Recorder()
+    conn = Connection(rec, client=False)
+    peer = P.RawPeer(conn, rec)
     err = _refused(peer, P.PREFACE + first)
     assert err.code == PROTOCOL_ERROR and conn.counters.first_frame_not_settings == 1
 
 
 def test_a_bad_preface_is_a_protocol_error():
     from meshgrpc.codec import Connection
-    conn = Connection(P.Recorder(), client=False)
-    peer = P.RawPeer(conn, conn._on_data.__self__)
+    rec = P.Recorder()
+    conn = Connection(rec, client=False)
+    peer = P.RawPeer(conn, rec)
     assert _refused(peer, b"GET / HTTP/1.1\r\n\r\n").code == PROTOCOL_ERROR
 
 
