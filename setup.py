@@ -9,6 +9,10 @@ import ast
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
+
+_NO_COMPILER = (CCompilerError, CompileError, ExecError, PlatformError, OSError)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CODEC = os.path.join("meshgrpc", "codec")
@@ -34,4 +38,33 @@ def _extensions() -> list:
                      compiler_directives={"language_level": 3, "annotation_typing": False})
 
 
-setup(ext_modules=_extensions())
+class OptionalBuildExt(build_ext):
+    """Builds each codec extension if it can; without a working C compiler it
+    says so and leaves the plain module (setuptools' `optional` is not honoured
+    by editable installs)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except _NO_COMPILER as e:
+            self._skipped("all", e)
+
+    def build_extension(self, ext) -> None:
+        try:
+            super().build_extension(ext)
+        except _NO_COMPILER as e:
+            self._skipped(ext.name, e)
+
+    def copy_extensions_to_source(self) -> None:
+        # Only what was built (an editable install copies the results into the tree).
+        self.extensions = [e for e in self.extensions if os.path.exists(self.get_ext_fullpath(e.name))]
+        super().copy_extensions_to_source()
+
+    def get_outputs(self) -> list:
+        return [p for p in super().get_outputs() if os.path.exists(p)]
+
+    def _skipped(self, name: str, err: Exception) -> None:
+        self.warn(f"meshgrpc.codec: {name} not compiled ({err}); the plain Python module runs instead")
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
