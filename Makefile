@@ -3,7 +3,7 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test protos demo bench clean
+.PHONY: install test test-codec-slow protos demo bench clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 test: install
 	$(VPY) -m pytest -q -n 2 tests
 	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests/unit -k codec
+
+# The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
+test-codec-slow: install
+	HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests/unit -k codec
+	MESHGRPC_CODEC_PURE=1 HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests/unit -k codec
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated

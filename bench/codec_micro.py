@@ -13,8 +13,10 @@ both sides' output is taken after each read (as the relay writes once per read).
 Compared, in interleaved rounds (each in its own process): h2 as the relay
 configures it (meshgrpc/proxy/h2conf.py), the codec compiled, and the codec's
 plain Python modules (MESHGRPC_CODEC_PURE=1). Reported: median µs per call.
-`--join` compares how the codec hands its output back: one bytes object
-(data_to_send) against the list of pieces for writelines.
+`--writes` measures how the output is best handed to the transport: one
+transport.write of the joined bytes (what data_to_send returns) against
+transport.writelines of the pieces, on a uvloop socket pair, with a relayed
+call's downstream output (HEADERS, DATA header, payload view, trailers).
 """
 
 from __future__ import annotations
@@ -79,13 +81,8 @@ class _CodecRelay:
     def feed_up(self, data: bytes) -> None:
         self.up.receive(data)
 
-    def take(self, join: bool = True):
-        if join:
-            return self.down.data_to_send(), self.up.data_to_send()
-        out = self.down._out + self.up._out
-        self.down._out, self.up._out = [], []
-        self.down._queued_control = self.up._queued_control = 0
-        return out
+    def take(self):
+        return self.down.data_to_send(), self.up.data_to_send()
 
 
 class _Down:
@@ -168,7 +165,7 @@ class _H2Relay:
             if h is not None:
                 h(ev)
 
-    def take(self, join: bool = True):
+    def take(self):
         return self.down.data_to_send(), self.up.data_to_send()
 
     def _request(self, ev) -> None:
@@ -194,7 +191,7 @@ class _H2Relay:
         self.down.send_headers(down_sid, ev.headers, end_stream=True)
 
 
-def run_once(impl: str, calls: int, join: bool) -> float:
+def run_once(impl: str, calls: int) -> float:
     """µs per relayed call for one implementation, in this process."""
     client_hs, creq, server_hs, sresp = _wire(calls)
     relay = _H2Relay() if impl == "h2" else _CodecRelay()
@@ -205,19 +202,56 @@ def run_once(impl: str, calls: int, join: bool) -> float:
     t0 = time.perf_counter()
     for i in range(calls):
         relay.feed_down(creq[i])
-        relay.take(join)
+        relay.take()
         relay.feed_up(sresp[i])
-        relay.take(join)
+        relay.take()
     return (time.perf_counter() - t0) / calls * 1e6
 
 
-def _child(impl: str, calls: int, join: bool) -> float:
+def writes(calls: int) -> dict[str, float]:
+    """µs per call of write(b"".join(pieces)) and of writelines(pieces), uvloop."""
+    import asyncio
+    import socket
+
+    import uvloop
+
+    pieces = [_frame(1, 4, 1, b"\x88\xc0\xbf"), _frame(0, 0, 1, b"")[:9], memoryview(MESSAGE),
+              _frame(1, 5, 1, b"\xbe")]
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data):
+            pass
+
+    async def measure() -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        sink, _ = await loop.create_connection(Sink, sock=b)
+        out = {}
+        for name in ("write(join)", "writelines", "write(join)", "writelines"):
+            t0 = time.perf_counter()
+            for i in range(calls):
+                if name == "writelines":
+                    tr.writelines(pieces)
+                else:
+                    tr.write(b"".join(pieces))
+                if i % 64 == 0:
+                    await asyncio.sleep(0)  # let the peer drain
+            out[name] = (time.perf_counter() - t0) / calls * 1e6
+        tr.close()
+        sink.close()
+        return out
+
+    return uvloop.run(measure())
+
+
+def _child(impl: str, calls: int) -> float:
     env = dict(os.environ)
     env.pop("MESHGRPC_CODEC_PURE", None)
     if impl == "codec-pure":
         env["MESHGRPC_CODEC_PURE"] = "1"
     code = (f"import json, bench.codec_micro as m; "
-            f"print(json.dumps(m.run_once({impl.split('-')[0]!r}, {calls}, {join})))")
+            f"print(json.dumps(m.run_once({impl.split('-')[0]!r}, {calls})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -226,23 +260,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--join", action="store_true", help="compare bytes vs writelines pieces")
+    ap.add_argument("--writes", action="store_true", help="write(join) vs writelines")
     args = ap.parse_args()
-    if args.join:
-        impls = [("codec", True), ("codec", False)]
-    else:
-        impls = [("h2", True), ("codec", True), ("codec-pure", True)]
-    results: dict = {f"{i}{'' if j else ' (pieces)'}": [] for i, j in impls}
+    if args.writes:
+        runs = [writes(args.calls) for _ in range(args.rounds)]
+        for name in ("write(join)", "writelines"):
+            print(f"  {name:12s} median {statistics.median(r[name] for r in runs):6.2f} µs per call")
+        return
+    impls = ["h2", "codec", "codec-pure"]
+    results: dict = {name: [] for name in impls}
     for r in range(args.rounds):
-        order = impls[r % len(impls):] + impls[:r % len(impls)]  # rotate who runs first
-        for impl, join in order:
-            results[f"{impl}{'' if join else ' (pieces)'}"].append(_child(impl, args.calls, join))
-    base = statistics.median(next(iter(results.values())))
+        for impl in impls[r % 3:] + impls[:r % 3]:  # rotate who runs first
+            results[impl].append(_child(impl, args.calls))
+    base = statistics.median(results["h2"])
     print(f"{args.calls} relayed unary calls per run, {args.rounds} interleaved rounds; µs per call")
     for name, values in results.items():
         med = statistics.median(values)
-        print(f"  {name:18s} median {med:7.1f}  (min {min(values):6.1f}, max {max(values):6.1f})  "
-              f"{base / med:5.2f}x vs {next(iter(results))}")
+        print(f"  {name:12s} median {med:7.1f}  (min {min(values):6.1f}, max {max(values):6.1f})  "
+              f"{base / med:5.2f}x faster than h2")
 
 
 if __name__ == "__main__":

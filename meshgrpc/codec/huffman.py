@@ -78,20 +78,14 @@ def decode(data) -> bytes:
     out = bytearray()
     state = 0
     for byte in data:
-        i = (state << 4) | (byte >> 4)
-        sym = symbol[i]
-        state = next_state[i]
-        if sym >= 0:
-            out.append(sym)
-        elif sym == _FAIL:
-            raise HuffmanError("EOS symbol in a Huffman-coded string")
-        i = (state << 4) | (byte & 15)
-        sym = symbol[i]
-        state = next_state[i]
-        if sym >= 0:
-            out.append(sym)
-        elif sym == _FAIL:
-            raise HuffmanError("EOS symbol in a Huffman-coded string")
+        for nibble in (byte >> 4, byte & 15):
+            i = (state << 4) | nibble
+            sym = symbol[i]
+            state = next_state[i]
+            if sym >= 0:
+                out.append(sym)
+            elif sym == _FAIL:
+                raise HuffmanError("EOS symbol in a Huffman-coded string")
     if not ACCEPTING[state]:
         raise HuffmanError("invalid Huffman padding")
     return bytes(out)

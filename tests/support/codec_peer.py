@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 
+from tests.support.clock import FakeClock  # noqa: F401 (codec tests import it from here)
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -114,19 +116,6 @@ def rst_codes(data: bytes) -> dict[int, int]:
 
 def goaway_codes(data: bytes) -> list[int]:
     return [int.from_bytes(p[4:8], "big") for t, _, _, p in parse_frames(data) if t == 7]
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 GRPC_REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/svc.S/M"),
