@@ -186,7 +186,7 @@ _header_list = st.lists(_field, min_size=0, max_size=8)
 _ops = st.lists(_header_list, min_size=1, max_size=4).flatmap(lambda pool: st.lists(
     st.one_of(st.sampled_from(pool).map(lambda h: ("headers", h)),
               st.sampled_from([0, 64, 256, 1024, 4096]).map(lambda n: ("resize", n))),
-    min_size=1, max_size=25))
+    min_size=1, max_size=12))
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
@@ -229,7 +229,7 @@ def test_decoder_reads_hpack_output_like_hpack(ops, use_huffman, never):
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(st.lists(st.lists(st.tuples(_field, st.booleans()), max_size=8), min_size=1, max_size=12))
+@given(st.lists(st.lists(st.tuples(_field, st.booleans()), max_size=8), min_size=1, max_size=6))
 def test_our_never_indexed_output_decodes_in_hpack_with_the_flag(lists):
     enc, peer = Encoder(), oracle.Decoder()
     for fields in lists:
