@@ -19,12 +19,12 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 # Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no compiler exists.
 test: install
 	$(VPY) -m pytest -q -n 2 tests
-	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests/unit -k codec
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k codec
 
 # The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
 test-codec-slow: install
-	HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests/unit -k codec
-	MESHGRPC_CODEC_PURE=1 HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests/unit -k codec
+	HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
+	MESHGRPC_CODEC_PURE=1 HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated
