@@ -322,6 +322,11 @@ class Connection:
         stream.recv_window -= flow_len
         if stream.recv_window < 0:
             self._fail(FLOW_CONTROL_ERROR, f"DATA beyond the window of stream {sid}")
+        if self.client and stream.blocks_in == 0:  # DATA before the response: malformed (RFC 9113 §8.1)
+            self.counters.malformed_messages += 1
+            self._credit_connection(flow_len)
+            self._stream_error(stream, PROTOCOL_ERROR)
+            return
         end_stream = flags & F.FLAG_END_STREAM
         if end_stream:
             self._set_state(stream, TRANSITIONS[state * 8 + RECV_END_STREAM])
@@ -487,8 +492,9 @@ class Connection:
             if size != self.encoder.table.maxsize:
                 self.encoder.set_max_table_size(size)
         elif ident == F.ENABLE_PUSH:
-            if value > 1:
-                self._fail(PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1")
+            # RFC 9113 §6.5.2: 0 or 1, and a server never enables push.
+            if value > 1 or (value and self.client):
+                self._fail(PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1, or 1 from a server")
         elif ident == F.MAX_CONCURRENT_STREAMS:
             self.peer_max_concurrent_streams = value
         elif ident == F.INITIAL_WINDOW_SIZE:

@@ -1,6 +1,8 @@
 """h2 as the oracle: random valid and invalid frame sequences from a client go to
 meshgrpc.codec and to h2 configured as the relay configures it
-(meshgrpc/proxy/h2conf.py), one frame per receive call; after every frame both
+(meshgrpc/proxy/h2conf.py), one frame per receive call, in the server role
+(frames from a client) and in the client role (frames from a server answering
+requests both sent alike); after every frame both
 must report the same events (requests, data, trailers, ends, resets, window
 updates, settings, PING ACKs, GOAWAY), queue the same RST_STREAMs and PING
 ACKs, and fail on the same frame with the same GOAWAY code.
@@ -13,6 +15,11 @@ the case and test_documented_differences_from_h2 pins both behaviours:
   depends on itself: a stream error for the codec (RFC 9113 §6.9, §8.1.1,
   §5.3.1), a connection error for h2;
 - SETTINGS ACK with a payload: FRAME_SIZE_ERROR (§6.5), h2 says PROTOCOL_ERROR;
+- in the client role, DATA before the response HEADERS and a 1xx response with
+  END_STREAM are malformed (§8.1): a stream error for the codec, a connection
+  error for h2;
+- h2 applies a SETTINGS_INITIAL_WINDOW_SIZE change to streams already reset
+  as well, and can call FLOW_CONTROL_ERROR on a window the codec has dropped;
 - HEADERS on an id below the highest opened: the stream is closed (§5.1.1) and
   the codec ignores it; h2 calls it a PROTOCOL_ERROR;
 - limits h2 does not have (empty frames, rates, field counts) are raised out of
@@ -55,8 +62,10 @@ class _Ours(P.Recorder):
         if end_stream:
             self._add("end", sid)
 
-    def on_response(self, sid, headers, end_stream):  # pragma: no cover - server role only
-        raise AssertionError("a server received a response")
+    def on_response(self, sid, headers, end_stream):
+        self._add("response", sid, tuple(headers))
+        if end_stream:
+            self._add("end", sid)
 
     def on_trailers(self, sid, headers):
         self._add("trailers", sid, tuple(headers))
@@ -74,6 +83,8 @@ def _h2_events(events) -> list[tuple]:
         t = type(ev)
         if t is h2e.RequestReceived:
             out.append(("request", ev.stream_id, tuple(tuple(h) for h in ev.headers)))
+        elif t is h2e.ResponseReceived:
+            out.append(("response", ev.stream_id, tuple(tuple(h) for h in ev.headers)))
         elif t is h2e.DataReceived:
             out.append(("data", ev.stream_id, bytes(ev.data), ev.flow_controlled_length))
         elif t is h2e.TrailersReceived:
@@ -100,19 +111,29 @@ def _answers(data: bytes) -> tuple:
 
 
 class _Pair:
-    """Both codecs behind one client, fed the same bytes."""
+    """Both codecs in one role behind one peer, fed the same bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: bool = False) -> None:
         self.rec = _Ours()
-        self.ours = Connection(self.rec, client=False, limits=LIMITS)
-        self.h2 = new_connection(False, TUNING)
+        self.ours = Connection(self.rec, client=client, limits=LIMITS)
+        self.h2 = new_connection(client, TUNING)
         self.ours.data_to_send()
         self.h2.data_to_send()
         self.failed = False
         # Both read our SETTINGS only once acknowledged (h2 applies its own then).
-        self.feed(P.PREFACE + P.settings() + P.SETTINGS_ACK)
+        self.feed(b"" if client else P.PREFACE)
+        self.feed(P.settings() + P.SETTINGS_ACK)
+
+    def request(self, sid: int, end_stream: bool) -> None:
+        """The same request from both (client role)."""
+        self.ours.send_headers(sid, P.GRPC_REQUEST, end_stream)
+        self.h2.send_headers(sid, P.GRPC_REQUEST, end_stream=end_stream)
+        self.ours.data_to_send()
+        self.h2.data_to_send()
 
     def feed(self, wire: bytes) -> None:
+        if not wire:
+            return
         ours_err = theirs_err = None
         try:
             self.ours.receive(wire)
@@ -158,11 +179,20 @@ _extra = st.lists(st.tuples(st.sampled_from([b"x-a", b"x-b", b"grpc-timeout", b"
 _open_action = st.tuples(st.just("open"), st.booleans(), st.integers(0, 3), _extra, st.booleans())
 _data_action = st.tuples(st.just("data"), st.integers(0, 50), st.sampled_from([0, 1, 100, 100, 1000, 1000, 3000, 5000]),
                          st.none() | st.integers(0, 20), st.booleans())
+def _no_window_overflow(values: dict) -> dict:
+    """h2 applies an INITIAL_WINDOW_SIZE change to streams already reset too,
+    so it can overflow a window the codec no longer has (module doc)."""
+    if values.get("initial_window_size") == (1 << 31) - 1:
+        values["initial_window_size"] = 1 << 20
+    return values
+
+
 _rare = st.one_of(  # frames that often end the connection: drawn less often
     st.tuples(st.just("settings"), st.dictionaries(
         st.sampled_from(["header_table_size", "enable_push", "max_concurrent_streams", "initial_window_size",
                          "max_frame_size", "max_header_list_size"]),
-        st.sampled_from([0, 1, 2, 100, 4096, 16384, 65535, 1 << 20, (1 << 31) - 1, 1 << 31]), max_size=3)),
+        st.sampled_from([0, 1, 2, 100, 4096, 16384, 65535, 1 << 20, (1 << 31) - 1, 1 << 31]),
+        max_size=3).map(_no_window_overflow)),
     st.tuples(st.just("invalid"), st.sampled_from(list(range(12)))),
 )
 _action = st.one_of(
@@ -217,6 +247,13 @@ def _invalid(client: _Client, kind: int) -> bytes:
     ][kind]
 
 
+def _window_update_allowed(peer) -> bool:
+    """Within the codec's WINDOW_UPDATE flood rule (5 + 2 per stream: we send no
+    DATA here), which h2 does not have."""
+    peer.window_updates = getattr(peer, "window_updates", 0) + 1
+    return peer.window_updates <= 5 + 2 * len(peer.opened)
+
+
 def _wires(client: _Client, action) -> list[bytes]:
     kind = action[0]
     if kind == "open":
@@ -247,7 +284,9 @@ def _wires(client: _Client, action) -> list[bytes]:
         return [P.rst_stream(sid, action[2])]
     if kind == "window_update":
         sid = 0 if action[1] < 0 else client.pick(action[1])
-        return [] if sid is None else [P.window_update(sid, action[2])]
+        if sid is None or not _window_update_allowed(client):
+            return []
+        return [P.window_update(sid, action[2])]
     if kind == "ping":
         return [P.ping(action[1], action[2])]
     if kind == "settings":
@@ -276,6 +315,101 @@ def test_the_codec_agrees_with_h2_on_random_frame_sequences(actions, last):
                 return
             # A stream the codec no longer has was reset by one side or the other.
             client.dead.update(s for s in client.opened if s not in pair.ours.streams)
+
+
+# -- the client role: frames from a server ------------------------------------------------
+
+_RESPONSES = [P.GRPC_RESPONSE, P.GRPC_RESPONSE + [(b"grpc-status", b"14"), (b"grpc-message", b"down")],
+              [(b":status", b"404")]]
+_server_action = st.one_of(
+    st.tuples(st.just("request"), st.booleans()),
+    st.tuples(st.just("response"), st.integers(0, 50), st.sampled_from([0, 1, 2]), st.booleans(),
+              st.integers(0, 2), st.booleans()),
+    st.tuples(st.just("data"), st.integers(0, 50), st.sampled_from([0, 1, 100, 1000, 3000, 5000]),
+              st.none() | st.integers(0, 20), st.booleans()),
+    st.tuples(st.just("trailers"), st.integers(0, 50), st.integers(0, 2)),
+    st.tuples(st.just("rst"), st.integers(0, 50), st.integers(0, 15)),
+    st.tuples(st.just("window_update"), st.integers(-1, 50), st.sampled_from([1, 1000, 5000, (1 << 31) - 1])),
+    st.tuples(st.just("ping"), st.binary(min_size=8, max_size=8), st.booleans()),
+    st.tuples(st.just("goaway"), st.integers(0, 20), st.integers(0, 13)),
+)
+
+
+class _Server:
+    """The model of the server's side of each stream, to aim its frames."""
+
+    def __init__(self) -> None:
+        self.encoder = hpack.Encoder()
+        self.next_sid = 1
+        self.opened: list[int] = []
+        self.responded: set[int] = set()
+        self.dead: set[int] = set()  # ended or reset: h2 and the codec differ from here
+
+    def pick(self, i: int) -> int | None:
+        live = [s for s in self.opened if s not in self.dead]
+        return live[i % len(live)] if live else None
+
+
+def _server_wires(server: _Server, pair: _Pair, action) -> list[bytes]:
+    kind = action[0]
+    if kind == "request":
+        sid = server.next_sid
+        server.next_sid += 2
+        server.opened.append(sid)
+        pair.request(sid, action[1])
+        return []
+    if kind == "window_update" and not _window_update_allowed(server):
+        return []
+    sid = server.pick(action[1]) if kind not in ("ping", "goaway") else 0
+    if sid is None or (kind == "window_update" and action[1] < 0):
+        return [P.window_update(0, action[2])] if kind == "window_update" else []
+    if kind == "response":
+        _, _, which, end, split, informational = action
+        if sid in server.responded:
+            return []
+        block = server.encoder.encode([(b":status", b"100")]) if informational else None
+        wires = _block_frames(sid, block, False, 0) if block else []
+        server.responded.add(sid)
+        if end:
+            server.dead.add(sid)
+        return wires + _block_frames(sid, server.encoder.encode(_RESPONSES[which]), end, split)
+    if kind == "data":
+        if sid not in server.responded:
+            return []  # DATA before the response: see the module doc
+        _, _, size, pad, end = action
+        if end:
+            server.dead.add(sid)
+        return [P.data(sid, b"d" * size, end, pad)]
+    if kind == "trailers":
+        if sid not in server.responded:
+            return []
+        server.dead.add(sid)
+        return _block_frames(sid, server.encoder.encode([(b"grpc-status", b"0")]), True, action[2])
+    if kind == "rst":
+        server.dead.add(sid)
+        return [P.rst_stream(sid, action[2])]
+    if kind == "window_update":
+        return [P.window_update(sid, action[2])]
+    if kind == "ping":
+        return [P.ping(action[1], action[2])]
+    return [P.goaway(action[1], action[2], b"bye")] if server.opened else []
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(_server_action, min_size=5, max_size=40), st.none() | _rare)
+def test_the_client_role_agrees_with_h2_on_random_responses(actions, last):
+    pair, server = _Pair(client=True), _Server()
+    for action in actions:
+        if action[0] == "request" and (pair.ours.goaway_received is not None
+                                       or pair.ours.open_outbound >= pair.ours.peer_max_concurrent_streams):
+            continue
+        for wire in _server_wires(server, pair, action):
+            pair.feed(wire)
+            if pair.failed:
+                return
+            server.dead.update(s for s in server.opened if s not in pair.ours.streams)
+    if last is not None and last[0] == "settings":
+        pair.feed(P.settings(**last[1]))
 
 
 # -- where the two differ by design ------------------------------------------------------
