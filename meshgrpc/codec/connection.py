@@ -481,7 +481,12 @@ class Connection:
         if (end - start) % 6:
             self._fail(FRAME_SIZE_ERROR, "SETTINGS payload not a multiple of 6 octets")
         self._calm(self.guard.settings())
-        for ident, value in F.parse_settings(buf, start, end):
+        values = list(F.parse_settings(buf, start, end))
+        for ident, value in values:  # all checked before any applies (h2 does the same)
+            problem = F.setting_problem(ident, value, self.client)
+            if problem is not None:
+                self._fail(problem[0], problem[1])
+        for ident, value in values:
             self._apply_setting(ident, value)
         self._control(F.SETTINGS_ACK)
         self._on_settings()
@@ -491,15 +496,9 @@ class Connection:
             size = min(value, ENCODER_MAX_TABLE_SIZE)
             if size != self.encoder.table.maxsize:
                 self.encoder.set_max_table_size(size)
-        elif ident == F.ENABLE_PUSH:
-            # RFC 9113 §6.5.2: 0 or 1, and a server never enables push.
-            if value > 1 or (value and self.client):
-                self._fail(PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1, or 1 from a server")
         elif ident == F.MAX_CONCURRENT_STREAMS:
             self.peer_max_concurrent_streams = value
         elif ident == F.INITIAL_WINDOW_SIZE:
-            if value > F.MAX_WINDOW:
-                self._fail(FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1")
             delta = value - self.peer_initial_window
             self.peer_initial_window = value
             for stream in self.streams.values():  # RFC 9113 §6.9.2
@@ -507,8 +506,6 @@ class Connection:
                 if stream.send_window > F.MAX_WINDOW:
                     self._fail(FLOW_CONTROL_ERROR, "stream window above 2^31-1")
         elif ident == F.MAX_FRAME_SIZE:
-            if not F.DEFAULT_MAX_FRAME_SIZE <= value <= F.MAX_FRAME_SIZE_LIMIT:
-                self._fail(PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
             self.max_outbound_frame_size = value
         elif ident == F.MAX_HEADER_LIST_SIZE:
             self.peer_max_header_list_size = value

@@ -11,6 +11,8 @@ here either.
 
 from __future__ import annotations
 
+from meshgrpc.codec.errors import FLOW_CONTROL_ERROR, PROTOCOL_ERROR
+
 DATA = 0x0
 HEADERS = 0x1
 PRIORITY = 0x2
@@ -112,6 +114,18 @@ def window_update(stream_id: int, increment: int) -> bytes:
 def goaway(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:
     return (header(8 + len(debug), GOAWAY, 0, 0) + last_stream_id.to_bytes(4, "big")
             + code.to_bytes(4, "big") + debug)
+
+
+def setting_problem(ident: int, value: int, from_server: bool):
+    """(error code, message) if a received setting's value is not allowed
+    (RFC 9113 §6.5.2), else None. Unknown settings are allowed (and ignored)."""
+    if ident == ENABLE_PUSH and (value > 1 or (value and from_server)):
+        return PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1, or 1 from a server"
+    if ident == INITIAL_WINDOW_SIZE and value > MAX_WINDOW:
+        return FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1"
+    if ident == MAX_FRAME_SIZE and not DEFAULT_MAX_FRAME_SIZE <= value <= MAX_FRAME_SIZE_LIMIT:
+        return PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range"
+    return None
 
 
 def parse_settings(buf: bytes, start: int, end: int):
