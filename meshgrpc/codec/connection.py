@@ -25,7 +25,9 @@ receive() calls these methods of `handler`, in frame order, synchronously:
   on_window_update(stream_id)                  more send window (0: the connection's)
   on_settings()                                the peer's settings changed (windows, frame size)
   on_goaway(error_code, last_stream_id, debug) the connection stays usable for streams
-                                                <= last_stream_id (RFC 9113 §6.8)
+                                                <= last_stream_id (RFC 9113 §6.8); ours above
+                                                it were never processed: the caller retries
+                                                or fails them, and resets them
   on_ping_ack(payload)
 Handlers may call any method of the connection, including for other streams.
 Headers are tuples of (name, value) bytes fields, shared with the HPACK cache
