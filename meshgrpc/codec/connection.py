@@ -207,31 +207,32 @@ class Connection:
             if pos < 0:
                 self._hold(data, len(F.PREFACE))
                 return
-        try:
-            pos = self._frames(data, pos)
-        finally:
-            if pos < len(data):
-                self._hold(data[pos:], 9)
+        self._frames(data, pos)
 
     def _frames(self, buf: bytes, pos: int) -> int:
-        """Handle each complete frame from `pos`; the position of the first incomplete one."""
+        """Handle each complete frame from `pos`, and hold the incomplete rest
+        (also when a handler raises: the frames before it are not seen twice)."""
         end = len(buf)
         view = memoryview(buf)
         max_frame = self._max_frame_size
         unpack = _HEADER.unpack_from
-        while end - pos >= 9:
-            hi, lo, ftype, flags, sid = unpack(buf, pos)
-            length = (hi << 16) | lo
-            if length > max_frame:  # refused at the header, nothing buffered (issue 9)
-                self.counters.frame_too_large += 1
-                self._fail(FRAME_SIZE_ERROR, f"frame of {length} octets above SETTINGS_MAX_FRAME_SIZE")
-            start = pos + 9
-            if end - start < length:
-                self._need = 9 + length
-                return pos
-            pos = start + length
-            self._frame(ftype, flags, sid & _STREAM_MASK, buf, view, start, pos)
         self._need = 9
+        try:
+            while end - pos >= 9:
+                hi, lo, ftype, flags, sid = unpack(buf, pos)
+                length = (hi << 16) | lo
+                if length > max_frame:  # refused at the header, nothing buffered (issue 9)
+                    self.counters.frame_too_large += 1
+                    self._fail(FRAME_SIZE_ERROR, f"frame of {length} octets above SETTINGS_MAX_FRAME_SIZE")
+                start = pos + 9
+                if end - start < length:
+                    self._need = 9 + length
+                    break
+                pos = start + length
+                self._frame(ftype, flags, sid & _STREAM_MASK, buf, view, start, pos)
+        finally:
+            if pos < end and self.failed is None:
+                self._hold(buf[pos:], 9)
         return pos
 
     def _hold(self, rest: bytes, need: int) -> None:

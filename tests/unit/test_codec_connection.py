@@ -292,3 +292,22 @@ def test_h2_client_streams_many_calls_over_the_codec():
         assert data[0].data[-1] == i
         client.acknowledge_received_data(data[0].flow_controlled_length, sid)
     assert ours.encoder.hits > 40 and ours.decoder.hits == 0  # each request differs (x-n)
+
+
+def test_a_handler_that_raises_does_not_see_frames_twice():
+    class Fails(Recorder):
+        def on_request(self, sid, headers, end_stream):
+            super().on_request(sid, headers, end_stream)
+            if sid == 1:
+                raise RuntimeError("handler bug")
+
+    rec = Fails()
+    conn = Connection(rec, client=False)
+    conn.receive(P.PREFACE + P.settings())
+    import hpack
+    enc = hpack.Encoder()
+    wire = P.headers(1, enc.encode(GRPC_REQUEST)) + P.headers(3, enc.encode(GRPC_REQUEST))
+    with pytest.raises(RuntimeError):
+        conn.receive(wire + P.data(3, b"abc")[:5])
+    conn.receive(P.data(3, b"abc")[5:])
+    assert [e[:2] for e in rec.take()] == [("settings",), ("request", 1), ("request", 3), ("data", 3)]
