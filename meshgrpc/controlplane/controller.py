@@ -14,8 +14,10 @@ from typing import Callable
 
 from meshapi.v1 import management_pb2, resources_pb2
 from meshgrpc.controlplane import state as mesh_state
+from meshgrpc.controlplane.guard import Guard
 from meshgrpc.controlplane.state import MeshState, Plan
 from meshgrpc.controlplane.store import Store
+from meshgrpc.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,12 @@ class Controller:
         return self._state
 
     def apply(self, incoming: resources_pb2.MeshConfig, replace: bool, dry_run: bool = False,
-              config_digest: str | None = None) -> list[management_pb2.ResourceChange]:
-        """Validates and applies `incoming`; raises ConfigError and changes nothing when invalid."""
+              config_digest: str | None = None, guard: Guard | None = None) -> list[management_pb2.ResourceChange]:
+        """Validates and applies `incoming`; raises ConfigError and changes nothing when invalid,
+        and FailedPrecondition (a dry run too) when `guard` refuses the plan (guard.py)."""
         plan = mesh_state.plan_apply(self._state, incoming, replace)
+        if guard is not None and (problem := guard(self._state, plan)):
+            raise FailedPrecondition(problem)
         if config_digest is not None:
             plan = dataclasses.replace(plan, commit=dataclasses.replace(plan.commit, config_digest=config_digest))
         return self._execute(plan, dry_run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
+from meshgrpc.control_channel import Keepalive, client_options
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
@@ -36,11 +38,13 @@ from meshgrpc.xds.client import DiscoveryClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
-# A control plane that vanishes without closing the connection (host down, network
-# cut) is noticed within keepalive time + timeout, and the client reconnects.
-# The control plane's server permits pings this often (controlplane/main.py).
-DISCOVERY_KEEPALIVE = (("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
-                       ("grpc.keepalive_permit_without_calls", 1))
+
+def discovery_channel_options(keepalive_interval: float) -> tuple:
+    """A control plane that vanishes without closing the connection (host down, network
+    cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
+    control plane's server permits pings as often as its --min-ping-interval, and both
+    ends carry config messages up to the same size (control_channel.py)."""
+    return client_options(Keepalive(interval=keepalive_interval))
 
 
 class Proxy:
@@ -51,21 +55,25 @@ class Proxy:
         self.worker = worker
         self.reuse_port = reuse_port
         self.holder = StateHolder(ProxyState(routes=None, clusters=ClusterSet({}), versions={}))
-        self.pools = UpstreamPools()
+        # One random source for every draw (weighted splits, balancers, faults,
+        # mirrors, retry back-off): --seed makes a run reproducible.
+        rng = random.Random(args.seed + worker if args.seed is not None else None)
+        self.pools = UpstreamPools(rng=rng)
         self.metrics = ProxyMetrics(self._gauges)
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
         self.configurator = ProxyConfigurator(
             self.holder, args.route_config, self.pools, local_zone=args.zone,
-            on_nack=self.metrics.on_nack, on_applied=self._applied)
+            on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng)
         self.configured = asyncio.Event()  # set once a complete config is applied
-        self.relay = Relay(self.holder, self.pools, observer=self.metrics)
+        self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
+                           replay_memory=args.replay_memory)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         self.client = DiscoveryClient(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=DISCOVERY_KEEPALIVE)
+            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
         self.draining = False
 
     def _applied(self, state) -> None:

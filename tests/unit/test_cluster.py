@@ -10,9 +10,11 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of
 from meshgrpc.errors import ConfigError
 from meshgrpc.addresses import split_address
 from meshgrpc.proxy.cluster import ClusterSet
+from tests.unit.balancer_helpers import FakeClock
 
 
 def cluster(name: str, **fields) -> resources_pb2.Cluster:
@@ -27,7 +29,7 @@ def endpoints(name: str, *eps: dict | str) -> resources_pb2.EndpointSet:
 def build(sets: list[resources_pb2.EndpointSet], previous: ClusterSet | None = None,
           clusters: list[resources_pb2.Cluster] | None = None) -> ClusterSet:
     clusters = clusters or [cluster(s.cluster) for s in sets]
-    return ClusterSet.build({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
+    return cluster_set_of({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
                             rng=random.Random(0))
 
 
@@ -40,7 +42,7 @@ def test_endpoint_fields_from_config():
                           "[::1]:9090")])
     first, second = cs.get("api").endpoints
     assert (first.address, first.host, first.port, first.weight, first.zone) == ("10.0.0.1:8080", "10.0.0.1", 8080, 3, "b")
-    assert first.metadata == {"v": "2"} and first.cluster == "api"
+    assert first.spec.metadata == (("v", "2"),) and first.cluster == "api"
     assert (second.host, second.port, second.weight, second.zone) == ("::1", 9090, 1, "")
 
 
@@ -142,13 +144,18 @@ def test_describe_and_repr_show_state():
     ep.on_start()
     described = cs.describe()
     assert described["clusters"][0]["endpoints"][0].pop("rtt_estimate_s") == pytest.approx(0.030, rel=1e-3)
+    spec = described["clusters"][0].pop("spec")  # effective config, defaults filled in
+    assert (spec["connect_timeout"], spec["circuit_breaker"]["max_requests"], spec["retry_budget"]["ttl"]) == \
+        (1.0, 1024, 10.0)
     assert described == {"clusters": [{
         "name": "api", "lb_policy": "ROUND_ROBIN", "picker": "CyclePicker", "usable": 1,
         "balanced_over": 1, "panic": False, "local_zone_only": False,
+        "in_flight": {"requests": 0, "pending": 0, "retries": 0},
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
-                       "times_ejected": 0,
-                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None}],
+                       "times_ejected": 0, "unreachable_for_s": None,
+                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None,
+                       "metadata": {}}],
     }]}
     assert cs.snapshot().keys() == cs.describe().keys()
     assert repr(cs) == "<ClusterSet [api:1/1]>"
@@ -175,7 +182,7 @@ def test_pick_cost(capsys):
         print(f"\nClusterState.pick(): {pick:.3f} µs; with on_start/on_finish: {full:.3f} µs")
 
 
-def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_another():
+def test_pick_avoiding_never_returns_an_endpoint_already_tried_when_there_is_another():
     # A retry after an endpoint never received the call (connection refused) must
     # not land on it again: ring hash would send the same key there every time.
     cs = build([endpoints("api", "a:1", "b:1", "c:1")], clusters=[cluster("api", lb_policy="RING_HASH")])
@@ -183,13 +190,27 @@ def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_anot
     for key in (b"k%d" % i for i in range(50)):
         first = state.pick(key)
         assert state.pick(key) is first
-        assert state.pick_other(first, key) not in (first, None)
+        assert state.pick_avoiding([first], key) not in (first, None)
     single = build([endpoints("one", "a:1")]).get("one")
     only = single.pick()
-    assert single.pick_other(only) is only  # nowhere else to go
+    assert single.pick_avoiding([only]) is only  # nowhere else to go
 
 
 def test_listen_addresses_may_ask_for_any_free_port():
     assert split_address("127.0.0.1:0", listen=True) == ("127.0.0.1", 0)
     with pytest.raises(ValueError, match="port in 1-65535"):
         split_address("127.0.0.1:0")
+
+
+def test_an_endpoint_refusing_connections_leaves_the_picker_until_its_back_off_ends():
+    clock = FakeClock()
+    cs = cluster_set_of({"api": cluster("api")}, {"api": endpoints("api", "a:1", "b:1")},
+                        rng=random.Random(0), clock=clock)
+    state = cs.get("api")
+    a = next(e for e in state.endpoints if e.address == "a:1")
+    a.unreachable(clock() + 2.0)
+    assert set(addresses_picked(state, 20)) == {"b:1"}
+    assert state.describe()["endpoints"][0]["unreachable_for_s"] == 2.0
+    clock.advance(2.0)
+    cs.tick()
+    assert set(addresses_picked(state, 20)) == {"a:1", "b:1"}
