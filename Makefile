@@ -3,18 +3,28 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test protos demo bench clean
+.PHONY: install test test-codec-slow protos demo bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The codec's compiled modules are built from its sources at install time
+# (setup.py): changing a source rebuilds them, or the stale build would be loaded.
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshgrpc/codec/*.pxd)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The whole suite on the compiled codec, then the codec's own tests on its plain
+# Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no compiler exists.
 test: install
 	$(VPY) -m pytest -q -n 2 tests
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k codec
+
+# The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
+test-codec-slow: install
+	HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
+	MESHGRPC_CODEC_PURE=1 HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated

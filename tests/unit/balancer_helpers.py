@@ -9,19 +9,7 @@ from meshapi.v1 import resources_pb2
 from meshgrpc.config import specs
 from meshgrpc.proxy.balancer import PickerEnv
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
-
-
-class FakeClock:
-    """Monotonic seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def endpoint(address: str, weight: int = 1, zone: str = "", *, clock: FakeClock,
