@@ -3,7 +3,7 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test protos demo bench clean
+.PHONY: install test etcd protos demo bench clean
 
 install: $(VENV)/.installed
 
@@ -13,8 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install
+# The etcd store's tests run a real 3-member cluster of Debian's etcd-server.
+test: install etcd
 	$(VPY) -m pytest -q -n 2 tests
+
+etcd:
+	@command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || { apt-get install -y etcd-server \
+		|| { apt-get update && apt-get install -y etcd-server; }; } \
+		|| { echo "make: cannot install etcd-server (run as root)"; exit 1; }
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated

@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("control-plane", help="run the control plane")
     p.add_argument("--config", help="YAML or JSON MeshConfig file, watched for edits")
     p.add_argument("--listen", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT")
-    p.add_argument("--data-dir", default="./.meshgrpc", help="where the store lives")
+    p.add_argument("--data-dir", default="./.meshgrpc", help="where the SQLite store lives")
+    p.add_argument("--store", default="sqlite", metavar="sqlite|etcd://HOST:PORT,...",
+                   help="sqlite (default: one control plane, in --data-dir) or etcd://HOST:PORT[,HOST:PORT...] "
+                        "(several replicas share the mesh)")
+    p.add_argument("--etcd-prefix", default="/meshgrpc", help="key prefix in etcd (default /meshgrpc)")
     p.add_argument("--debounce", type=float, default=0.1, metavar="SECONDS",
                    help="changes within this window make one push (default 0.1)")
     p.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS",

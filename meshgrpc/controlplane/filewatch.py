@@ -13,17 +13,17 @@ import asyncio
 import hashlib
 import logging
 import os
-from typing import Callable
+from typing import Awaitable, Callable
 
 from meshapi.v1 import management_pb2, resources_pb2
 from meshgrpc.tasks import OwnedTask
 from meshgrpc.config.loader import parse_text
-from meshgrpc.errors import ConfigError, FieldError
+from meshgrpc.errors import ConfigError, FieldError, MeshError
 
 log = logging.getLogger(__name__)
 
 MAX_BYTES = 16 * 1024 * 1024  # a mesh config is kilobytes; refuse to read a runaway file
-Apply = Callable[[resources_pb2.MeshConfig, str], list[management_pb2.ResourceChange]]
+Apply = Callable[[resources_pb2.MeshConfig, str], Awaitable[list[management_pb2.ResourceChange]]]
 
 
 def read_config(path: str) -> tuple[bytes, str]:
@@ -61,7 +61,7 @@ class FileWatcher:
         self.interval = interval
         self._task = OwnedTask("config-file-watch", self._poll)
 
-    def check(self) -> bool:
+    async def check(self) -> bool:
         """Applies the file if its content changed; True when a change was applied."""
         signature = _signature(self.path)
         if signature == self._signature:
@@ -72,8 +72,8 @@ class FileWatcher:
             if digest == self._seen_digest:
                 return False
             self._seen_digest = digest
-            changes = self._apply(parse_config(self.path, raw), digest)
-        except ConfigError as e:
+            changes = await self._apply(parse_config(self.path, raw), digest)
+        except MeshError as e:   # invalid, or refused by the store (another replica changed it)
             log.error("ignoring the edit of %s; the previous config stays. %s", self.path, e)
             return False
         log.info("applied the edit of %s: %s", self.path, _summary(changes))
@@ -88,7 +88,7 @@ class FileWatcher:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.check()
+            await self.check()
 
 
 def _summary(changes: list[management_pb2.ResourceChange]) -> str:
