@@ -15,8 +15,8 @@ DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
 
 def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT",
-        help=f"control plane address (default {DEFAULT_CONTROL_PLANE})",
+        "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT[,HOST:PORT...]",
+        help=f"control plane address, or the replicas' addresses tried in turn (default {DEFAULT_CONTROL_PLANE})",
     )
 
 

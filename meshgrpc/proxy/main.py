@@ -19,7 +19,7 @@ import sys
 import uvloop
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.addresses import split_address
+from meshgrpc.addresses import split_address, split_targets
 from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
@@ -139,6 +139,11 @@ def run(args) -> int:
         except ValueError as e:
             print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
             return 2
+    try:
+        split_targets(args.control_plane)
+    except ValueError as e:
+        print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
+        return 2
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)
