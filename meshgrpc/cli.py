@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
     p.add_argument("--route-config", default="default")
+    p.add_argument("--discovery", choices=["delta", "sotw"], default="delta",
+                   help="delta (default): incremental, subscribing only to the clusters the route config "
+                        "reaches; sotw: state of the world, every cluster (for control planes before delta)")
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")

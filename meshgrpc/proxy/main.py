@@ -33,6 +33,7 @@ from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamPools
 from meshgrpc.xds.client import DiscoveryClient
+from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
@@ -62,7 +63,8 @@ class Proxy:
         self.configured = asyncio.Event()  # set once a complete config is applied
         self.relay = Relay(self.holder, self.pools, observer=self.metrics)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
-        self.client = DiscoveryClient(
+        client = DeltaClient if args.discovery == "delta" else DiscoveryClient
+        self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update, channel_options=DISCOVERY_KEEPALIVE)

@@ -1,15 +1,18 @@
-"""DiscoveryServer: the discovery service (meshapi.v1.Discovery/StreamResources)
-on grpc.aio, serving a SnapshotCache with xDS state-of-the-world semantics.
+"""DiscoveryServer: the discovery service (meshapi.v1.Discovery) on grpc.aio,
+serving a SnapshotCache in both xDS variants: state of the world
+(StreamResources, kept for older proxies) and incremental (DeltaResources).
 
-The handler is registered by hand so that its response serializer passes bytes
-through: each response is a cached body shared by all streams plus a per-stream
-nonce field (wire.py), so a version is serialized once however many proxies
-receive it. Per-stream logic lives in session.py; this module adapts grpc.aio to
-it and reports the connected proxies' status.
+The handlers are registered by hand so that their response serializer passes
+bytes through: each response is a cached body shared by all streams plus a
+per-stream nonce field (wire.py), so a version is serialized once however many
+proxies receive it. Per-stream logic lives in session.py and variants.py; this
+module adapts grpc.aio to it, reports the connected proxies' status and counts
+what it sends.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -20,11 +23,13 @@ from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.session import Session, StreamError
+from meshgrpc.xds.variants import Delta, Sotw
 
 log = logging.getLogger(__name__)
 
 SERVICE = "meshapi.v1.Discovery"
 METHOD = "StreamResources"
+DELTA_METHOD = "DeltaResources"
 
 
 class _GrpcStreamIO:
@@ -35,7 +40,7 @@ class _GrpcStreamIO:
     def __init__(self, context: grpc.aio.ServicerContext) -> None:
         self._context = context
 
-    async def read(self) -> discovery_pb2.DiscoveryRequest | None:
+    async def read(self):
         request = await self._context.read()
         return None if request is grpc.aio.EOF else request
 
@@ -58,17 +63,29 @@ class DiscoveryServer:
         self._idle_timeout, self._io_timeout = idle_timeout, io_timeout
         self._bodies = wire.BodyCache(body_cache_size)
         self._sessions: set[Session] = set()
+        # Resources sent per type URL by streams that ended (live ones count their own).
+        self._ended_sent: collections.Counter[str] = collections.Counter()
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        handler = grpc.stream_stream_rpc_method_handler(
-            self._stream, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+        sotw = grpc.stream_stream_rpc_method_handler(
+            self._sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
             response_serializer=_passthrough)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: handler}),))
+        delta = grpc.stream_stream_rpc_method_handler(
+            self._delta, request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+            response_serializer=_passthrough)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {METHOD: sotw, DELTA_METHOD: delta}),))
 
-    async def _stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+    async def _sotw(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        await self._stream(context, Sotw())
+
+    async def _delta(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        await self._stream(context, Delta())
+
+    async def _stream(self, context: grpc.aio.ServicerContext, variant) -> None:
         session = Session(_GrpcStreamIO(context), self.cache, self._bodies, peer=context.peer(),
                           connected_since=self._clock(), idle_timeout=self._idle_timeout,
-                          io_timeout=self._io_timeout)
+                          io_timeout=self._io_timeout, variant=variant)
         self._sessions.add(session)
         try:
             await session.run(lambda: context.send_initial_metadata(()))
@@ -78,12 +95,15 @@ class DiscoveryServer:
             await context.abort(e.code, e.message)
         finally:
             self._sessions.discard(session)
+            self._ended_sent.update(session.resources_sent)
 
     def proxy_statuses(self) -> list[management_pb2.ProxyStatus]:
         """One status per connected stream that has identified its node."""
-        current = self.cache.current
-        versions = current.versions() if current else {}
-        return [s.status(versions) for s in self._sessions if s.node is not None]
+        return [s.status() for s in self._sessions if s.node is not None]
+
+    def resources_sent(self, type_url: str) -> int:
+        """Resources of `type_url` sent so far, on every stream."""
+        return self._ended_sent[type_url] + sum(s.resources_sent[type_url] for s in self._sessions)
 
     @property
     def stream_count(self) -> int:

@@ -1,7 +1,8 @@
-"""One discovery stream's life: read requests into the StreamState, send what
-ordering.py decides, until the stream ends. Transport-agnostic: it talks to a
-`StreamIO` (read one request / write one encoded response), so unit tests drive
-it through a fake stream and server.py adapts grpc.aio to it.
+"""One discovery stream's life: read requests into the variant's state (state of
+the world or delta, variants.py), send what it decides, until the stream ends.
+Transport-agnostic: it talks to a `StreamIO` (read one request / write one
+encoded response), so unit tests drive it through a fake stream and server.py
+adapts grpc.aio to it.
 
 Tasks: the session's `run()` is the sender loop; it owns one reader task and
 cancels and awaits it when the stream ends, however it ends.
@@ -10,6 +11,7 @@ cancels and awaits it when the stream ends, however it ends.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -19,17 +21,16 @@ from google.protobuf import timestamp_pb2
 from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
-from meshgrpc.xds.ordering import ResponsePlan, next_response
-from meshgrpc.xds.snapshot import Snapshot
-from meshgrpc.xds.stream_state import Outcome, StreamState, UnknownTypeError
+from meshgrpc.xds.stream_state import UnknownTypeError
+from meshgrpc.xds.variants import Sotw, Variant
 
 
 class StreamIO(Protocol):
-    async def read(self) -> discovery_pb2.DiscoveryRequest | None:
+    async def read(self):
         """The next request, or None when the proxy closed its side."""
 
     async def write(self, data: bytes) -> None:
-        """Sends one serialized DiscoveryResponse."""
+        """Sends one serialized response."""
 
 
 class StreamError(Exception):
@@ -46,11 +47,15 @@ class Session:
     for status once `run()` has read the first request."""
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
-                 connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0) -> None:
+                 connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
+                 variant: Variant | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
         self.node: discovery_pb2.Node | None = None
-        self.state = StreamState()
+        self.variant = variant or Sotw()
+        # Responses and resources sent on this stream, per type URL.
+        self.responses: collections.Counter[str] = collections.Counter()
+        self.resources_sent: collections.Counter[str] = collections.Counter()
         self.idle_timeout, self.io_timeout = idle_timeout, io_timeout
         self._wake = asyncio.Event()
 
@@ -74,7 +79,7 @@ class Session:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def _first_request(self) -> discovery_pb2.DiscoveryRequest:
+    async def _first_request(self):
         try:
             async with asyncio.timeout(self.io_timeout):
                 first = await self.io.read()
@@ -93,12 +98,12 @@ class Session:
         finally:
             self._wake.set()
 
-    def _apply(self, request: discovery_pb2.DiscoveryRequest) -> None:
+    def _apply(self, request) -> None:
         try:
-            outcome = self.state.on_request(request)
+            changed = self.variant.on_request(request)
         except UnknownTypeError as e:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        if outcome is not Outcome.STALE:
+        if changed:
             self._wake.set()
 
     async def _send_loop(self, reader: asyncio.Task) -> None:
@@ -108,11 +113,13 @@ class Session:
                 reader.result()  # re-raises what ended the reader
                 return
             snapshot = self.cache.current
-            plan = next_response(self.state.types, snapshot)
+            plan = self.variant.next_plan(snapshot)
             if plan is None:
                 await self._idle()
             else:
-                await self._send(plan, snapshot)
+                await self._send(self.variant.encode(plan, snapshot, self.bodies))
+                self.responses[plan.type_url] += 1
+                self.resources_sent[plan.type_url] += plan.resource_count
 
     async def _idle(self) -> None:
         # Bounded: the loop re-checks its state at least every idle_timeout.
@@ -122,11 +129,7 @@ class Session:
         except TimeoutError:
             pass
 
-    async def _send(self, plan: ResponsePlan, snapshot: Snapshot) -> None:
-        nonce = self.state.next_nonce()
-        # Record before the write: the ACK may be read while the write awaits.
-        self.state.types[plan.type_url].record_sent(plan.version, nonce, plan.names, plan.resources, plan.refs)
-        data = self._body(plan, snapshot) + wire.nonce_field(nonce)
+    async def _send(self, data: bytes) -> None:
         try:
             async with asyncio.timeout(self.io_timeout):
                 await self.io.write(data)
@@ -134,15 +137,9 @@ class Session:
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
                               f"proxy did not take a response within {self.io_timeout:g}s") from None
 
-    def _body(self, plan: ResponsePlan, snapshot: Snapshot) -> bytes:
-        if plan.body_key is None:
-            return snapshot[plan.type_url].body
-        return self.bodies.get(plan.body_key, lambda: wire.response_body(
-            plan.type_url, plan.version, [r.any_bytes for r in plan.resources.values()]))
-
-    def status(self, current_versions: dict[str, str]) -> management_pb2.ProxyStatus:
+    def status(self) -> management_pb2.ProxyStatus:
         node = self.node or discovery_pb2.Node()
         since = timestamp_pb2.Timestamp()
         since.FromNanoseconds(int(self.connected_since * 1e9))
         return management_pb2.ProxyStatus(node_id=node.id, zone=node.zone, peer=self.peer,
-                                          connected_since=since, types=self.state.statuses(current_versions))
+                                          connected_since=since, types=self.variant.statuses(self.cache.current))

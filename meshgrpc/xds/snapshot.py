@@ -39,6 +39,11 @@ class PackedResource:
     any_bytes: bytes
     # For route configs: the clusters they reference; empty for other types.
     refs: frozenset[str]
+    # The resource's own version on the delta stream: a digest of its content, so
+    # every replica and every restart gives the same content the same version.
+    hash: str
+    # Its DeltaDiscoveryResponse `resources` entry, shared by every delta stream.
+    delta_field: bytes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,12 +64,18 @@ class TypeResources:
     def build(cls, type_url: str, version: str, messages: Iterable[Message]) -> "TypeResources":
         packed = {}
         for message in sorted(messages, key=resource_name):
-            name = resource_name(message)
-            packed[name] = PackedResource(
-                name, version, message, wire.pack_any(type_url, message), _refs(message))
+            packed[resource_name(message)] = pack(type_url, version, message)
         refs = frozenset().union(*(p.refs for p in packed.values()))
         body = wire.response_body(type_url, version, [p.any_bytes for p in packed.values()])
         return cls(type_url, version, types.MappingProxyType(packed), refs, body, _digest(packed.values()))
+
+
+def pack(type_url: str, version: str, message: Message) -> PackedResource:
+    name = resource_name(message)
+    any_bytes = wire.pack_any(type_url, message)
+    digest = hashlib.sha256(any_bytes).hexdigest()[:16]
+    return PackedResource(name, version, message, any_bytes, _refs(message), digest,
+                          wire.delta_resource_field(name, digest, any_bytes))
 
 
 class Snapshot:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ def test_round_trip_of_every_kind_of_record(tmp_path):
         registrations={("a", "127.0.0.1:1"): instance},
         versions={CLUSTER: TypeVersion("3", "d1")},
         config_digest="abc"))
-    store.close()
+    asyncio.run(store.close())
 
     loaded = SqliteStore(str(tmp_path)).read()
     assert loaded.resources == {(CLUSTER, "a"): _cluster("a"), (ROUTES, "r"): resources_pb2.RouteConfig(name="r")}
