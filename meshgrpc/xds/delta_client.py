@@ -140,6 +140,10 @@ class DeltaSubscriptions:
                 type_url=type_url, resource_names_unsubscribe=sorted(gone)))
         return requests, shrunk
 
+    def unchanged(self, received: Received) -> bool:
+        """True when the response changes nothing the proxy has already applied."""
+        return received.type_url in self.versions and received.held == self.held[received.type_url]
+
     def accept(self, received: Received) -> discovery_pb2.DeltaDiscoveryRequest:
         """Records the response as applied; returns its ACK."""
         self.held[received.type_url] = received.held
@@ -213,6 +217,8 @@ class DeltaClient(DiscoveryClient):
         return requests
 
     def _apply(self, received: Received) -> discovery_pb2.DeltaDiscoveryRequest:
+        if self.subs.unchanged(received):   # e.g. the answers to a resumed stream: nothing to apply
+            return self.subs.accept(received)
         try:
             self.on_update(received.type_url, received.version, received.items())
         except ConfigError as e:

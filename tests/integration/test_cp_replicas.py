@@ -24,6 +24,7 @@ from meshgrpc.controlplane.controller import Aborted, Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
 from meshgrpc.controlplane.etcd_store import EtcdStore
 from meshgrpc.xds.client import DiscoveryClient
+from meshgrpc.xds.delta_client import DeltaClient
 from tests.conftest import Backing
 from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, start_control_plane, versions_of
 from tests.integration.test_cp_registration import served_addresses
@@ -184,14 +185,41 @@ def test_the_etcd_leader_sigkilled_while_applies_run_loses_no_successful_apply(s
                     cluster.restart(m)
 
 
-def test_a_replica_sigkilled_its_proxy_resumes_on_another_without_a_resend_and_keeps_registrations(shared):
+class WireSotw(DiscoveryClient):
+    """A state-of-the-world client that records each response's (type, resources) as received."""
+
+    wire: list
+
+    def _answer(self, response):
+        self.wire.append((response.type_url, len(response.resources)))
+        return super()._answer(response)
+
+
+class WireDelta(DeltaClient):
+    """A delta client that records each response's (type, resources + removals) as received."""
+
+    wire: list
+
+    def _handle(self, response):
+        self.wire.append((response.type_url, len(response.resources) + len(response.removed_resources)))
+        return super()._handle(response)
+
+
+def _carrying(wire) -> list[tuple[str, int]]:
+    """The responses that carried something."""
+    return [(t, n) for t, n in wire if n]
+
+
+@pytest.mark.parametrize("client_class", [WireDelta, WireSotw], ids=["delta", "sotw"])
+def test_a_replica_sigkilled_its_proxy_resumes_on_another_without_a_resend_and_keeps_registrations(
+        shared, client_class):
     procs, (a, b) = replicas(shared, 2, "--config", EXAMPLE, "--lease-ttl", "3")
     holder = None
     try:
         holder = meshgrpc("--log-level", "INFO", "register", "--cluster", "greeter", "--address", "127.0.0.1:7100",
                           "--control-plane", f"{b},{a}")
         holder.wait_for_line(r"registered 127\.0\.0\.1:7100", 10)
-        asyncio.run(asyncio.wait_for(_resume_after_kill(procs[1], a, b, holder), 60))
+        asyncio.run(asyncio.wait_for(_resume_after_kill(client_class, procs[1], a, b, holder), 60))
     finally:
         if holder is not None:
             holder.kill()
@@ -200,21 +228,29 @@ def test_a_replica_sigkilled_its_proxy_resumes_on_another_without_a_resend_and_k
 
 
 class Recorder:
-    """A proxy's view through DiscoveryClient.on_update: every response it applied."""
+    """A proxy's view through on_update: the endpoints it holds."""
 
     def __init__(self) -> None:
-        self.updates: list[tuple[str, str]] = []
         self.addresses: set[str] = set()
 
     def __call__(self, type_url: str, version: str, items) -> None:
-        self.updates.append((type_url, version))
         if type_url == ENDPOINTS:
             self.addresses = {e.address for s in items for e in s.endpoints}
 
 
-def _mover(targets: str, recorder: Recorder, seed: int) -> DiscoveryClient:
-    return DiscoveryClient(targets, discovery_pb2.Node(id="mover"), {t: [] for t in TYPE_ORDER}, recorder,
-                           rng=random.Random(seed))
+def _mover(client_class, targets: str, seed: int, like=None):
+    """A discovery client; `like` is an earlier one whose subscriptions and versions
+    it starts from (a proxy that restarts its stream, holding what it had)."""
+    seen = Recorder()
+    client = client_class(targets, discovery_pb2.Node(id="mover"),
+                          {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed))
+    client.wire = []
+    if isinstance(like, DeltaClient):
+        client.subs = like.subs
+        client.versions = like.subs.versions
+    elif like is not None:
+        client.versions.update(like.versions)
+    return client, seen
 
 
 def _synced_on(address: str) -> bool:
@@ -222,40 +258,37 @@ def _synced_on(address: str) -> bool:
     return any(line.startswith("mover") and line.count("SYNCED") == 3 for line in status.splitlines())
 
 
-async def _resume_after_kill(b_proc, a: str, b: str, holder) -> None:
-    seen = Recorder()
-    client = _mover(f"{b},{a}", seen, 3)
+async def _resume_after_kill(client_class, b_proc, a: str, b: str, holder) -> None:
+    client, seen = _mover(client_class, f"{b},{a}", 3)
     client.start()
     try:
         await _until(lambda: "127.0.0.1:7100" in seen.addresses, "the proxy on B holds the registration", 10)
-        before = list(seen.updates)
+        before = len(client.wire)
         b_proc.signal(signal.SIGKILL)
         killed = time.monotonic()
         await _until(lambda: client.connected and client.target == a and client.connects == 2,
                      "the proxy reconnected to A", 5)
         assert time.monotonic() - killed < 5
-        # A answers the resumed subscription (its status shows the stream SYNCED) and sends nothing.
+        # A answers the resumed subscription (its status shows the stream SYNCED), resending nothing.
         await _until(lambda: _synced_on(a), "A shows the moved proxy synced", 10)
-        assert seen.updates == before, f"resent after the move: {seen.updates[len(before):]}"
+        assert _carrying(client.wire[before:]) == [], f"resent after the move: {client.wire[before:]}"
         # The registration moved with its stream, keeping its lease: served all along.
         holder.wait_for_line(r"lease resumed", 10)
         for _ in range(3):   # over two lease TTLs
             assert "127.0.0.1:7100" in served_addresses(a)
             await asyncio.sleep(2)
-        assert seen.updates == before
+        assert _carrying(client.wire[before:]) == []
     finally:
         await client.stop()
     # A proxy that was away while only endpoints changed is sent the endpoints alone.
     result = _apply_text(a, "endpoints: [{cluster: greeter, endpoints: [{address: '127.0.0.1:50051'}]}]\n")
     assert result.returncode == 0, result.stderr
-    again_seen = Recorder()
-    again = _mover(f"{b},{a}", again_seen, 4)
-    again.versions = dict(client.versions)
+    again, _ = _mover(client_class, f"{b},{a}", 4, like=client)
     again.start()
     try:
-        await _until(lambda: again_seen.updates, "the change made while it was away", 10)
+        await _until(lambda: _carrying(again.wire), "the change made while it was away", 10)
         await _until(lambda: _synced_on(a), "synced on A", 10)
-        assert [t for t, _ in again_seen.updates] == [ENDPOINTS]
+        assert [t for t, _ in _carrying(again.wire)] == [ENDPOINTS]
     finally:
         await again.stop()
 
