@@ -30,6 +30,8 @@ from meshgrpc.tasks import OwnedTask
 log = logging.getLogger(__name__)
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A whole mesh applied at once is one transaction and one watch response: megabytes.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20))
 Events = Callable[[int, list[rpc_pb2.Event]], None]
 
 
@@ -63,7 +65,7 @@ class EtcdClient:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self._rng = rng or random.Random()
-        self._channels = [grpc.aio.insecure_channel(e) for e in self.endpoints]
+        self._channels = [grpc.aio.insecure_channel(e, options=CHANNEL_OPTIONS) for e in self.endpoints]
         self._current = 0
         self._keepalive_lock = asyncio.Lock()
         self._keepalive: grpc.aio.StreamStreamCall | None = None

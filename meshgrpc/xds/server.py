@@ -57,7 +57,7 @@ class DiscoveryServer:
     (for connected_since); the timeouts bound each idle wait and each read/write."""
 
     def __init__(self, cache: SnapshotCache, *, clock: Callable[[], float] = time.time,
-                 idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 256) -> None:
+                 idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 1024) -> None:
         self.cache = cache
         self._clock = clock
         self._idle_timeout, self._io_timeout = idle_timeout, io_timeout

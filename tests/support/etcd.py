@@ -66,12 +66,12 @@ class Member:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
-    def start(self, initial_cluster: str) -> None:
+    def start(self, initial_cluster: str, extra: tuple[str, ...] = ()) -> None:
         args = [ETCD, "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", initial_cluster, "--initial-cluster-state", "new",
-                "--initial-cluster-token", "meshgrpc-test", "--logger", "zap", "--log-level", "warn", *TIMING]
+                "--initial-cluster-token", "meshgrpc-test", "--logger", "zap", "--log-level", "warn", *TIMING, *extra]
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -114,8 +114,10 @@ class EtcdCluster:
     """`size` members on loopback. `endpoints` is the comma list meshgrpc's
     `--store etcd://...` takes; `url(prefix)` builds that flag's value."""
 
-    def __init__(self, size: int = 3, rng: random.Random | None = None) -> None:
+    def __init__(self, size: int = 3, rng: random.Random | None = None, extra: tuple[str, ...] = ()) -> None:
+        """`extra`: more etcd flags for every member (e.g. --max-txn-ops)."""
         self.size = size
+        self.extra = extra
         self.rng = rng or random.Random()
         self.root = tempfile.mkdtemp(prefix="meshgrpc-etcd-")
         self.members: list[Member] = []
@@ -139,7 +141,7 @@ class EtcdCluster:
                         for i in range(self.size)]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
-            m.start(initial)
+            m.start(initial, self.extra)
 
     @property
     def endpoints(self) -> str:
@@ -166,7 +168,7 @@ class EtcdCluster:
 
     def restart(self, member: Member) -> None:
         """Starts a killed member again on its data dir (it rejoins the cluster)."""
-        member.start(",".join(f"{m.name}={m.peer_url}" for m in self.members))
+        member.start(",".join(f"{m.name}={m.peer_url}" for m in self.members), self.extra)
         poll_until(member.healthy, 30, f"etcd member {member.name} healthy again")
 
     def _stop_members(self) -> None:
