@@ -63,6 +63,7 @@ class SimulatedProxy:
         self.acked: dict[tuple[str, str], float] = {}
         self.types_acked: set[str] = set()
         self.responses = self.bytes = 0
+        self.error = ""
 
     def requests(self) -> list[bytes]:
         subscriptions = {resources.CLUSTER: self.clusters, resources.ENDPOINTS: self.clusters,
@@ -76,6 +77,13 @@ class SimulatedProxy:
         return out
 
     async def run(self, channel: grpc.aio.Channel, on_ack) -> None:
+        try:
+            await self._stream(channel, on_ack)
+        except grpc.aio.AioRpcError as e:
+            self.error = f"{e.code().name}: {e.details()} {e.debug_error_string()[:300]}"
+            on_ack()
+
+    async def _stream(self, channel: grpc.aio.Channel, on_ack) -> None:
         call = channel.stream_stream(METHOD, request_serializer=_ident, response_deserializer=_ident)()
         for request in self.requests():
             await call.write(request)
@@ -99,7 +107,7 @@ class Fleet:
         self.changed = asyncio.Event()
 
     def ready(self) -> bool:
-        return all(len(p.types_acked) == 3 for p in self.proxies)
+        return all(len(p.types_acked) == 3 or p.error for p in self.proxies)
 
     async def wait_until(self, predicate, timeout: float) -> bool:
         try:
@@ -133,7 +141,9 @@ class Fleet:
 
     async def serve_commands(self) -> None:
         ok = await self.wait_until(self.ready, 600)
-        _say({"ready": sum(len(p.types_acked) == 3 for p in self.proxies), "ok": ok})
+        errors = sorted({p.error for p in self.proxies if p.error})
+        _say({"ready": sum(len(p.types_acked) == 3 for p in self.proxies), "ok": ok, "errors": errors[:5],
+              "failed": sum(1 for p in self.proxies if p.error)})
         loop = asyncio.get_running_loop()
         while (line := (await loop.run_in_executor(None, sys.stdin.readline)).strip()):
             words = line.split()

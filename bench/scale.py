@@ -164,8 +164,9 @@ class DeltaFleet:
                 p.stdin.flush()
         return [json.loads(p.stdout.readline()) for p in self.procs]
 
-    def wait_ready(self) -> int:
-        return sum(answer["ready"] for answer in self._all(None))
+    def wait_ready(self) -> tuple[int, list[str]]:
+        answers = self._all(None)
+        return sum(a["ready"] for a in answers), sorted({e for a in answers for e in a["errors"]})
 
     def mark(self) -> None:
         self._all("mark")
@@ -214,7 +215,9 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         idle = [procstat.memory_kib(p.pid)["VmRSS"] for p in cps]
         t0 = time.monotonic()
         fleet = DeltaFleet(targets, proxies, processes, route_configs, clusters // route_configs)
-        result["streams_ready"] = fleet.wait_ready()
+        result["streams_ready"], errors = fleet.wait_ready()
+        if errors:
+            result["stream_errors"] = errors
         result["initial_sync_s"] = round(time.monotonic() - t0, 2)
         synced = [procstat.memory_kib(p.pid)["VmRSS"] for p in cps]
         result["control_plane_rss_kib"] = {"idle": idle, "synced": synced}

@@ -31,6 +31,7 @@ from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore, Store
 from meshgrpc.errors import ConfigError, MeshError
 from meshgrpc.xds.cache import SnapshotCache
+from meshgrpc.xds import server as discovery_server
 from meshgrpc.xds.server import DiscoveryServer
 
 log = logging.getLogger("meshgrpc.controlplane")
@@ -146,7 +147,7 @@ def _file_applier(controller: Controller):
 def _build_server(controller, publisher, registry, cache):
     # Proxies ping every 20 s to detect a dead connection (proxy/main.py); allow it.
     server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-                                      ("grpc.keepalive_permit_without_calls", 1)])
+                                      ("grpc.keepalive_permit_without_calls", 1), *discovery_server.SERVER_OPTIONS])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
     ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from collections.abc import Mapping
 
 from meshapi.v1 import discovery_pb2, management_pb2
@@ -39,7 +40,23 @@ from meshgrpc.xds.snapshot import PackedResource, Snapshot, TypeResources
 from meshgrpc.xds.stream_state import UnknownTypeError
 
 WILDCARD = "*"
-_REMOVAL = ""   # the version recorded for a name sent in removed_resources
+ABSENT = ""   # the version recorded for a name sent in removed_resources
+_SHARED_LIMIT = 4096
+
+
+def _shared(names: set[str] | frozenset[str]) -> frozenset[str]:
+    """One frozenset per distinct subscription, shared by every stream that has it
+    (proxies on the same route config subscribe to the same names); bounded."""
+    key = frozenset(names)
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        found = _SHARED[key] = key
+    return found
+
+
+_SHARED: dict[frozenset[str], frozenset[str]] = {}
 
 SyncState = management_pb2.TypeStatus.SyncState
 
@@ -73,9 +90,14 @@ class DeltaPlan:
 
 
 class DeltaTypeState:
-    """What one stream subscribes to, holds, was sent and rejected, for one type."""
+    """What one stream subscribes to, holds, was sent and rejected, for one type.
 
-    __slots__ = ("type_url", "subscribed", "answered", "wildcard", "names", "held", "held_refs", "told", "sent",
+    Kept small (a control plane holds one per type for each of thousands of
+    proxies): subscription sets are shared between streams (`_shared`), names
+    are interned, and the dicts used only around a send or a NACK exist only then.
+    """
+
+    __slots__ = ("type_url", "subscribed", "answered", "wildcard", "names", "held", "held_refs", "sent",
                  "sent_refs", "sent_system_version", "nonce", "awaiting", "rejected", "nack_reason",
                  "acked_system_version")
 
@@ -84,20 +106,20 @@ class DeltaTypeState:
         self.subscribed = False
         self.answered = False    # the first request has had its response
         self.wildcard = False
-        self.names: set[str] = set()
-        # name -> version the proxy holds; for route configs, the clusters each
-        # references (None while unknown: resumed at a version we no longer have).
+        self.names: frozenset[str] = frozenset()
+        # name -> version the proxy holds, or ABSENT for a subscribed name it was
+        # told does not exist.
         self.held: dict[str, str] = {}
-        self.held_refs: dict[str, frozenset[str] | None] = {}
-        # Subscribed names the proxy has been told about (sent, or told absent).
-        self.told: set[str] = set()
-        # The response in flight: name -> version sent ("" for a removal).
-        self.sent: dict[str, str] = {}
-        self.sent_refs: dict[str, frozenset[str]] = {}
+        # Route configs only: the clusters each held one references (None while
+        # unknown: resumed at a version the snapshot no longer has).
+        self.held_refs: dict[str, frozenset[str] | None] | None = {} if type_url == ROUTES else None
+        # The response in flight: name -> version sent (ABSENT for a removal).
+        self.sent: dict[str, str] | None = None
+        self.sent_refs: dict[str, frozenset[str]] | None = None
         self.sent_system_version = ""
         self.nonce = ""
         self.awaiting = False
-        self.rejected: dict[str, str] = {}
+        self.rejected: dict[str, str] | None = None
         self.nack_reason = ""
         self.acked_system_version = ""
 
@@ -111,50 +133,52 @@ class DeltaTypeState:
         if not nonce or nonce != self.nonce or not self.awaiting:
             return Outcome.SUBSCRIBE if changed else Outcome.STALE
         self.awaiting = False
+        sent, self.sent, sent_refs, self.sent_refs = self.sent or {}, None, self.sent_refs or {}, None
         if request.HasField("error_detail"):
             self.nack_reason = request.error_detail.message or f"code {request.error_detail.code}"
-            self.rejected.update(self.sent)
-            self.sent = {}
+            self.rejected = {**(self.rejected or {}), **sent}
             return Outcome.NACK
-        for name, version in self.sent.items():
-            self.told.add(name)
-            if version == _REMOVAL:
-                self.held.pop(name, None)
-                self.held_refs.pop(name, None)
+        for name, version in sent.items():
+            if version == ABSENT and name not in self.names:
+                self._forget(name)
             else:
                 self.held[name] = version
-                self.held_refs[name] = self.sent_refs.get(name, frozenset())
-        self.sent, self.sent_refs = {}, {}
+                if self.held_refs is not None:
+                    self.held_refs[name] = sent_refs.get(name, frozenset())
         self.acked_system_version = self.sent_system_version
         self.nack_reason = ""
         return Outcome.ACK
 
+    def _forget(self, name: str) -> None:
+        self.held.pop(name, None)
+        if self.held_refs is not None:
+            self.held_refs.pop(name, None)
+
     def _resubscribe(self, request: discovery_pb2.DeltaDiscoveryRequest, first: bool) -> bool:
         self.subscribed = True
-        before = (self.wildcard, len(self.names))
-        for name in request.resource_names_subscribe:
-            if name == WILDCARD:
-                self.wildcard = True
-            else:
-                self.names.add(name)
-        for name in request.resource_names_unsubscribe:
-            if name == WILDCARD:
-                self.wildcard = False
-            else:
-                self.names.discard(name)
-                self.told.discard(name)
-                self.held.pop(name, None)
-                self.held_refs.pop(name, None)
+        before = (self.wildcard, self.names)
+        added = {sys.intern(n) for n in request.resource_names_subscribe}
+        dropped = set(request.resource_names_unsubscribe)
+        if WILDCARD in added or WILDCARD in dropped:
+            self.wildcard = WILDCARD in added
+        added.discard(WILDCARD)
+        dropped.discard(WILDCARD)
+        if added or dropped:
+            self.names = _shared((self.names | added) - dropped)
+        for name in dropped:
+            self._forget(name)
         if first:
-            self.held = {n: v for n, v in request.initial_resource_versions.items() if self.wants(n)}
-            self.held_refs = {n: None for n in self.held}
-            self.told = set(self.held)
-        return first or before != (self.wildcard, len(self.names)) or bool(request.resource_names_unsubscribe)
+            self.held = {sys.intern(n): sys.intern(v) for n, v in request.initial_resource_versions.items()
+                         if self.wants(n)}
+            if self.held_refs is not None:
+                self.held_refs = {n: None for n in self.held}
+        return first or before != (self.wildcard, self.names)
 
     def record_sent(self, plan: DeltaPlan, nonce: str) -> None:
         self.sent = {r.name: r.hash for r in plan.updates}
-        self.sent.update((name, _REMOVAL) for name in plan.removed)
-        self.sent_refs = {r.name: r.refs for r in plan.updates}
+        self.sent.update((name, ABSENT) for name in plan.removed)
+        if self.held_refs is not None:
+            self.sent_refs = {r.name: r.refs for r in plan.updates}
         self.sent_system_version, self.nonce, self.awaiting = plan.system_version, nonce, True
         self.answered = True
 
@@ -163,13 +187,12 @@ class DeltaTypeState:
         remove yet (None: none may be removed)."""
         if not self.subscribed:
             return None
-        resources = target.resources
+        resources, held, rejected = target.resources, self.held, self.rejected or {}
         wanted = resources if self.wildcard else {n: resources[n] for n in self.names if n in resources}
-        updates = tuple(r for n, r in sorted(wanted.items())
-                        if self.held.get(n) != r.hash and self.rejected.get(n) != r.hash)
-        gone = [] if keep is None else [n for n in self.held if n not in wanted and n not in keep]
-        absent = [n for n in self.names if n not in resources and n not in self.told and n not in self.held]
-        removed = tuple(sorted(n for n in set(gone) | set(absent) if self.rejected.get(n) != _REMOVAL))
+        updates = tuple(r for n, r in sorted(wanted.items()) if held.get(n) != r.hash and rejected.get(n) != r.hash)
+        gone = [] if keep is None else [n for n, v in held.items() if v != ABSENT and n not in wanted and n not in keep]
+        absent = [n for n in self.names if n not in resources and n not in held]
+        removed = tuple(sorted(n for n in set(gone) | set(absent) if rejected.get(n) != ABSENT))
         if not updates and not removed and self.answered:
             return None
         return DeltaPlan(target.type_url, target.version, updates, removed)
@@ -178,6 +201,8 @@ class DeltaTypeState:
         """Clusters the route configs the proxy holds or was sent reference; None when unknown."""
         refs: set[str] = set()
         for name, version in self.held.items():
+            if version == ABSENT:
+                continue
             known = self.held_refs.get(name)
             if known is None:
                 current = target.resources.get(name)
@@ -185,14 +210,15 @@ class DeltaTypeState:
                     return None
                 known = current.refs
             refs |= known
-        for found in self.sent_refs.values():
+        for found in (self.sent_refs or {}).values():
             refs |= found
         return frozenset(refs)
 
     def status(self, target: TypeResources, in_sync: bool) -> management_pb2.TypeStatus:
         if not self.subscribed or (not self.nonce and not self.held):
             state = SyncState.NOT_SENT
-        elif any(self.rejected.get(n) == r.hash for n, r in target.resources.items() if self.wants(n)):
+        elif self.rejected and any(self.rejected.get(n) == r.hash for n, r in target.resources.items()
+                                   if self.wants(n)):
             state = SyncState.NACKED
         elif in_sync and not self.awaiting:
             state = SyncState.SYNCED
@@ -206,7 +232,7 @@ class DeltaTypeState:
     def __repr__(self) -> str:
         scope = "*" if self.wildcard else len(self.names)
         return (f"DeltaTypeState({self.type_url.rsplit('.', 1)[-1]} scope={scope} held={len(self.held)}"
-                f" awaiting={self.awaiting} nonce={self.nonce!r} rejected={len(self.rejected)})")
+                f" awaiting={self.awaiting} nonce={self.nonce!r} rejected={len(self.rejected or ())})")
 
 
 class DeltaStreamState:

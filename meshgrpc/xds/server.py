@@ -27,6 +27,13 @@ from meshgrpc.xds.variants import Delta, Sotw
 
 log = logging.getLogger(__name__)
 
+# gRPC core cancels new calls that wait for the application to accept them once
+# more than 1,000 are pending (and refuses them above 3,000): a replica's proxies
+# reconnecting at once (thousands, when another replica dies) are a burst the
+# event loop accepts within seconds, not an overload to shed.
+SERVER_OPTIONS = (("grpc.server.max_pending_requests", 50_000),
+                  ("grpc.server.max_pending_requests_hard_limit", 100_000))
+
 SERVICE = "meshapi.v1.Discovery"
 METHOD = "StreamResources"
 DELTA_METHOD = "DeltaResources"
@@ -63,8 +70,7 @@ class DiscoveryServer:
         self._idle_timeout, self._io_timeout = idle_timeout, io_timeout
         self._bodies = wire.BodyCache(body_cache_size)
         self._sessions: set[Session] = set()
-        # Resources sent per type URL by streams that ended (live ones count their own).
-        self._ended_sent: collections.Counter[str] = collections.Counter()
+        self._sent: collections.Counter[str] = collections.Counter()   # resources sent per type URL
 
     def add_to(self, server: grpc.aio.Server) -> None:
         sotw = grpc.stream_stream_rpc_method_handler(
@@ -85,7 +91,7 @@ class DiscoveryServer:
     async def _stream(self, context: grpc.aio.ServicerContext, variant) -> None:
         session = Session(_GrpcStreamIO(context), self.cache, self._bodies, peer=context.peer(),
                           connected_since=self._clock(), idle_timeout=self._idle_timeout,
-                          io_timeout=self._io_timeout, variant=variant)
+                          io_timeout=self._io_timeout, variant=variant, sent=self._sent)
         self._sessions.add(session)
         try:
             await session.run(lambda: context.send_initial_metadata(()))
@@ -95,7 +101,6 @@ class DiscoveryServer:
             await context.abort(e.code, e.message)
         finally:
             self._sessions.discard(session)
-            self._ended_sent.update(session.resources_sent)
 
     def proxy_statuses(self) -> list[management_pb2.ProxyStatus]:
         """One status per connected stream that has identified its node."""
@@ -103,7 +108,7 @@ class DiscoveryServer:
 
     def resources_sent(self, type_url: str) -> int:
         """Resources of `type_url` sent so far, on every stream."""
-        return self._ended_sent[type_url] + sum(s.resources_sent[type_url] for s in self._sessions)
+        return self._sent[type_url]
 
     @property
     def stream_count(self) -> int:

@@ -48,14 +48,14 @@ class Session:
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
-                 variant: Variant | None = None) -> None:
+                 variant: Variant | None = None, sent: collections.Counter | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
         self.node: discovery_pb2.Node | None = None
         self.variant = variant or Sotw()
-        # Responses and resources sent on this stream, per type URL.
-        self.responses: collections.Counter[str] = collections.Counter()
-        self.resources_sent: collections.Counter[str] = collections.Counter()
+        # Resources sent per type URL, counted into a counter the server shares
+        # between its streams (one per stream would cost each stream a dict).
+        self.sent = sent if sent is not None else collections.Counter()
         self.idle_timeout, self.io_timeout = idle_timeout, io_timeout
         self._wake = asyncio.Event()
 
@@ -93,8 +93,12 @@ class Session:
     async def _read_loop(self) -> None:
         # Ends when the proxy half-closes (None) or raises; the sender loop sees it done.
         try:
-            while (request := await self.io.read()) is not None:
+            while True:
+                request = await self.io.read()
+                if request is None:
+                    return
                 self._apply(request)
+                del request   # not held while the next read waits
         finally:
             self._wake.set()
 
@@ -118,8 +122,7 @@ class Session:
                 await self._idle()
             else:
                 await self._send(self.variant.encode(plan, snapshot, self.bodies))
-                self.responses[plan.type_url] += 1
-                self.resources_sent[plan.type_url] += plan.resource_count
+                self.sent[plan.type_url] += plan.resource_count
 
     async def _idle(self) -> None:
         # Bounded: the loop re-checks its state at least every idle_timeout.
