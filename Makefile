@@ -34,7 +34,7 @@ demo: install
 
 # Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
 # (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
-bench: install
+bench: install etcd
 	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
 		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
 		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"

@@ -45,6 +45,10 @@ class Controller:
         self._store = store
         self._state = state
         self.on_change = on_change
+        # Called after on_change when another replica committed configuration (an
+        # apply or delete, not only registrations): pushed without waiting for the
+        # debounce, as the applying replica pushes its own at once.
+        self.on_configured: Callable[[], None] = lambda: None
         self._lock = asyncio.Lock()
 
     @property
@@ -53,8 +57,11 @@ class Controller:
 
     def adopt(self, state: MeshState) -> None:
         """Makes `state`, committed by another replica, current."""
+        configured = state.revision != self._state.revision
         self._state = state
         self.on_change()
+        if configured:
+            self.on_configured()
 
     async def apply(self, incoming: resources_pb2.MeshConfig, replace: bool, dry_run: bool = False,
                     config_digest: str | None = None) -> list[management_pb2.ResourceChange]:

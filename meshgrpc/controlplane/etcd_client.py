@@ -111,6 +111,12 @@ class EtcdClient:
     async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         return await self._call("transaction", lambda i: self._stub(rpc_pb2_grpc.KVStub, i).Txn(request))
 
+    async def compact(self, revision: int) -> None:
+        """Drops etcd's history before `revision` (operators and tests; etcd can also
+        compact by itself with --auto-compaction-retention)."""
+        request = rpc_pb2.CompactionRequest(revision=revision, physical=True)
+        await self._call("compaction", lambda i: self._stub(rpc_pb2_grpc.KVStub, i).Compact(request))
+
     async def grant(self, ttl: int) -> int:
         request = rpc_pb2.LeaseGrantRequest(TTL=ttl)
         response = await self._call("lease grant", lambda i: self._stub(rpc_pb2_grpc.LeaseStub, i).LeaseGrant(request))

@@ -85,7 +85,7 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
     record = store.record_versions if isinstance(store, SqliteStore) else (lambda versions: None)
     publisher = Publisher(lambda: controller.state, record, cache, stored.versions, args.debounce)
     publisher.publish()  # the committed state is served from the first connection on
-    controller.on_change = publisher.notify
+    controller.on_change, controller.on_configured = publisher.notify, publisher.flush
     registry = Registry(controller, store, args.lease_ttl)
     if not store.holds_leases:
         registry.restore((c, a) for c, by_address in controller.state.registrations.items() for a in by_address)
