@@ -30,7 +30,7 @@ import time
 
 import grpc
 
-from bench.xds_load import _ident, _varint
+from bench.xds_load import _ident, string_fields
 from meshapi.v1 import discovery_pb2
 from meshgrpc.config import resources
 
@@ -43,15 +43,7 @@ def cluster_names(route_config: int, reach: int) -> list[str]:
 
 def delta_header(data: bytes) -> tuple[str, str, str]:
     """(type_url, system_version_info, nonce) of a serialized DeltaDiscoveryResponse."""
-    found: dict[int, bytes] = {}
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        length, i = _varint(data, i)
-        if key >> 3 in (1, 4, 5):
-            found[key >> 3] = data[i:i + length]
-        i += length
-    return found.get(4, b"").decode(), found.get(1, b"").decode(), found.get(5, b"").decode()
+    return string_fields(data, (4, 1, 5))
 
 
 class SimulatedProxy:

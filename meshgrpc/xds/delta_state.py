@@ -35,9 +35,9 @@ import sys
 from collections.abc import Mapping
 
 from meshapi.v1 import discovery_pb2, management_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.xds.snapshot import PackedResource, Snapshot, TypeResources
-from meshgrpc.xds.stream_state import UnknownTypeError
+from meshgrpc.xds.stream_state import StreamState
 
 WILDCARD = "*"
 ABSENT = ""   # the version recorded for a name sent in removed_resources
@@ -235,24 +235,11 @@ class DeltaTypeState:
                 f" awaiting={self.awaiting} nonce={self.nonce!r} rejected={len(self.rejected or ())})")
 
 
-class DeltaStreamState:
+class DeltaStreamState(StreamState):
     """Every type's delta state on one stream, and the stream's nonce counter."""
 
-    __slots__ = ("types", "_nonces")
-
-    def __init__(self) -> None:
-        self.types = {t: DeltaTypeState(t) for t in TYPE_ORDER}
-        self._nonces = 0
-
-    def on_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> Outcome:
-        state = self.types.get(request.type_url)
-        if state is None:
-            raise UnknownTypeError(request.type_url)
-        return state.on_request(request)
-
-    def next_nonce(self) -> str:
-        self._nonces += 1
-        return str(self._nonces)
+    __slots__ = ()
+    type_state = DeltaTypeState
 
     def statuses(self, snapshot: Snapshot | None) -> list[management_pb2.TypeStatus]:
         if snapshot is None:

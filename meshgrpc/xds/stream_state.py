@@ -118,12 +118,14 @@ class TypeState:
 
 
 class StreamState:
-    """Every type's state on one stream, and the stream's nonce counter."""
+    """Every type's state on one stream, and the stream's nonce counter.
+    `type_state` is the per-type state class (delta_state.py has the other)."""
 
     __slots__ = ("types", "_nonces")
+    type_state = TypeState
 
     def __init__(self) -> None:
-        self.types = {t: TypeState(t) for t in TYPE_ORDER}
+        self.types = {t: self.type_state(t) for t in TYPE_ORDER}
         self._nonces = 0
 
     def on_request(self, request: discovery_pb2.DiscoveryRequest) -> Outcome:
