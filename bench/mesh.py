@@ -4,7 +4,6 @@ proxy started as real processes (the same commands an operator runs)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 

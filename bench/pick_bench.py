@@ -14,7 +14,7 @@ import argparse
 import random
 import time
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config import specs
 from meshgrpc.proxy.balancer import PickerEnv, build_picker
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
@@ -26,9 +26,9 @@ SIZES = [10, 100, 1000]
 def make_endpoints(n: int, weighted: bool, rng: random.Random) -> tuple[EndpointState, ...]:
     eps = []
     for i in range(n):
-        proto = resources_pb2.Endpoint(address=f"10.{i // 250}.{i % 250}.1:8080")
-        proto.weight.value = 1 + i % 4 if weighted else 1
-        ep = EndpointState("bench", proto, EndpointStats(), detector=OutlierDetector())
+        host = f"10.{i // 250}.{i % 250}.1"
+        spec = specs.EndpointSpec(f"{host}:8080", host, 8080, weight=1 + i % 4 if weighted else 1)
+        ep = EndpointState("bench", spec, EndpointStats(), detector=OutlierDetector())
         for _ in range(rng.randrange(4)):
             ep.on_start()
         eps.append(ep)
@@ -64,7 +64,7 @@ def main() -> None:
     keys_hashed: list[bytes | None] = [f"user-{i}".encode() for i in range(1000)]
     print(f"{'policy':<14} {'weights':<8}" + "".join(f"{n:>10} eps" for n in SIZES) + "   (µs per pick)")
     for policy in POLICIES:
-        cluster = resources_pb2.Cluster(name="bench", lb_policy=resources_pb2.Cluster.LbPolicy.Value(policy))
+        cluster = specs.ClusterSpec(name="bench", lb_policy=policy)
         for weighted in (False, True):
             row = []
             for n in SIZES:
@@ -75,7 +75,7 @@ def main() -> None:
     print("\npicker build (on config, health or ejection change), 1,000 endpoints:")
     eps = make_endpoints(1000, True, rng)
     for policy in POLICIES:
-        cluster = resources_pb2.Cluster(name="bench", lb_policy=resources_pb2.Cluster.LbPolicy.Value(policy))
+        cluster = specs.ClusterSpec(name="bench", lb_policy=policy)
         start = time.perf_counter()
         build_picker(cluster, eps, PickerEnv(rng=random.Random(1)))
         print(f"  {policy:<14} {(time.perf_counter() - start) * 1e3:8.2f} ms")

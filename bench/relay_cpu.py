@@ -34,6 +34,7 @@ from h2.events import DataReceived, RequestReceived, StreamEnded
 from h2.settings import SettingCodes
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.listener import DownstreamConnection, Listener
 from meshgrpc.proxy.relay import Relay
@@ -103,15 +104,16 @@ class Bench:
         route.match.prefix = "/"
         route.route.cluster = "echo"
         clusters = ClusterSet.build(
-            {"echo": resources_pb2.Cluster(name="echo")},
-            {"echo": resources_pb2.EndpointSet(cluster="echo", endpoints=[resources_pb2.Endpoint(address=ADDR)])})
+            {"echo": specs.cluster_spec(resources_pb2.Cluster(name="echo"))},
+            {"echo": specs.endpoint_specs(resources_pb2.EndpointSet(
+                cluster="echo", endpoints=[resources_pb2.Endpoint(address=ADDR)]))})
         try:
             from meshgrpc.admin.metrics import ProxyMetrics
             observer = ProxyMetrics(lambda: None)
         except ImportError:
             observer = None
         self.pools = UpstreamPools()
-        self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(rc), clusters)), self.pools,
+        self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(specs.route_config_spec(rc)), clusters)), self.pools,
                            observer=observer)
         # Deadlines arm a timer (never run here: every call ends well before it).
         self.relay.loop = _new_loop()
@@ -185,13 +187,14 @@ def main() -> None:
     ap.add_argument("--grpc-timeout", choices=("none", "fixed", "fresh"), default="none",
                     help="grpc-timeout on requests: none, the same value, or a new value per call")
     ap.add_argument("--profile", action="store_true", help="cProfile one round, top 30 by own time")
+    ap.add_argument("--profile-filter", default="", help="with --profile: only functions whose path matches")
     a = ap.parse_args()
     if a.profile:
         import cProfile
         import pstats
         prof = cProfile.Profile()
         prof.runcall(measure, a.calls, a.batch, 1, a.grpc_timeout)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile_filter or 30)
         return
     per_call = measure(a.calls, a.batch, a.rounds, a.grpc_timeout)
     print(f"relay CPU per call (batch {a.batch}, grpc-timeout {a.grpc_timeout}, in memory, no syscalls): "

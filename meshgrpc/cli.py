@@ -20,6 +20,27 @@ def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _settle_seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not zero or a positive number of seconds")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshgrpc", description="A gRPC-native service mesh.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -40,12 +61,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="changes within this window make one push (default 0.1)")
     p.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS",
                    help="registrations silent this long are dropped (default 10)")
+    p.add_argument("--config-settle", type=_settle_seconds, default=1.0, metavar="SECONDS",
+                   help="an edit of --config is read once the file is unchanged (size, mtime) this long "
+                        "(default 1)")
+    p.add_argument("--max-removal-share", type=_share, default=1.0, metavar="FRACTION",
+                   help="an edit of --config that would remove more than this share (0-1) of the configured "
+                        "resources is refused and logged, keeping the last good config; an empty file, or one "
+                        "that removes every resource, is always refused (default 1: only that rule)")
+    p.add_argument("--min-ping-interval", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="clients may send keepalive pings this often on a connection without data; sooner "
+                        "ones draw GOAWAY too_many_pings after 2 strikes. Keep it at most the proxies' "
+                        "--discovery-keepalive (default 10)")
 
     p = sub.add_parser("apply", help="apply a config file atomically and print the diff")
     p.add_argument("-f", "--file", required=True)
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
     p.add_argument("--replace", action="store_true",
                    help="the file is the whole mesh: remove resources it lacks")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="with --replace, allow an empty file, which removes every resource (refused otherwise, "
+                        "exit 2, after printing what it would remove)")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("get", help="print resources as served")
@@ -83,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--discovery-keepalive", type=_seconds, default=20.0, metavar="SECONDS",
+                   help="ping the control plane after this long without data, and reconnect when a ping "
+                        "is not answered within 10 s more; the control plane must permit it (its "
+                        "--min-ping-interval, default 10) (default 20)")
 
     p = sub.add_parser("demo", help="run a control plane, a proxy and sample backends with a live table")
     p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",

@@ -38,6 +38,11 @@ class ConfigError(MeshError):
         super().__init__(head + f"{len(self.errors)} error(s):\n" + "\n".join(f"  {e}" for e in self.errors))
 
 
+class LimitExceeded(ConfigError):
+    """Input past a bound on parsing (file size, nesting depth, alias expansion):
+    refused before its content is judged. Commands exit 2 for it, not 1."""
+
+
 class NotFound(MeshError):
     code = grpc.StatusCode.NOT_FOUND
 

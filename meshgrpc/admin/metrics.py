@@ -34,6 +34,7 @@ class ProxyMetrics:
 
     def __init__(self, gauges: Callable[[], "ScrapeGauges"]) -> None:
         self._calls: dict[tuple[str, str, int | None, int | None], _CallStats] = {}
+        self._events: dict[tuple[str, str, str], int] = {}
         self._gauges = gauges
         self.nacks = 0
         self._registry = CollectorRegistry(auto_describe=False)
@@ -50,6 +51,11 @@ class ProxyMetrics:
         stats.latency_sum += latency_s
         stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, latency_s)] += 1
 
+    def on_event(self, event: str, name: str, detail: str) -> None:
+        """A resilience event from the relay (rare next to calls: a dict update)."""
+        key = (event, name, detail)
+        self._events[key] = self._events.get(key, 0) + 1
+
     def on_nack(self) -> None:
         self.nacks += 1
 
@@ -58,6 +64,7 @@ class ProxyMetrics:
 
     def collect(self) -> Iterable:
         yield from self._call_families()
+        yield from self._event_families()
         gauges = self._gauges()
         in_flight = GaugeMetricFamily("meshgrpc_proxy_in_flight_calls", "Calls in flight per cluster",
                                       labels=["cluster"])
@@ -89,6 +96,36 @@ class ProxyMetrics:
             latency.add_metric(key, buckets, stats.latency_sum)
         yield calls
         yield latency
+
+
+    def _event_families(self) -> Iterable:
+        families = {}
+        for (event, name, detail), count in list(self._events.items()):
+            kind = _EVENTS.get(event)
+            if kind is None:
+                continue
+            metric, help_text, labels = kind
+            family = families.get(event)
+            if family is None:
+                family = families[event] = CounterMetricFamily(metric, help_text, labels=labels)
+            family.add_metric([name, detail][:len(labels)], count)
+        yield from families.values()
+
+
+# Relay event -> (metric, help, labels): the first label is the event's name
+# (a cluster or a route), the second its detail.
+_EVENTS = {
+    "retry": ("meshgrpc_proxy_retries", "Retries started, by cluster and what failed", ["cluster", "reason"]),
+    "hedge": ("meshgrpc_proxy_hedges", "Hedged attempts started, by cluster", ["cluster"]),
+    "retry_refused": ("meshgrpc_proxy_retries_refused",
+                      "Retries and hedges not started: the retry budget or max_retries said no",
+                      ["cluster", "limit"]),
+    "overflow": ("meshgrpc_proxy_breaker_overflows", "Calls refused by a circuit breaker",
+                 ["cluster", "breaker"]),
+    "rate_limited": ("meshgrpc_proxy_rate_limited", "Calls refused by a route's rate limit", ["route"]),
+    "fault": ("meshgrpc_proxy_faults_injected", "Faults injected, by route and kind", ["route", "kind"]),
+    "mirror": ("meshgrpc_proxy_mirrored", "Calls copied to a shadow cluster", ["cluster", "route"]),
+}
 
 
 class ScrapeGauges:

@@ -49,7 +49,7 @@ class AdminViews:
         return _json({
             "versions": dict(self._configurator.versions),
             "control_plane": {"target": self._client.target, "connected": self._client.connected,
-                              "last_error": self._client.last_error},
+                              "connects": self._client.connects, "last_error": self._client.last_error},
             "config": json_format.MessageToDict(mesh, preserving_proto_field_name=True),
         })
 

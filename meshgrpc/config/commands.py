@@ -1,5 +1,6 @@
 """`meshgrpc validate -f FILE`: load and validate a config file offline, print
-every error (one per line, on stderr) or a one-line summary, and return the exit code."""
+every error (one per line, on stderr) or a one-line summary, and return the exit code:
+0 valid, 1 invalid (or missing), 2 refused unjudged: past a parsing bound (config/bounds.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import TextIO
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.config import loader, validate as rules
-from meshgrpc.errors import ConfigError, FieldError
+from meshgrpc.errors import ConfigError, FieldError, LimitExceeded
 
 
 def validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """0 when the file is valid, 1 otherwise."""
+    """0 when the file is valid, 1 when it is not, 2 when it is past a bound."""
     out, err = out or sys.stdout, err or sys.stderr
     path = args.file
     if not os.path.isfile(path):
@@ -23,8 +24,8 @@ def validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     try:
         mesh = loader.load_file(path)
     except ConfigError as e:
-        _print_errors(path, e.errors, err)
-        return 1
+        _print_errors(path, e.errors, err, refused=isinstance(e, LimitExceeded))
+        return 2 if isinstance(e, LimitExceeded) else 1
     errors = rules.validate_mesh(mesh)
     if errors:
         _print_errors(path, errors, err)
@@ -33,10 +34,10 @@ def validate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     return 0
 
 
-def _print_errors(path: str, errors: list[FieldError], err: TextIO) -> None:
+def _print_errors(path: str, errors: list[FieldError], err: TextIO, refused: bool = False) -> None:
     for error in errors:
         print(f"{path}: {error}", file=err)
-    print(f"{path}: invalid ({_count(len(errors), 'error')})", file=err)
+    print(f"{path}: {'refused' if refused else 'invalid'} ({_count(len(errors), 'error')})", file=err)
 
 
 def summary(mesh: resources_pb2.MeshConfig) -> str:

@@ -1,10 +1,11 @@
 """Config documents in and out: YAML or JSON text -> plain data -> MeshConfig, and back.
 
-The file format is the protobuf JSON mapping of MeshConfig. A decoded document is
-first checked against the message descriptors (structure.py), which reports every
-structural error at once with its field path; only a document that passes is handed
-to json_format.ParseDict. Semantic rules (names, references, ranges) live in
-validate.py.
+The file format is the protobuf JSON mapping of MeshConfig. Text is held to the
+bounds in bounds.py (size, depth, alias expansion) before it is decoded into plain
+data. A decoded document is then checked against the message descriptors
+(structure.py), which reports every structural error at once with its field path;
+only a document that passes is handed to json_format.ParseDict. Semantic rules
+(names, references, ranges) live in validate.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import bounds
 from meshgrpc.config.structure import describe, is_map, structural_errors
 from meshgrpc.errors import ConfigError, FieldError
 
@@ -52,18 +54,32 @@ def parse_message(obj: Any, message_class: type[Message], source: str = "") -> M
 
 def load_file(path: str | os.PathLike) -> resources_pb2.MeshConfig:
     """Reads a YAML or JSON MeshConfig file. Raises ConfigError (naming the file)
-    for an unreadable file, a syntax error (with line and column) or bad content."""
+    for an unreadable file, a syntax error (with line and column) or bad content,
+    and LimitExceeded for a file past a bound (bounds.py)."""
     source = os.fspath(path)
+    return parse_text(read_file(source), source=source, fmt=file_format(source))
+
+
+def read_file(path: str) -> bytes:
+    """The file's bytes, reading no more than one byte past the size bound."""
     try:
-        with open(source, "rb") as f:
-            raw = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(bounds.MAX_FILE_BYTES + 1)
     except OSError as e:
-        raise ConfigError([FieldError("", f"cannot read file: {e.strerror or e}")], source=source) from e
-    return parse_text(raw, source=source, fmt="json" if source.endswith(".json") else "yaml")
+        raise ConfigError([FieldError("", f"cannot read file: {e.strerror or e}")], source=path) from e
+    if len(raw) > bounds.MAX_FILE_BYTES:
+        bounds.check_size(os.path.getsize(path), path)
+    return raw
+
+
+def file_format(path: str) -> str:
+    """The format a path names: json for a .json file, else yaml."""
+    return "json" if path.endswith(".json") else "yaml"
 
 
 def parse_text(text: str | bytes, source: str = "", fmt: str = "yaml") -> resources_pb2.MeshConfig:
     """A MeshConfig from YAML (which also reads most JSON) or, with fmt="json", strict JSON."""
+    bounds.check_size(len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass")), source)
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -116,12 +132,25 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct
 
 
 def _decode_yaml(text: str, source: str) -> Any:
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        # Composed (a node graph, aliases shared) and bounded before anything expands it.
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        bounds.check_yaml_graph(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
+        if getattr(e, "problem", None) == _LIBYAML_TOO_DEEP:  # libyaml's own bound (1,000 levels), past ours
+            raise bounds.depth_error(bounds.at(e.problem_mark), source) from e
         raise ConfigError([FieldError("", _yaml_message(e))], source=source) from e
-    except RecursionError as e:
-        raise ConfigError([FieldError("", "YAML nested too deeply")], source=source) from e
+    except RecursionError as e:  # the pure-Python composer, where libyaml is missing
+        raise bounds.depth_error("", source) from e
+    finally:
+        loader.dispose()
+
+
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
 def _yaml_message(e: yaml.YAMLError) -> str:
@@ -145,12 +174,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
 
 def _decode_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates) if text.strip() else None
+        obj = json.loads(text, object_pairs_hook=_no_duplicates) if text.strip() else None
     except json.JSONDecodeError as e:
         raise ConfigError([FieldError("", f"JSON error at line {e.lineno}, column {e.colno}: {e.msg}")],
                           source=source) from e
-    except (ValueError, RecursionError) as e:
+    except RecursionError as e:
+        raise bounds.depth_error("", source) from e
+    except ValueError as e:
         raise ConfigError([FieldError("", f"JSON error: {e}")], source=source) from e
+    bounds.check_depth(obj, source)
+    return obj
 
 
 # ---------------------------------------------------------------- dump helpers

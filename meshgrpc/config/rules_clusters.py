@@ -10,11 +10,16 @@ from collections.abc import Iterator
 from meshapi.v1 import resources_pb2 as pb
 from meshgrpc.config.rules_common import (
     DAY, HOSTNAME, HOUR, MINUTE, WEIGHT_MAX, Context, duplicates, duration, fmt_seconds, in_range, is_ipv6,
-    join, known_enum, missing_cluster, name_problem, to_seconds,
+    join, known_enum, missing_cluster, name_problem,
 )
+from meshgrpc.config.specs import HealthCheckSpec, OutlierSpec
+from meshgrpc.config.specs.common import duration_or, seconds
 from meshgrpc.errors import FieldError
 
 RING_SIZE_MIN, RING_SIZE_MAX = 1024, 1_048_576
+CONNECTIONS_MAX = 1024
+RETRY_RATIO_MAX = 1000
+MIN_RETRIES_MAX = 100_000
 
 _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
                    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
@@ -73,8 +78,7 @@ def health_check(h: pb.HealthCheck, path: str, ctx: Context) -> Iterator[FieldEr
     yield from duration(h, "interval", path, HOUR)
     yield from duration(h, "timeout", path, HOUR)
     yield from in_range(h, "jitter_fraction", path, 0, 1)
-    interval = to_seconds(h.interval) if h.HasField("interval") else 5.0
-    timeout = to_seconds(h.timeout) if h.HasField("timeout") else 1.0
+    interval, timeout = duration_or(h, "interval", HealthCheckSpec), duration_or(h, "timeout", HealthCheckSpec)
     if 0 < interval < timeout:
         yield FieldError(f"{path}.timeout",
                          f"timeout {fmt_seconds(timeout)} must not exceed the interval {fmt_seconds(interval)}")
@@ -86,8 +90,8 @@ def outlier_detection(o: pb.OutlierDetection, path: str, ctx: Context) -> Iterat
     yield from duration(o, "max_ejection_time", path, DAY)
     yield from in_range(o, "max_ejection_percent", path, 0, 100, " (a percentage)")
     yield from in_range(o, "failure_percentage_threshold", path, 0, 100, " (a percentage)")
-    base = to_seconds(o.base_ejection_time) if o.HasField("base_ejection_time") else 30.0
-    most = to_seconds(o.max_ejection_time) if o.HasField("max_ejection_time") else 300.0
+    base = duration_or(o, "base_ejection_time", OutlierSpec)
+    most = duration_or(o, "max_ejection_time", OutlierSpec)
     if 0 < most < base:
         yield FieldError(f"{path}.max_ejection_time",
                          f"max_ejection_time {fmt_seconds(most)} is shorter than "
@@ -100,6 +104,15 @@ def outlier_detection(o: pb.OutlierDetection, path: str, ctx: Context) -> Iterat
 def circuit_breaker(b: pb.CircuitBreaker, path: str, ctx: Context) -> Iterator[FieldError]:
     if b.HasField("max_requests") and b.max_requests.value == 0:
         yield FieldError(f"{path}.max_requests", "max_requests 0 would refuse every call; at least 1")
+    yield from in_range(b, "max_connections_per_endpoint", path, 1, CONNECTIONS_MAX)
+
+
+def retry_budget(r: pb.RetryBudget, path: str, ctx: Context) -> Iterator[FieldError]:
+    yield from in_range(r, "retry_ratio", path, 0, RETRY_RATIO_MAX)
+    yield from in_range(r, "min_retries_per_second", path, 0, MIN_RETRIES_MAX)
+    yield from duration(r, "ttl", path, MINUTE)
+    if r.HasField("ttl") and 0 < seconds(r.ttl) < 1:
+        yield FieldError(f"{path}.ttl", f"ttl {fmt_seconds(seconds(r.ttl))} is below 1s")
 
 
 # ---------------------------------------------------------------- endpoint rules

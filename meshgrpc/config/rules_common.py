@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from google.protobuf.message import Message
 
+from meshgrpc.config.specs.common import seconds
 from meshgrpc.errors import FieldError
 
 MINUTE = 60.0
@@ -66,10 +67,6 @@ def duplicates(names: Iterable[str], path_of: Callable[[int], str], what: str) -
             yield FieldError(path_of(i), f'duplicate {what} "{name}" (also at {path_of(j)})')
 
 
-def to_seconds(d) -> float:
-    return d.seconds + d.nanos / 1e9
-
-
 def fmt_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -82,7 +79,7 @@ def duration(message: Message, field: str, path: str, limit: float) -> Iterator[
     if not -1e9 < d.nanos < 1e9 or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
         yield FieldError(f"{path}.{field}", f"malformed duration (seconds={d.seconds}, nanos={d.nanos})")
         return
-    s = to_seconds(d)
+    s = seconds(d)
     if s <= 0:
         yield FieldError(f"{path}.{field}", f"duration {fmt_seconds(s)} must be positive")
     elif s > limit:
@@ -98,7 +95,12 @@ def in_range(message: Message, field: str, path: str, low: float, high: float, w
             return
         value = value.value
     if not (low <= value <= high):  # also false for NaN
-        yield FieldError(f"{path}.{field}", f"{value:g} is out of range {low:g}-{high:g}{what}")
+        yield FieldError(f"{path}.{field}", f"{_number(value)} is out of range {_number(low)}-{_number(high)}{what}")
+
+
+def _number(x: float) -> str:
+    """Whole numbers in full (16777216, not 1.67772e+07); others as %g."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def known_enum(message: Message, field: str, path: str) -> Iterator[FieldError]:

@@ -8,19 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import grpc
-
 from meshapi.v1 import resources_pb2 as pb
+from meshgrpc.config.regex import regex_problem
 from meshgrpc.config.rules_common import (
-    DAY, HOSTNAME, WEIGHT_MAX, Context, duplicates, duration, fmt_seconds, in_range, is_ipv6, join,
-    missing_cluster, name_problem, to_seconds,
+    DAY, HOSTNAME, WEIGHT_MAX, Context, duplicates, duration, is_ipv6, join,
+    missing_cluster, name_problem,
 )
 from meshgrpc.errors import FieldError
 
-NUM_RETRIES_MAX = 10
 
-# gRPC status codes by name and number, for retry_on (grpc/doc/statuscodes.md).
-GRPC_STATUS_CODES: dict[str, int] = {c.name: c.value[0] for c in grpc.StatusCode}
 
 # HTTP field names are tokens (RFC 9110 5.6.2); HTTP/2 requires them lower case.
 _HEADER_TOKEN = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
@@ -39,15 +35,7 @@ def unique_route_config_names(mesh: pb.MeshConfig, path: str, ctx: Context) -> I
 # ---------------------------------------------------------------- shared route checks
 
 
-def _regex_problem(pattern: str) -> str | None:
-    try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as e:
-        return f"regex {pattern!r} does not compile: {e}"
-    return None
-
-
-def _header_name_problem(name: str, *, allow_pseudo: bool = False) -> str | None:
+def header_name_problem(name: str, *, allow_pseudo: bool = False) -> str | None:
     if not name:
         return "header name is required"
     if name != name.lower():
@@ -138,12 +126,12 @@ def path_specifier(m: pb.RouteMatch, path: str, ctx: Context) -> Iterator[FieldE
         yield FieldError(path, "set exactly one of path, prefix, regex")
     elif which in ("path", "prefix") and not getattr(m, which).startswith("/"):
         yield FieldError(f"{path}.{which}", f'{which} "{getattr(m, which)}" must start with "/"')
-    elif which == "regex" and (problem := _regex_problem(m.regex)):
+    elif which == "regex" and (problem := regex_problem(m.regex)):
         yield FieldError(f"{path}.regex", problem)
 
 
 def matcher_name(h: pb.HeaderMatcher, path: str, ctx: Context) -> Iterator[FieldError]:
-    if problem := _header_name_problem(h.name, allow_pseudo=True):
+    if problem := header_name_problem(h.name, allow_pseudo=True):
         yield FieldError(f"{path}.name", problem)
     elif h.name.endswith("-bin"):
         yield FieldError(f"{path}.name", f'header name "{h.name}" ends in "-bin"; binary headers are never matched')
@@ -153,7 +141,7 @@ def matcher_specifier(h: pb.HeaderMatcher, path: str, ctx: Context) -> Iterator[
     which = h.WhichOneof("header_match_specifier")
     if which is None:
         yield FieldError(path, "set exactly one of exact, prefix, suffix, regex, present")
-    elif which == "regex" and (problem := _regex_problem(h.regex)):
+    elif which == "regex" and (problem := regex_problem(h.regex)):
         yield FieldError(f"{path}.regex", problem)
 
 
@@ -189,35 +177,12 @@ def action_timeout(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[Field
     yield from duration(a, "timeout", path, DAY)
 
 
-def retry_policy(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[FieldError]:
-    if not a.HasField("retry_policy"):
-        return
-    policy, rpath = a.retry_policy, f"{path}.retry_policy"
-    for i, code in enumerate(policy.retry_on):
-        if _status_code(code) in (None, 0):
-            yield FieldError(f"{rpath}.retry_on[{i}]", f'"{code}" is not a retryable gRPC status (a name like '
-                             f'UNAVAILABLE or a number 1-16)')
-    yield from in_range(policy, "num_retries", rpath, 0, NUM_RETRIES_MAX)
-    yield from duration(policy, "per_try_timeout", rpath, DAY)
-    if policy.HasField("per_try_timeout") and a.HasField("timeout"):
-        per_try, whole = to_seconds(policy.per_try_timeout), to_seconds(a.timeout)
-        if per_try > whole > 0:
-            yield FieldError(f"{rpath}.per_try_timeout",
-                             f"per_try_timeout {fmt_seconds(per_try)} exceeds the route's timeout {fmt_seconds(whole)}")
-
-
-def _status_code(text: str) -> int | None:
-    if text.isascii() and text.isdigit():
-        return int(text) if int(text) <= 16 else None
-    return GRPC_STATUS_CODES.get(text)
-
-
 def headers_to_add(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[FieldError]:
     for i, header in enumerate(a.request_headers_to_add):
         hpath = f"{path}.request_headers_to_add[{i}]"
         if header.name.startswith(":"):
             yield FieldError(f"{hpath}.name", f'"{header.name}" is a pseudo-header; it cannot be added')
-        elif problem := _header_name_problem(header.name):
+        elif problem := header_name_problem(header.name):
             yield FieldError(f"{hpath}.name", problem)
         elif header.name in _HOP_BY_HOP:
             yield FieldError(f"{hpath}.name", f'"{header.name}" is a hop-by-hop header; it cannot be added')
@@ -229,10 +194,10 @@ def headers_to_remove(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[Fi
     for i, name in enumerate(a.request_headers_to_remove):
         if name.startswith(":"):
             yield FieldError(f"{path}.request_headers_to_remove[{i}]", f'"{name}" is a pseudo-header; it cannot be removed')
-        elif problem := _header_name_problem(name):
+        elif problem := header_name_problem(name):
             yield FieldError(f"{path}.request_headers_to_remove[{i}]", problem)
 
 
 def hash_policy(a: pb.RouteAction, path: str, ctx: Context) -> Iterator[FieldError]:
-    if a.HasField("hash_policy") and (problem := _header_name_problem(a.hash_policy.header)):
+    if a.HasField("hash_policy") and (problem := header_name_problem(a.hash_policy.header)):
         yield FieldError(f"{path}.hash_policy.header", problem)

@@ -18,17 +18,7 @@ from meshgrpc.config.rules_common import Context, join
 from meshgrpc.errors import FieldError
 
 # (message full name, field name) refused while set.
-UNSUPPORTED: frozenset[tuple[str, str]] = frozenset({
-    ("meshapi.v1.Cluster", "retry_budget"),
-    ("meshapi.v1.CircuitBreaker", "max_connections_per_endpoint"),
-    ("meshapi.v1.RetryPolicy", "retry_back_off"),
-    ("meshapi.v1.RouteAction", "hedge_policy"),
-    ("meshapi.v1.RouteAction", "idle_timeout"),
-    ("meshapi.v1.RouteAction", "retry_buffer_limit"),
-    ("meshapi.v1.RouteAction", "rate_limit"),
-    ("meshapi.v1.RouteAction", "fault"),
-    ("meshapi.v1.RouteAction", "mirror"),
-})
+UNSUPPORTED: frozenset[tuple[str, str]] = frozenset()
 
 
 def _reaches_unsupported(descriptor: Descriptor, seen: set[str]) -> bool:

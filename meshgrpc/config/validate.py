@@ -20,13 +20,11 @@ from collections.abc import Iterable, Iterator
 from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2 as pb
-from meshgrpc.config import rules_clusters as rc, rules_routes as rr
+from meshgrpc.config import rules_clusters as rc, rules_resilience as rs, rules_routes as rr
 from meshgrpc.config.rules_unsupported import unsupported_fields
 from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import ConfigError, FieldError
 
-# gRPC status codes by name and number; public here since before the rules moved out.
-GRPC_STATUS_CODES = rr.GRPC_STATUS_CODES
 
 
 # ---------------------------------------------------------------- public API
@@ -115,6 +113,7 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     _sub("health_check", (rc.health_check,)),
     _sub("outlier_detection", (rc.outlier_detection,)),
     _sub("circuit_breaker", (rc.circuit_breaker,)),
+    _sub("retry_budget", (rc.retry_budget,)),
 )
 
 ENDPOINT_SET_RULES: tuple[Rule, ...] = (rc.set_cluster, rc.addresses, rc.endpoint_weights, rc.health_statuses)
@@ -122,8 +121,9 @@ ENDPOINT_SET_RULES: tuple[Rule, ...] = (rc.set_cluster, rc.addresses, rc.endpoin
 HEADER_MATCHER_RULES: tuple[Rule, ...] = (rr.matcher_name, rr.matcher_specifier)
 MATCH_RULES: tuple[Rule, ...] = (rr.path_specifier, _each("headers", HEADER_MATCHER_RULES))
 ACTION_RULES: tuple[Rule, ...] = (
-    rr.destination, rr.weighted_clusters, rr.action_timeout, rr.retry_policy, rr.headers_to_add, rr.headers_to_remove,
-    rr.hash_policy,
+    rr.destination, rr.weighted_clusters, rr.action_timeout, rr.headers_to_add, rr.headers_to_remove,
+    rr.hash_policy, rs.retry_policy, rs.hedge_policy, rs.idle_timeout, rs.retry_buffer_limit, rs.rate_limit,
+    rs.fault, rs.mirror,
 )
 ROUTE_RULES: tuple[Rule, ...] = (rr.route_name, rr.route_parts, _sub("match", MATCH_RULES), _sub("route", ACTION_RULES))
 VIRTUAL_HOST_RULES: tuple[Rule, ...] = (rr.vhost_name, rr.domains, rr.has_routes, _each("routes", ROUTE_RULES))

@@ -4,9 +4,13 @@ delete, status and register.
 Each call has a deadline; --control-plane may list several replicas
 (`a:15010,b:15010`), tried in turn while one cannot be reached. When none can be
 the command says so in one line and exits 2. Bad input exits 1 with the server's
-reasons (every validation error with its field path). `register` holds its
-registration until SIGTERM/SIGINT; when the stream breaks it re-registers with
-backoff at the next replica, resuming its lease so that nothing changes.
+reasons (every validation error with its field path). Input refused before it is
+judged exits 2: a file past a parsing bound (config/bounds.py), a config too large
+for the management API (control_channel.py), or `apply --replace` of an empty
+config without --allow-empty (which prints what it would remove first).
+`register` holds its registration until SIGTERM/SIGINT; when the stream breaks it
+re-registers with backoff at the next replica, resuming its lease so that nothing
+changes; its stream keeps alive like the proxy's discovery stream.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import sys
 
 import grpc
 
-from meshapi.v1 import management_pb2, management_pb2_grpc
+from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
 from meshgrpc.addresses import split_targets
 from meshgrpc.backoff import Backoff
 from meshgrpc.config import resources
 from meshgrpc.config.loader import dump, load_file
-from meshgrpc.errors import ConfigError
+from meshgrpc.control_channel import MAX_MESSAGE_BYTES, Keepalive, client_options
+from meshgrpc.errors import ConfigError, LimitExceeded
 
 log = logging.getLogger("meshgrpc.register")
 
@@ -71,7 +76,7 @@ def _command(body):
 def _first_reachable(targets: list[str], call):
     for i, target in enumerate(targets):
         try:
-            with grpc.insecure_channel(target) as channel:
+            with grpc.insecure_channel(target, options=client_options()) as channel:
                 return call(management_pb2_grpc.ManagementStub(channel))
         except grpc.RpcError as e:
             if e.code() not in UNREACHABLE or i == len(targets) - 1:
@@ -82,6 +87,9 @@ def _first_reachable(targets: list[str], call):
 def _explain(target: str, code: grpc.StatusCode, details: str | None) -> tuple[int, str]:
     if code in UNREACHABLE:
         return 2, f"cannot reach the control plane at {target}: {details or code.name}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return 2, (f"error ({code.name}): {details} (the management API carries messages of at most "
+                   f"{MAX_MESSAGE_BYTES >> 20} MiB)")
     return 1, f"error ({code.name}): {details}"
 
 
@@ -89,14 +97,41 @@ def _explain(target: str, code: grpc.StatusCode, details: str | None) -> tuple[i
 
 @_command
 def apply(args, stub) -> int:
-    try:
-        config = load_file(args.file)
-    except ConfigError as e:
-        raise _Failed(str(e), 1) from None
-    request = management_pb2.ApplyRequest(config=config, replace=args.replace, dry_run=args.dry_run)
+    request = _apply_request(args)
+    if request.replace and not request.allow_empty and not _resource_count(request.config):
+        return _refuse_emptying(args, stub, request)
     response = stub.Apply(request, timeout=DEADLINE)
     print(_changes_text(response.changes, args.dry_run), end="")
     return 0
+
+
+def _apply_request(args) -> management_pb2.ApplyRequest:
+    try:
+        config = load_file(args.file)
+    except ConfigError as e:
+        raise _Failed(str(e), 2 if isinstance(e, LimitExceeded) else 1) from None
+    request = management_pb2.ApplyRequest(config=config, replace=args.replace, dry_run=args.dry_run,
+                                          allow_empty=args.allow_empty)
+    if request.ByteSize() > MAX_MESSAGE_BYTES:
+        raise _Failed(f"{args.file}: the config is {request.ByteSize()} bytes as a message, more than the "
+                      f"management API's limit of {MAX_MESSAGE_BYTES} bytes", 2)
+    return request
+
+
+def _refuse_emptying(args, stub, request: management_pb2.ApplyRequest) -> int:
+    """A replace with an empty config removes everything: show what, and stop unless allowed."""
+    preview = management_pb2.ApplyRequest(config=request.config, replace=True, dry_run=True, allow_empty=True)
+    changes = stub.Apply(preview, timeout=DEADLINE).changes
+    if not changes:  # the mesh is already empty: nothing to remove, nothing to refuse
+        print(_changes_text(changes, args.dry_run), end="")
+        return 0
+    print(_changes_text(changes, dry_run=False), end="")
+    raise _Failed(f"refusing to apply {args.file} with --replace: it is empty and would remove every resource "
+                  "above (pass --allow-empty to do that)", 2)
+
+
+def _resource_count(config: resources_pb2.MeshConfig) -> int:
+    return sum(len(getattr(config, field)) for field in resources.MESH_FIELD.values())
 
 
 @_command
@@ -206,7 +241,7 @@ async def _register(targets: list[str], instance: management_pb2.Instance, rng: 
     while not stop.is_set():
         target = targets[attempt % len(targets)]
         try:
-            async with grpc.aio.insecure_channel(target) as channel:
+            async with grpc.aio.insecure_channel(target, options=client_options(Keepalive())) as channel:
                 await _hold(management_pb2_grpc.ManagementStub(channel), instance, stop, held, backoff)
             return 0
         except (grpc.aio.AioRpcError, _Lost) as e:

@@ -25,9 +25,10 @@ import grpc
 
 from meshapi.v1 import management_pb2, resources_pb2
 from meshgrpc.controlplane import state as mesh_state
+from meshgrpc.controlplane.guard import Guard
 from meshgrpc.controlplane.state import MeshState, Plan
 from meshgrpc.controlplane.store import Commit, Conflict, Store
-from meshgrpc.errors import MeshError
+from meshgrpc.errors import FailedPrecondition, MeshError
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,13 @@ class Controller:
             self.on_configured()
 
     async def apply(self, incoming: resources_pb2.MeshConfig, replace: bool, dry_run: bool = False,
-                    config_digest: str | None = None) -> list[management_pb2.ResourceChange]:
-        """Validates and applies `incoming`; raises ConfigError and changes nothing when invalid."""
+                    config_digest: str | None = None, guard: Guard | None = None) -> list[management_pb2.ResourceChange]:
+        """Validates and applies `incoming`; raises ConfigError and changes nothing when invalid,
+        and FailedPrecondition (a dry run too) when `guard` refuses the plan (guard.py)."""
         def decide(state: MeshState) -> Plan:
             plan = mesh_state.plan_apply(state, incoming, replace)
+            if guard is not None and (problem := guard(state, plan)):
+                raise FailedPrecondition(problem)
             if config_digest is None:
                 return plan
             return dataclasses.replace(plan, commit=dataclasses.replace(plan.commit, config_digest=config_digest))

@@ -6,7 +6,11 @@ the --config file applied (and committed) if it changed since it was last
 applied, the first snapshot built, and only then the port opened.
 A --config file that does not validate at start-up is refused (exit 1), even
 when the store holds an older config: starting on something other than what the
-operator just pointed at would hide the mistake.
+operator just pointed at would hide the mistake. So is one the file watch would
+refuse (empty, or removing more than --max-removal-share of the stored mesh).
+
+The gRPC server permits the keepalive pings its clients send (control_channel.py):
+pings --min-ping-interval apart (default 10 s; proxies ping every 20 s).
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from meshgrpc.control_channel import server_options
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
 from meshgrpc.controlplane.etcd_store import EtcdStore, parse_store_url
 from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
+from meshgrpc.controlplane.guard import removal_limit
 from meshgrpc.controlplane.management import ManagementServicer
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore, Store
-from meshgrpc.errors import ConfigError, MeshError
+from meshgrpc.errors import MeshError
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds import server as discovery_server
 from meshgrpc.xds.server import DiscoveryServer
@@ -75,10 +81,11 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
     controller = Controller(store, store.initial_state(stored))
     store.follow(controller.adopt)
     seen_digest = stored.config_digest
+    guard = removal_limit(args.max_removal_share)
     if args.config:
         try:
-            seen_digest = await apply_file_at_start(controller, args.config, stored.config_digest)
-        except ConfigError as e:
+            seen_digest = await apply_file_at_start(controller, args.config, stored.config_digest, guard)
+        except MeshError as e:
             print(f"meshgrpc control-plane: refusing to start: {e}", file=sys.stderr)
             return 1
     cache = SnapshotCache()
@@ -89,12 +96,13 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
     registry = Registry(controller, store, args.lease_ttl)
     if not store.holds_leases:
         registry.restore((c, a) for c, by_address in controller.state.registrations.items() for a in by_address)
-    watcher = FileWatcher(args.config, _file_applier(controller), seen_digest) if args.config else None
+    watcher = FileWatcher(args.config, _file_applier(controller), seen_digest, guard,
+                          settle=args.config_settle) if args.config else None
     return await _run_server(args, controller, publisher, registry, cache, watcher)
 
 
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
-    server, health_servicer = _build_server(controller, publisher, registry, cache)
+    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval)
     port = _bind(server, args.listen)
     if port is None:
         return 1
@@ -127,27 +135,26 @@ def _on_task_end(stop: asyncio.Event, failed: list[BaseException]):
     return done
 
 
-async def apply_file_at_start(controller: Controller, path: str, stored_digest: str) -> str:
-    """Applies the file as a replace unless it is the one last applied; returns its digest."""
+async def apply_file_at_start(controller: Controller, path: str, stored_digest: str, guard) -> str:
+    """Applies the file as a replace unless it is the one last applied; returns its digest.
+    Raises ConfigError (bad file) or FailedPrecondition (`guard` refuses it)."""
     raw, digest = read_config(path)
     if digest == stored_digest:
         log.info("%s is unchanged since it was last applied; serving the stored config", path)
         return digest
-    changes = await controller.apply(parse_config(path, raw), replace=True, config_digest=digest)
+    changes = await controller.apply(parse_config(path, raw), replace=True, config_digest=digest, guard=guard)
     log.info("applied %s: %d change(s)", path, len(changes))
     return digest
 
 
 def _file_applier(controller: Controller):
-    async def apply(mesh, digest):
-        return await controller.apply(mesh, replace=True, config_digest=digest)
+    async def apply(mesh, digest, guard):
+        return await controller.apply(mesh, replace=True, config_digest=digest, guard=guard)
     return apply
 
 
-def _build_server(controller, publisher, registry, cache):
-    # Proxies ping every 20 s to detect a dead connection (proxy/main.py); allow it.
-    server = grpc.aio.server(options=[("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-                                      ("grpc.keepalive_permit_without_calls", 1), *discovery_server.SERVER_OPTIONS])
+def _build_server(controller, publisher, registry, cache, min_ping_interval: float):
+    server = grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
     ManagementServicer(controller, publisher, registry, cache, discovery).add_to(server)

@@ -17,6 +17,7 @@ from google.protobuf import duration_pb2
 from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
 from meshgrpc.config import resources
 from meshgrpc.controlplane.controller import Controller
+from meshgrpc.controlplane.guard import emptying_problem
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import filter_mesh
@@ -49,7 +50,8 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
 
     @_mesh_errors
     async def Apply(self, request: management_pb2.ApplyRequest, context) -> management_pb2.ApplyResponse:
-        changes = await self._controller.apply(request.config, request.replace, request.dry_run)
+        guard = None if request.allow_empty else emptying_problem
+        changes = await self._controller.apply(request.config, request.replace, request.dry_run, guard=guard)
         self._publisher.flush()
         return management_pb2.ApplyResponse(changes=changes, versions=self._versions())
 

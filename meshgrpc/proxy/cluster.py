@@ -3,9 +3,11 @@ over them, built from config as one immutable ClusterSet and swapped whole.
 
 What survives a rebuild: an endpoint's stats (counters, the peak-EWMA round-trip
 estimate, its active health-check result and its outlier tally: ejection and
-backoff) for the same (cluster, address), and a whole ClusterState (picker and
-cursor included) when neither its Cluster nor its EndpointSet changed. Building
-never touches the previous set, so a failed build leaves it exactly as it was.
+backoff) for the same (cluster, address); the cluster's in-flight counts (its
+ClusterLoad, which calls started on the old build decrement) and its retry budget
+while the budget's spec is unchanged; and a whole ClusterState (picker and cursor
+included) when neither its Cluster nor its EndpointSet changed. Building never
+touches the previous set, so a failed build leaves it exactly as it was.
 
 Which endpoints a cluster's picker balances over (`ClusterState.refresh`):
 - eligible: weight > 0 and not DRAINING (a draining endpoint finishes its calls
@@ -30,11 +32,12 @@ import random
 import time
 from typing import Callable, Iterator
 
-from meshapi.v1 import resources_pb2
-from meshgrpc.errors import ConfigError, FieldError
-from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, peak_ewma, zones
+from meshgrpc.config.specs import ClusterSpec, EndpointSpec
+from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
+from meshgrpc.proxy.resilience.breaker import ClusterLoad
+from meshgrpc.proxy.resilience.budget import RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -45,60 +48,71 @@ class ClusterState:
     picker. `pick()` is the per-call entry; the rest runs on config, health and
     outlier events."""
 
-    __slots__ = ("name", "config", "endpoint_set", "endpoints", "usable", "candidates", "panic",
-                 "local_only", "_picker", "_env", "_detector", "_by_address", "_tallies",
+    __slots__ = ("name", "spec", "endpoint_specs", "endpoints", "usable", "candidates", "panic",
+                 "local_only", "load", "budget", "_picker", "_env", "_detector", "_by_address", "_tallies",
                  "_panic_percent", "_next_sweep")
 
-    def __init__(self, config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
+    def __init__(self, spec: ClusterSpec, endpoint_specs: tuple[EndpointSpec, ...],
                  endpoints: tuple[EndpointState, ...], env: PickerEnv,
-                 detector: OutlierDetector | None = None) -> None:
-        self.name = config.name
-        self.config = config
-        self.endpoint_set = endpoint_set
+                 detector: OutlierDetector | None = None, load: ClusterLoad | None = None,
+                 budget: RetryBudget | None = None) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.endpoint_specs = endpoint_specs
         self.endpoints = endpoints
+        self.load = load or ClusterLoad(spec.name)
+        self.budget = budget or RetryBudget(spec.retry_budget, env.clock)
         self._env = env
         self._detector = detector
         self._by_address = {e.address: e for e in endpoints}
         self._tallies = {e.address: e.stats.outlier for e in endpoints}
-        self._panic_percent = panic.threshold_percent(config)
+        self._panic_percent = spec.panic_threshold_percent
         self._next_sweep = env.clock() + detector.interval if detector is not None else math.inf
         for e in endpoints:
             e._owner = self
         self.usable: tuple[EndpointState, ...] = ()
         self.candidates: tuple[EndpointState, ...] = ()
         self.panic = self.local_only = False
-        self._picker: Picker = build_picker(config, (), env)
+        self._picker: Picker = build_picker(spec, (), env)
         self.refresh()
 
     @classmethod
-    def build(cls, config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
+    def build(cls, spec: ClusterSpec, endpoint_specs: tuple[EndpointSpec, ...],
               previous: ClusterState | None, env: PickerEnv) -> ClusterState:
-        """A new state, or `previous` itself when its config and endpoints are unchanged."""
-        if (previous is not None and previous.config == config and previous.endpoint_set == endpoint_set
+        """A new state, or `previous` itself when its spec and endpoints are unchanged."""
+        if (previous is not None and previous.spec == spec and previous.endpoint_specs == endpoint_specs
                 and previous._env.local_zone == env.local_zone):
             return previous
         old = {e.address: e.stats for e in previous.endpoints} if previous is not None else {}
-        detector = (OutlierDetector.from_config(config.outlier_detection)
-                    if config.HasField("outlier_detection") else None)
-        endpoints = _endpoints(config, endpoint_set, old, env, detector)
-        return cls(config, endpoint_set, endpoints, env, detector)
+        detector = OutlierDetector.of(spec.outlier_detection) if spec.outlier_detection is not None else None
+        endpoints = _endpoints(spec, endpoint_specs, old, env, detector)
+        load = budget = None
+        if previous is not None:
+            load = previous.load
+            if previous.budget.spec == spec.retry_budget:
+                budget = previous.budget
+        return cls(spec, endpoint_specs, endpoints, env, detector, load, budget)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState | None:
         """The endpoint for the next call, or None when none is usable. Never awaits."""
         return self._picker.pick(hash_key)
 
-    def pick_other(self, avoid: EndpointState, hash_key: bytes | None = None) -> EndpointState | None:
-        """For a call being retried after `avoid` never received it: a pick that is
-        not `avoid` whenever another endpoint is balanced over. The policy picks
-        once more; if it insists (a dead endpoint looks cheap to PEAK_EWMA, and a
-        key hashes to the same point), the next candidate in order. Never awaits."""
+    def pick_avoiding(self, tried, hash_key: bytes | None = None) -> EndpointState | None:
+        """A pick for another attempt of a call that already tried the endpoints in
+        `tried` (retries and hedges go elsewhere when they can, gRFC A6): the
+        policy's pick if it is new; if it insists (a dead endpoint looks cheap to
+        PEAK_EWMA, a key hashes to the same point), the next untried candidate in
+        order; a tried one only when every candidate was tried. Never awaits."""
         ep = self._picker.pick(hash_key)
-        if ep is not avoid:
+        if ep is None or not tried or ep not in tried:
             return ep
         others = self.candidates
-        if len(others) < 2 or avoid not in others:
-            return ep
-        return others[(others.index(avoid) + 1) % len(others)]
+        start = others.index(ep) if ep in others else 0
+        for k in range(1, len(others)):
+            candidate = others[(start + k) % len(others)]
+            if candidate not in tried:
+                return candidate
+        return ep
 
     # -- events -----------------------------------------------------------------------
 
@@ -115,7 +129,7 @@ class ClusterState:
         if chosen == self.candidates and self.candidates:
             return False  # same endpoints: keep the picker (and its cursor)
         self.candidates = chosen
-        self._picker = build_picker(self.config, chosen, self._env)
+        self._picker = build_picker(self.spec, chosen, self._env)
         return True
 
     def set_health(self, address: str, healthy: bool) -> bool:
@@ -166,7 +180,7 @@ class ClusterState:
         now = self._env.clock()
         return {
             "name": self.name,
-            "lb_policy": resources_pb2.Cluster.LbPolicy.Name(self.config.lb_policy),
+            "lb_policy": self.spec.lb_policy,
             "picker": type(self._picker).__name__,
             "usable": len(self.usable),
             "balanced_over": len(self.candidates),
@@ -192,19 +206,17 @@ class ClusterSet:
         self._addresses = frozenset(e.address for c in clusters.values() for e in c.endpoints)
 
     @classmethod
-    def build(cls, clusters: dict[str, resources_pb2.Cluster],
-              endpoint_sets: dict[str, resources_pb2.EndpointSet],
+    def build(cls, clusters: dict[str, ClusterSpec], endpoint_sets: dict[str, tuple[EndpointSpec, ...]],
               previous: ClusterSet | None = None, *, rng: random.Random | None = None,
               clock: Callable[[], float] = time.monotonic, local_zone: str = "") -> ClusterSet:
-        """Builds from (validated) config, reusing what `previous` holds for
-        unchanged clusters and endpoints. `local_zone` is the proxy's --zone.
-        Raises ConfigError on an unusable endpoint address, leaving `previous`
-        untouched."""
+        """Builds from specs of (validated) config, reusing what `previous` holds
+        for unchanged clusters and endpoints. `local_zone` is the proxy's --zone.
+        Building never touches `previous`."""
         env = PickerEnv(rng=rng or random.Random(), clock=clock, local_zone=local_zone)
         prev = previous._clusters if previous is not None else {}
         return cls({
-            name: ClusterState.build(config, endpoint_sets.get(name), prev.get(name), env)
-            for name, config in clusters.items()
+            name: ClusterState.build(spec, endpoint_sets.get(name, ()), prev.get(name), env)
+            for name, spec in clusters.items()
         })
 
     def get(self, name: str) -> ClusterState | None:
@@ -241,26 +253,12 @@ class ClusterSet:
         return f"<ClusterSet [{inner}]>"
 
 
-def _endpoints(config: resources_pb2.Cluster, endpoint_set: resources_pb2.EndpointSet | None,
-               old: dict[str, EndpointStats], env: PickerEnv,
-               detector: OutlierDetector | None) -> tuple[EndpointState, ...]:
-    if endpoint_set is None:
-        return ()
-    cluster = config.name
-    result: dict[str, EndpointState] = {}
-    errors = []
+def _endpoints(spec: ClusterSpec, endpoint_specs: tuple[EndpointSpec, ...], old: dict[str, EndpointStats],
+               env: PickerEnv, detector: OutlierDetector | None) -> tuple[EndpointState, ...]:
     now = env.clock()
-    default_rtt, decay = peak_ewma.default_rtt_of(config), peak_ewma.decay_of(config)
-    checked = config.HasField("health_check")
-    for i, endpoint in enumerate(endpoint_set.endpoints):
-        if endpoint.address in result:
-            continue  # the validator rejects duplicates; first one wins if one slips by
-        try:
-            stats = old.get(endpoint.address) or EndpointStats(default_rtt, now)
-            result[endpoint.address] = EndpointState(cluster, endpoint, stats, clock=env.clock, decay=decay,
-                                                     detector=detector, checked=checked)
-        except ValueError as e:
-            errors.append(FieldError(f"endpoints[{cluster}].endpoints[{i}].address", str(e)))
-    if errors:
-        raise ConfigError(errors)
-    return tuple(result.values())
+    checked = spec.health_check is not None
+    ewma = spec.peak_ewma
+    return tuple(
+        EndpointState(spec.name, e, old.get(e.address) or EndpointStats(ewma.default_rtt, now), clock=env.clock,
+                      decay=ewma.decay, detector=detector, checked=checked)
+        for e in endpoint_specs)

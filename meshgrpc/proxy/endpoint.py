@@ -9,10 +9,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
-from meshapi.v1 import resources_pb2
-from meshgrpc.addresses import split_address
+from meshgrpc.config.specs import EndpointSpec, PeakEwmaSpec
+from meshgrpc.config.specs.common import default_of
 from meshgrpc.proxy import ewma
-from meshgrpc.proxy.balancer import peak_ewma
 from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
 
 if TYPE_CHECKING:
@@ -20,8 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HealthStatus = resources_pb2.Endpoint.HealthStatus
-_NOT_PICKED = frozenset({HealthStatus.UNHEALTHY, HealthStatus.DRAINING})
+_NOT_PICKED = frozenset({"UNHEALTHY", "DRAINING"})
+_DEFAULT_RTT = default_of(PeakEwmaSpec, "default_rtt")
+_DEFAULT_DECAY = default_of(PeakEwmaSpec, "decay")
 
 
 class EndpointStats:
@@ -32,7 +32,7 @@ class EndpointStats:
     __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
                  "check_healthy", "outlier")
 
-    def __init__(self, rtt: float = peak_ewma.DEFAULT_RTT, now: float = 0.0) -> None:
+    def __init__(self, rtt: float = _DEFAULT_RTT, now: float = 0.0) -> None:
         self.in_flight = 0  # calls started and not finished
         self.total = 0  # calls started
         self.failures = 0  # calls finished not ok
@@ -61,19 +61,19 @@ class EndpointState:
       call succeeded or the latency is above the estimate (ewma.failed).
     """
 
-    __slots__ = ("cluster", "address", "host", "port", "weight", "zone", "health", "metadata", "stats",
+    __slots__ = ("cluster", "spec", "address", "host", "port", "weight", "zone", "health", "stats",
                  "_checked", "_clock", "_decay", "_detector", "_owner")
 
-    def __init__(self, cluster: str, endpoint: resources_pb2.Endpoint, stats: EndpointStats, *,
-                 clock: Callable[[], float] = time.monotonic, decay: float = peak_ewma.DEFAULT_DECAY,
+    def __init__(self, cluster: str, spec: EndpointSpec, stats: EndpointStats, *,
+                 clock: Callable[[], float] = time.monotonic, decay: float = _DEFAULT_DECAY,
                  detector: OutlierDetector | None = None, checked: bool = False) -> None:
         self.cluster = cluster
-        self.address = endpoint.address
-        self.host, self.port = split_address(endpoint.address)
-        self.weight = endpoint.weight.value if endpoint.HasField("weight") else 1
-        self.zone = endpoint.zone
-        self.health = endpoint.health_status
-        self.metadata = dict(endpoint.metadata)
+        self.spec = spec
+        self.address = spec.address
+        self.host, self.port = spec.host, spec.port
+        self.weight = spec.weight
+        self.zone = spec.zone
+        self.health = spec.health
         self.stats = stats
         self._checked = checked  # the cluster runs active health checks
         self._clock = clock
@@ -84,7 +84,7 @@ class EndpointState:
     @property
     def eligible(self) -> bool:
         """May get calls at all (in panic mode, even when not usable)."""
-        return self.weight > 0 and self.health != HealthStatus.DRAINING
+        return self.weight > 0 and self.health != "DRAINING"
 
     @property
     def usable(self) -> bool:
@@ -151,11 +151,9 @@ class EndpointState:
             stats.rtt, stats.rtt_at = ewma.failed(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
 
     def health_label(self) -> str:
-        if self.health == HealthStatus.DRAINING:
-            return "DRAINING"
-        if self.health == HealthStatus.UNHEALTHY or (self._checked and not self.stats.check_healthy):
+        if self.health == "HEALTHY" and self._checked and not self.stats.check_healthy:
             return "UNHEALTHY"
-        return "HEALTHY"
+        return self.health
 
     def describe(self, now: float | None = None) -> dict:
         stats, tally = self.stats, self.stats.outlier
@@ -176,6 +174,7 @@ class EndpointState:
             "calls": stats.total,
             "failures": stats.failures,
             "last_latency_s": stats.last_latency_s,
+            "metadata": dict(self.spec.metadata),
         }
 
     def __repr__(self) -> str:

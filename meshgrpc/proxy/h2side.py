@@ -38,9 +38,10 @@ class Flusher:
 class H2Side(asyncio.Protocol):
     """One HTTP/2 connection (downstream or upstream) of the relay.
 
-    `calls` maps this side's stream ids to relay Calls; `blocked` holds the pipes
-    waiting for this connection's send window (resumed on WINDOW_UPDATE/SETTINGS).
-    Subclasses fill `handlers` (event type -> method) and `pipe_into(call)`.
+    `calls` maps this side's stream ids to the relay's stream objects (Calls
+    downstream, Attempts upstream); `blocked` holds the senders waiting for this
+    connection's send window (resumed on WINDOW_UPDATE/SETTINGS through their
+    `pump()`). Subclasses fill `handlers` (event type -> method).
     """
 
     handlers: dict = {}
@@ -115,17 +116,14 @@ class H2Side(asyncio.Protocol):
         if ev.stream_id == 0:
             self.resume_blocked()
             return
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            self.pipe_into(call).pump()
+        stream = self.calls.get(ev.stream_id)
+        if stream is not None:
+            stream.window_opened()
 
     def on_settings_changed(self, ev) -> None:
         # INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE changes can unblock sends.
         self.resume_blocked()
 
     def resume_blocked(self) -> None:
-        for pipe in list(self.blocked):
-            pipe.pump()
-
-    def pipe_into(self, call):  # pragma: no cover - abstract
-        raise NotImplementedError
+        for sender in list(self.blocked):
+            sender.pump()

@@ -24,7 +24,6 @@ channel. The callback runs on the event loop; in the proxy it is
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 from typing import TYPE_CHECKING, Callable
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import HealthCheckSpec
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import ClusterSet
@@ -43,47 +42,21 @@ OnChange = Callable[[str, str, bool], None]
 STOP_TIMEOUT = 5.0  # longest wait for the tasks to close their channels on stop()
 
 
-def _seconds(msg, field: str, default: float) -> float:
-    if not msg.HasField(field):
-        return default
-    d = getattr(msg, field)
-    value = d.seconds + d.nanos / 1e9
-    return value if value > 0 else default
+# One cluster's HealthCheck with the defaults of resources.proto filled in.
+CheckSettings = HealthCheckSpec
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CheckSettings:
-    """One cluster's HealthCheck with the defaults of resources.proto filled in."""
-
-    interval: float = 5.0
-    timeout: float = 1.0
-    unhealthy_threshold: int = 2
-    healthy_threshold: int = 1
-    service_name: str = ""
-    jitter_fraction: float = 0.1
-
-    @classmethod
-    def from_config(cls, hc: resources_pb2.HealthCheck) -> CheckSettings:
-        return cls(
-            interval=_seconds(hc, "interval", 5.0),
-            timeout=_seconds(hc, "timeout", 1.0),
-            unhealthy_threshold=hc.unhealthy_threshold or 2,
-            healthy_threshold=hc.healthy_threshold or 1,
-            service_name=hc.service_name,
-            jitter_fraction=min(1.0, max(0.0, hc.jitter_fraction.value)) if hc.HasField("jitter_fraction") else 0.1,
-        )
-
-    def channel_options(self) -> list[tuple[str, int]]:
-        # A dead endpoint's channel backs off between connection attempts (gRPC's
-        # default grows to 120 s); cap it near the interval so a restarted endpoint
-        # is seen within about one interval. Own subchannels: no sharing with the
-        # proxy's other channels. No retries: a failed check is the signal.
-        backoff_ms = max(100, int(self.interval * 1000))
-        return [("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
-                ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
-                ("grpc.max_reconnect_backoff_ms", backoff_ms),
-                ("grpc.use_local_subchannel_pool", 1),
-                ("grpc.enable_retries", 0)]
+def channel_options(settings: HealthCheckSpec) -> list[tuple[str, int]]:
+    # A dead endpoint's channel backs off between connection attempts (gRPC's
+    # default grows to 120 s); cap it near the interval so a restarted endpoint
+    # is seen within about one interval. Own subchannels: no sharing with the
+    # proxy's other channels. No retries: a failed check is the signal.
+    backoff_ms = max(100, int(settings.interval * 1000))
+    return [("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
+            ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.enable_retries", 0)]
 
 
 class Verdict:
@@ -124,8 +97,8 @@ class HealthChecker:
         """Makes the running checks match `clusters` (call after each swap)."""
         wanted: dict[tuple[str, str], tuple[CheckSettings, bool]] = {}
         for state in clusters:
-            if state.config.HasField("health_check"):
-                settings = CheckSettings.from_config(state.config.health_check)
+            settings = state.spec.health_check
+            if settings is not None:
                 for e in state.endpoints:
                     wanted[(state.name, e.address)] = (settings, e.stats.check_healthy)
         for key, (settings, task) in list(self._tasks.items()):
@@ -164,7 +137,7 @@ class HealthChecker:
     async def _run(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
         cluster, address = key
         verdict = Verdict(healthy, settings)
-        channel = grpc.aio.insecure_channel(address, options=settings.channel_options())
+        channel = grpc.aio.insecure_channel(address, options=channel_options(settings))
         try:
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest(service=settings.service_name)

@@ -39,9 +39,6 @@ class DownstreamConnection(H2Side):
     def __repr__(self) -> str:
         return f"<DownstreamConnection calls={len(self.calls)} goaway={self.goaway_last} closed={self.closed}>"
 
-    def pipe_into(self, call):
-        return call.resp
-
     def connection_made(self, transport) -> None:
         self.listener.conns.add(self)
         super().connection_made(transport)
@@ -63,7 +60,7 @@ class DownstreamConnection(H2Side):
     def on_ended(self, ev) -> None:
         call = self.calls.get(ev.stream_id)
         if call is not None:
-            call.req.push(b"", 0, True)
+            call.on_request_end()
 
     def on_trailers(self, ev) -> None:
         call = self.calls.get(ev.stream_id)

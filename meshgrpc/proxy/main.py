@@ -24,6 +24,7 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
+from meshgrpc.control_channel import Keepalive, client_options
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
@@ -37,11 +38,13 @@ from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
-# A control plane that vanishes without closing the connection (host down, network
-# cut) is noticed within keepalive time + timeout, and the client reconnects.
-# The control plane's server permits pings this often (controlplane/main.py).
-DISCOVERY_KEEPALIVE = (("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 10_000),
-                       ("grpc.keepalive_permit_without_calls", 1))
+
+def discovery_channel_options(keepalive_interval: float) -> tuple:
+    """A control plane that vanishes without closing the connection (host down, network
+    cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
+    control plane's server permits pings as often as its --min-ping-interval, and both
+    ends carry config messages up to the same size (control_channel.py)."""
+    return client_options(Keepalive(interval=keepalive_interval))
 
 
 class Proxy:
@@ -67,7 +70,7 @@ class Proxy:
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=DISCOVERY_KEEPALIVE)
+            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
         self.draining = False
 
     def _applied(self, state) -> None:

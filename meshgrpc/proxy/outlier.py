@@ -38,13 +38,11 @@ import logging
 import math
 from typing import Callable, Iterable, Mapping
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import OutlierSpec
 from meshgrpc.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
-# gRPC codes: UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS.
-DEFAULT_FAILURE_CODES = frozenset({2, 13, 14, 15})
 # Envoy's defaults for fields our API does not expose.
 MIN_HOSTS = 5  # success_rate_minimum_hosts / failure_percentage_minimum_hosts
 FAILURE_PERCENTAGE_VOLUME = 50  # failure_percentage_request_volume
@@ -108,45 +106,14 @@ class Decision:
 NOTHING = Decision()
 
 
-def _seconds(msg, field: str, default: float) -> float:
-    if not msg.HasField(field):
-        return default
-    d = getattr(msg, field)
-    return d.seconds + d.nanos / 1e9
-
-
-def _uint(msg, field: str, default: int | None) -> int | None:
-    return getattr(msg, field).value if msg.HasField(field) else default
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
-class OutlierDetector:
-    """Outlier decisions for one cluster's config. Immutable; the defaults are
-    those documented in resources.proto."""
-
-    consecutive_failures: int = 5  # 0 disables
-    interval: float = 10.0
-    base_ejection_time: float = 30.0
-    max_ejection_time: float = 300.0
-    max_ejection_percent: int = 10
-    failure_codes: frozenset[int] = DEFAULT_FAILURE_CODES
-    stdev_factor: float = 1.9  # success_rate_stdev_factor / 1000; 0 disables
-    success_rate_volume: int = 100
-    failure_percentage_threshold: int | None = None  # None disables
+class OutlierDetector(OutlierSpec):
+    """Outlier decisions for one cluster's OutlierSpec (the fields and their
+    defaults are the spec's). Immutable."""
 
     @classmethod
-    def from_config(cls, od: resources_pb2.OutlierDetection) -> OutlierDetector:
-        return cls(
-            consecutive_failures=_uint(od, "consecutive_failures", 5),
-            interval=_seconds(od, "interval", 10.0),
-            base_ejection_time=_seconds(od, "base_ejection_time", 30.0),
-            max_ejection_time=_seconds(od, "max_ejection_time", 300.0),
-            max_ejection_percent=_uint(od, "max_ejection_percent", 10),
-            failure_codes=frozenset(od.failure_status_codes) or DEFAULT_FAILURE_CODES,
-            stdev_factor=_uint(od, "success_rate_stdev_factor", 1900) / 1000.0,
-            success_rate_volume=_uint(od, "success_rate_request_volume", 100),
-            failure_percentage_threshold=_uint(od, "failure_percentage_threshold", None),
-        )
+    def of(cls, spec: OutlierSpec) -> OutlierDetector:
+        return cls(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(OutlierSpec)})
 
     # -- the call path ----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""One direction of a relayed call: DATA, then END_STREAM or trailers, moved from
-a source stream to a destination stream as fast as the destination's flow-control
-window allows, and acknowledged to the source only as the destination takes it
-(end-to-end backpressure: each direction buffers at most one stream window)."""
+"""The response direction of a relayed call: DATA, then END_STREAM or trailers,
+moved from the winning attempt's upstream stream to the downstream stream as fast
+as the downstream's flow-control window allows, and acknowledged upstream only as
+the downstream takes it (end-to-end backpressure: at most one stream window is
+buffered). The request direction is attempt.py's RequestBody."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Pipe:
 
     __slots__ = ("call", "src", "src_sid", "dst", "dst_sid", "chunks", "buffered",
                  "owed", "end", "trailers", "done")
+    # call: told `pipe_done(pipe)` once END_STREAM or the trailers went out.
 
     def __init__(self, call, src, src_sid, dst, dst_sid) -> None:
         self.call = call

@@ -22,10 +22,14 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-import re
+import time
 from typing import Callable
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config import regex
+from meshgrpc.config.specs import ActionSpec, HeaderMatcherSpec, MatchSpec, RouteConfigSpec, RouteSpec
+from meshgrpc.proxy.resilience.fault import FaultInjector
+from meshgrpc.proxy.resilience.mirror import MirrorPolicy
+from meshgrpc.proxy.resilience.rate_limit import RateLimiter
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,7 +44,9 @@ class RouteEntry:
     """The decision for a matched route. Immutable; shared by every call it matches.
 
     `pick_cluster()` chooses among weighted clusters per call (weight 0 never
-    chosen); with a single cluster it returns that name without drawing."""
+    chosen); with a single cluster it returns that name without drawing. The
+    route's rate limiter, fault injector and mirror policy are its only state
+    (buckets, draws, copies in flight); they live as long as this compiled table."""
 
     name: str  # route name, or "<virtual host>/<index>" when the route has none
     timeout: float | None  # seconds; None: no bound but the client's grpc-timeout
@@ -51,7 +57,10 @@ class RouteEntry:
     hash_header: bytes | None  # request header hashed by RING_HASH clusters
     virtual_host: str = ""
     clusters: tuple[str, ...] = ()  # every cluster this route can send to (metrics, checks)
-    retry_policy: resources_pb2.RetryPolicy | None = dataclasses.field(default=None, repr=False)
+    action: ActionSpec = dataclasses.field(default=ActionSpec(), repr=False)  # the route's policies
+    rate_limiter: RateLimiter | None = dataclasses.field(default=None, repr=False)
+    fault: FaultInjector | None = dataclasses.field(default=None, repr=False)
+    mirror: MirrorPolicy | None = dataclasses.field(default=None, repr=False)
     _single: str | None = dataclasses.field(default=None, repr=False)
     _choices: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     _cumulative: tuple[float, ...] = dataclasses.field(default=(), repr=False)
@@ -71,12 +80,11 @@ class _Matcher:
 
     __slots__ = ("index", "kind", "value", "regex", "header_tests", "entry")
 
-    def __init__(self, index: int, match: resources_pb2.RouteMatch, entry: RouteEntry) -> None:
+    def __init__(self, index: int, match: MatchSpec, entry: RouteEntry) -> None:
         self.index = index
-        self.kind = match.WhichOneof("path_specifier") or "prefix"
-        raw = getattr(match, self.kind) if match.WhichOneof("path_specifier") else "/"
-        self.value = raw.encode()
-        self.regex = _compile_fullmatch(raw) if self.kind == "regex" else None
+        self.kind = match.kind
+        self.value = match.value.encode()
+        self.regex = _compile_fullmatch(match.value) if self.kind == "regex" else None
         self.header_tests = tuple(_HeaderTest(h) for h in match.headers)
         self.entry = entry
 
@@ -108,10 +116,10 @@ class _HeaderTest:
 
     __slots__ = ("name", "kind", "value", "regex", "invert", "never")
 
-    def __init__(self, matcher: resources_pb2.HeaderMatcher) -> None:
-        self.name = matcher.name.lower().encode()
-        self.kind = matcher.WhichOneof("header_match_specifier") or "present"
-        spec = getattr(matcher, self.kind) if matcher.WhichOneof("header_match_specifier") else True
+    def __init__(self, matcher: HeaderMatcherSpec) -> None:
+        self.name = matcher.name.encode()
+        self.kind = matcher.kind
+        spec = matcher.value
         self.value = spec.encode() if isinstance(spec, str) else spec
         self.regex = _compile_fullmatch(spec) if self.kind == "regex" else None
         self.invert = matcher.invert
@@ -149,16 +157,9 @@ def _header_value(headers: Headers, name: bytes) -> bytes | None:
 
 
 def _compile_fullmatch(pattern: str) -> Callable[[bytes], object]:
-    """A fullmatch over bytes. ASCII patterns compile as bytes (no per-call decode;
-    \\d and \\w then mean ASCII, which is all a :path holds); others (a \\u escape,
-    a non-ASCII literal) compile as str and decode the value per call."""
-    if pattern.isascii():
-        try:
-            return re.compile(pattern.encode()).fullmatch
-        except re.error:
-            pass
-    text = re.compile(pattern).fullmatch
-    return lambda value: text(value.decode("utf-8", "surrogateescape"))
+    """A fullmatch over the raw bytes, in RE2 (config/regex.py says why and what
+    \\d, \\w and non-UTF-8 bytes mean); None when the value does not match."""
+    return regex.compile_fullmatch(pattern)
 
 
 class _VirtualHost:
@@ -267,13 +268,14 @@ class RouteTable:
         self._memo: dict[bytes, _VirtualHost | None] = {}
 
     @classmethod
-    def compile(cls, route_config: resources_pb2.RouteConfig,
-                rng: random.Random | None = None) -> RouteTable:
-        """Compiles a (validated) RouteConfig. `rng` draws weighted clusters."""
+    def compile(cls, route_config: RouteConfigSpec, rng: random.Random | None = None,
+                clock: Callable[[], float] = time.monotonic) -> RouteTable:
+        """Compiles the spec of a (validated) RouteConfig. `rng` draws weighted
+        clusters, faults and mirrors; `clock` drives rate limits."""
         draw = (rng or random.Random()).random
         vhosts = []
         for vh in route_config.virtual_hosts:
-            matchers = [_Matcher(i, r.match, _entry(vh.name, i, r, draw)) for i, r in enumerate(vh.routes)]
+            matchers = [_Matcher(i, r.match, _entry(vh.name, r, draw, clock)) for i, r in enumerate(vh.routes)]
             vhosts.append((list(vh.domains), _VirtualHost(vh.name, matchers)))
         return cls(route_config.name, vhosts)
 
@@ -333,21 +335,23 @@ def _host_of(authority: bytes) -> bytes:
     return host
 
 
-def _entry(vhost: str, index: int, route: resources_pb2.Route, draw: Callable[[], float]) -> RouteEntry:
-    action = route.route
-    weighted = [(c.name, c.weight) for c in action.weighted_clusters if c.weight > 0]
+def _entry(vhost: str, route: RouteSpec, draw: Callable[[], float], clock: Callable[[], float]) -> RouteEntry:
+    action = route.action
+    weighted = [(n, w) for n, w in action.weighted_clusters if w > 0]
     names = tuple(n for n, _ in weighted) if action.weighted_clusters else (action.cluster,)
-    to_add = tuple((h.name.lower().encode(), h.value.encode()) for h in action.request_headers_to_add)
+    to_add = tuple((n.encode(), v.encode()) for n, v in action.headers_to_add)
     return RouteEntry(
-        name=route.name or f"{vhost}/{index}",
-        timeout=_seconds(action.timeout) if action.HasField("timeout") else None,
+        name=route.name,
+        timeout=action.timeout,
         headers_to_add=to_add,
-        headers_to_remove=frozenset(n.lower().encode() for n in action.request_headers_to_remove)
-        | {name for name, _ in to_add},
-        hash_header=action.hash_policy.header.lower().encode() if action.hash_policy.header else None,
+        headers_to_remove=frozenset(n.encode() for n in action.headers_to_remove) | {name for name, _ in to_add},
+        hash_header=action.hash_header.encode() if action.hash_header else None,
         virtual_host=vhost,
         clusters=names,
-        retry_policy=action.retry_policy if action.HasField("retry_policy") else None,
+        action=action,
+        rate_limiter=RateLimiter(action.rate_limit, clock) if action.rate_limit is not None else None,
+        fault=FaultInjector(action.fault, draw) if action.fault is not None else None,
+        mirror=MirrorPolicy(action.mirror, draw) if action.mirror is not None else None,
         **_weights(action.cluster, weighted, draw),
     )
 
@@ -363,9 +367,3 @@ def _weights(single: str, weighted: list[tuple[str, int]], draw: Callable[[], fl
         cumulative.append(float(total))
     choices = tuple(n for n, _ in weighted) + (weighted[-1][0],)
     return {"_choices": choices, "_cumulative": tuple(cumulative), "_total": float(total), "_random": draw}
-
-
-def _seconds(duration) -> float | None:
-    """A Duration in seconds; zero means no bound (Envoy's convention)."""
-    seconds = duration.seconds + duration.nanos / 1e9
-    return seconds if seconds > 0 else None

@@ -1,15 +1,18 @@
 """Upstream HTTP/2 connections: one pool per endpoint address, and the manager
 that keeps the set of pools in line with the endpoints config names.
 
-An EndpointPool multiplexes calls on few connections. A connection takes streams
-up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS (another connection is opened when
-all are full, and h2's TooManyStreamsError counts as full). A connection that
-receives GOAWAY drains: no new streams, those above last_stream_id go elsewhere,
-it closes when its last stream ends. A failed connect backs the endpoint off
-(exponential, jittered, capped) so a dead endpoint costs one attempt per backoff
-period rather than one per call; calls arriving meanwhile, and calls waiting for a
-connection that fails, go to another endpoint of their cluster (or fail fast
-UNAVAILABLE when there is none or they were retried twice already).
+An EndpointPool multiplexes calls' attempts on few connections. A connection takes
+streams up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS; another connection is
+opened when all are full (h2's TooManyStreamsError counts as full), up to the
+cluster's circuit_breaker.max_connections_per_endpoint; beyond that, attempts wait
+for a stream slot, counted against max_pending_requests. A connection that
+receives GOAWAY drains: no new streams, those above last_stream_id are refused to
+their calls (never processed: retried elsewhere), it closes when its last stream
+ends. A connect is bounded by the cluster's connect_timeout; a failed one backs
+the endpoint off (exponential, jittered, capped) so a dead endpoint costs one
+connect per backoff period rather than one per call; attempts arriving meanwhile,
+and attempts waiting for a connection that fails, are refused to their calls,
+which retry them on another endpoint when they can.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from h2.exceptions import TooManyStreamsError
 
 from meshgrpc.addresses import split_address
 from meshgrpc.backoff import Backoff
-from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
 from meshgrpc.proxy.h2side import Flusher, H2Side
 
@@ -55,45 +57,42 @@ class UpstreamConnection(H2Side):
     def usable(self) -> bool:
         return not (self.draining or self.closed or self.full) and self.active < self.capacity()
 
-    def pipe_into(self, call):
-        return call.req
-
-    # -- events ---------------------------------------------------------------------
+    # -- events (self.calls maps stream ids to Attempts) ---------------------------------
     def on_response(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            call.on_response(ev.headers, ev.stream_ended is not None)
+        attempt = self.calls.get(ev.stream_id)
+        if attempt is not None:
+            attempt.on_response(ev.headers, ev.stream_ended is not None)
 
     def on_data(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is None:
+        attempt = self.calls.get(ev.stream_id)
+        if attempt is None:
             self.on_data_for_dropped_stream(ev)
         else:
-            call.resp.push(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)
+            attempt.on_data(ev)
 
     def on_trailers(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            call.on_response_trailers(ev.headers)
+        attempt = self.calls.get(ev.stream_id)
+        if attempt is not None:
+            attempt.on_trailers(ev.headers)
 
     def on_ended(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            call.resp.push(b"", 0, True)
+        attempt = self.calls.get(ev.stream_id)
+        if attempt is not None:
+            attempt.on_ended()
 
     def on_reset(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            call.on_upstream_reset(ev.error_code)
+        attempt = self.calls.get(ev.stream_id)
+        if attempt is not None:
+            attempt.on_reset(ev.error_code)
 
     def on_goaway(self, ev) -> None:
         # RFC 9113 §6.8: streams above last_stream_id were never processed and
         # may be retried; those at or below it finish on this connection.
         self.draining = True
         log.info("%r: GOAWAY %s last_stream_id=%d", self, ev.error_code, ev.last_stream_id)
-        for sid, call in sorted(self.calls.items()):
-            if sid > ev.last_stream_id and not call.retry_elsewhere("upstream GOAWAY"):
-                call.fail(gs.UNAVAILABLE, f"upstream {self.pool.address} went away before answering")
+        for sid, attempt in sorted(self.calls.items()):
+            if sid > ev.last_stream_id:
+                attempt.on_refused(f"upstream {self.pool.address} went away before answering")
         self.pool.connection_draining(self)
 
     def on_settings(self, ev) -> None:
@@ -110,8 +109,8 @@ class UpstreamConnection(H2Side):
         self.closed = True
         self.blocked.clear()
         why = f"upstream connection to {self.pool.address} lost"
-        for call in list(self.calls.values()):
-            call.on_upstream_lost(why)
+        for attempt in list(self.calls.values()):
+            attempt.on_lost(why)
         self.pool.connection_lost(self)
         self.flusher.flush()
 
@@ -128,12 +127,11 @@ class EndpointPool:
 
     def __init__(self, address: str, host: str, port: int, *, flusher: Flusher,
                  tuning: Tuning = DEFAULT_TUNING, clock=time.monotonic,
-                 rng: random.Random | None = None, connect_timeout: float = 5.0,
-                 max_waiters: int = 4096, max_streams_per_conn: int = 1000) -> None:
+                 rng: random.Random | None = None, max_waiters: int = 4096,
+                 max_streams_per_conn: int = 1000) -> None:
         self.address, self.host, self.port = address, host, port
         self.flusher, self.tuning, self.clock = flusher, tuning, clock
-        self.connect_timeout = connect_timeout
-        self.max_waiters = max_waiters
+        self.max_waiters = max_waiters  # a bound whatever the clusters' breakers say
         self.max_streams_per_conn = max_streams_per_conn
         self.backoff = Backoff(rng or random.Random(), jitter=0.2)
         self.retry_at = 0.0
@@ -148,36 +146,44 @@ class EndpointPool:
         return (f"<EndpointPool {self.address} conns={len(self.conns)} connecting={self.connecting} "
                 f"waiters={len(self.waiters)} closing={self.closing}>")
 
-    def attach(self, call) -> None:
-        """Start `call` on a connection now, or queue it until one is ready."""
+    def attach(self, attempt) -> None:
+        """Open `attempt`'s stream on a connection now, or queue it until one is ready."""
         for conn in self.conns:
             if conn.usable():
                 try:
-                    call.open_on(conn)
+                    attempt.open_on(conn)
                 except TooManyStreamsError:
                     conn.full = True
                     continue
                 conn.active += 1
                 return
         if self.closing:
-            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} was removed")
+            attempt.on_refused(f"endpoint {self.address} was removed")
             return
         if not self.connecting and self.clock() < self.retry_at:
-            unsent(call, f"endpoint {self.address} unreachable (reconnect backing off)")
+            attempt.on_refused(f"endpoint {self.address} unreachable (reconnect backing off)")
             return
-        if len(self.waiters) >= self.max_waiters:
-            call.fail(gs.UNAVAILABLE, f"too many calls waiting for a connection to {self.address}")
+        cluster = attempt.cluster
+        refused = cluster.load.admit_pending(cluster.spec.circuit_breaker)
+        if refused is None and len(self.waiters) >= self.max_waiters:
+            refused = f"too many calls waiting for a connection to {self.address}"
+        if refused is not None:
+            attempt.call.relay.emit("overflow", cluster.name, "max_pending_requests")
+            attempt.on_breaker(refused)
             return
-        self.waiters.append(call)
-        call.waiting_in = self
-        if not self.connecting:
-            self._connect()
+        self.waiters.append(attempt)
+        attempt.waiting = True
+        cluster.load.pending += 1
+        if not self.connecting and len(self.conns) < cluster.spec.circuit_breaker.max_connections_per_endpoint:
+            self._connect(cluster.spec.connect_timeout)
 
-    def forget(self, call) -> None:
+    def forget(self, attempt) -> None:
+        """`attempt` no longer waits (it ended while queued)."""
         try:
-            self.waiters.remove(call)
+            self.waiters.remove(attempt)
         except ValueError:
-            pass
+            return
+        _left_queue(attempt)
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.active -= 1
@@ -190,9 +196,13 @@ class EndpointPool:
     def serve_waiters(self) -> None:
         waiters = self.waiters
         while waiters and any(c.usable() for c in self.conns):
-            self.attach(waiters.popleft())
+            attempt = waiters.popleft()
+            _left_queue(attempt)
+            self.attach(attempt)
         if waiters and not self.connecting and not self.closing:
-            self._connect()  # every connection is full: add one
+            spec = waiters[0].cluster.spec
+            if len(self.conns) < spec.circuit_breaker.max_connections_per_endpoint:
+                self._connect(spec.connect_timeout)  # every connection is full: add one
 
     def connection_draining(self, conn: UpstreamConnection) -> None:
         conn.close_if_idle()
@@ -202,19 +212,18 @@ class EndpointPool:
         if conn in self.conns:
             self.conns.remove(conn)
 
-    def _connect(self) -> None:
+    def _connect(self, timeout: float) -> None:
         self.connecting += 1
         self.connects += 1
-        task = asyncio.get_running_loop().create_task(self._open())
+        task = asyncio.get_running_loop().create_task(self._open(timeout))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _open(self) -> None:
+    async def _open(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
-                self.connect_timeout)
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
         except (OSError, asyncio.TimeoutError) as e:
             self.connecting -= 1
             self._connect_failed(e)
@@ -235,18 +244,18 @@ class EndpointPool:
                     err or type(err).__name__, delay)
         waiters, self.waiters = self.waiters, collections.deque()
         msg = f"cannot connect to endpoint {self.address}: {err or type(err).__name__}"
-        for call in waiters:
-            call.waiting_in = None
-            unsent(call, msg)
+        for attempt in waiters:
+            _left_queue(attempt)
+            attempt.on_refused(msg)
         self.flusher.flush()
 
     def close(self, now: bool = False) -> None:
         """Stop taking calls; connections close once idle (or at once if `now`)."""
         self.closing = True
         waiters, self.waiters = self.waiters, collections.deque()
-        for call in waiters:
-            call.waiting_in = None
-            call.fail(gs.UNAVAILABLE, f"endpoint {self.address} was removed")
+        for attempt in waiters:
+            _left_queue(attempt)
+            attempt.on_refused(f"endpoint {self.address} was removed")
         for conn in list(self.conns):
             conn.draining = True
             if now and conn.transport is not None:
@@ -262,13 +271,10 @@ class EndpointPool:
         return not self.conns and not self.connecting
 
 
-def unsent(call, why: str) -> None:
-    """A call the endpoint never received (no connection to send it on): another
-    endpoint may take it, as for a stream refused before processing; otherwise it
-    fails UNAVAILABLE. Failing it would count a dead endpoint's unsent calls as
-    lost ones: only the calls in flight on an endpoint that dies may fail."""
-    if not call.retry_elsewhere(why):
-        call.fail(gs.UNAVAILABLE, why)
+def _left_queue(attempt) -> None:
+    if attempt.waiting:
+        attempt.waiting = False
+        attempt.cluster.load.pending -= 1
 
 
 

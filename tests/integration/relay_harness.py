@@ -13,10 +13,10 @@ import grpc
 import uvloop
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.listener import serve
 from meshgrpc.proxy.relay import Relay
-from meshgrpc.proxy.router import RouteTable
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamPools
 
@@ -40,7 +40,7 @@ def cluster_set(endpoints: dict[str, list[str]]) -> ClusterSet:
     sets = {n: resources_pb2.EndpointSet(cluster=n, endpoints=[resources_pb2.Endpoint(address=a)
                                                               for a in addrs])
             for n, addrs in endpoints.items()}
-    return ClusterSet.build(clusters, sets)
+    return cluster_set_of(clusters, sets)
 
 
 class Outcomes:
@@ -48,9 +48,13 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.events: list[tuple] = []
 
     def on_call_end(self, route, cluster, endpoint, grpc_status, http_status, latency) -> None:
         self.calls.append((route, cluster, endpoint, grpc_status, http_status, latency))
+
+    def on_event(self, event, name, detail) -> None:
+        self.events.append((event, name, detail))
 
 
 class RelayThread:

@@ -23,7 +23,8 @@ def test_admin_pages_follow_config_and_calls(tmp_path):
         dump = proxy.wait_config(lambda d: set(short_versions(d)) == TYPES, what="every type received")
         status, body = proxy.get("/ready")
         assert (status, body) == (503, "not ready: route config not found\n")
-        assert dump["control_plane"] == {"target": mesh.cp_address, "connected": True, "last_error": ""}
+        assert dump["control_plane"] == {"target": mesh.cp_address, "connected": True, "connects": 1,
+                                         "last_error": ""}
         # Scoped to what its route config reaches: without one, not even svc.
         assert dump["config"].get("clusters", []) == [] and dump["config"].get("routes", []) == []
         with proxy.channel() as channel:  # a call meanwhile is refused with the reason

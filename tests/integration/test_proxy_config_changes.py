@@ -143,8 +143,8 @@ def test_an_update_the_proxy_rejects_is_nacked_while_traffic_continues(tmp_path)
                                     s.state == management_pb2.TypeStatus.NACKED and s, 10, "the proxy NACKs")
                 assert nacked.sent_version == "2" and nacked.acked_version == "1"
                 assert nacked.error.endswith(
-                    "routes[0].virtual_hosts[0].routes[0].match.regex: regex '/grpc.testing.(' does not compile: "
-                    "missing ), unterminated subpattern at position 14"), nacked.error
+                    "routes[0].virtual_hosts[0].routes[0].match.regex: regex '/grpc.testing.(' is not valid RE2 "
+                    "syntax: missing ): /grpc.testing.("), nacked.error
                 assert proxy.metric("meshgrpc_proxy_config_nacks_total") == 1
                 assert proxy.versions()["RouteConfig"] == "1"
                 mark = load.ok

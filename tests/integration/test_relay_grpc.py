@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from meshgrpc.proxy.router import RouteTable
+from tests.support.specs import route_table_of
 from meshgrpc.proxy.state import ProxyState
 from tests.integration.relay_harness import (
     Backend, RelayThread, cluster_set, h2_request, route_config, start_plain_backend,
@@ -37,7 +37,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def relay(backend):
-    state = ProxyState(RouteTable.compile(route_config({"/echo.": "echo"})),
+    state = ProxyState(route_table_of(route_config({"/echo.": "echo"})),
                        cluster_set({"echo": [backend.address]}))
     with RelayThread(state) as r:
         yield r
@@ -130,7 +130,7 @@ def test_client_deadline_is_honoured_and_remaining_time_propagated(channel):
 
 
 def test_route_timeout_caps_the_call(backend):
-    state = ProxyState(RouteTable.compile(route_config({"/": "echo"}, timeout_s=0.2)),
+    state = ProxyState(route_table_of(route_config({"/": "echo"}, timeout_s=0.2)),
                        cluster_set({"echo": [backend.address]}))
     with RelayThread(state) as r, grpc.insecure_channel(r.address) as ch:
         t0 = time.monotonic()
@@ -153,7 +153,7 @@ def test_no_healthy_endpoint_and_connect_failure_are_unavailable(backend):
     refusing.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
     dead = "127.0.0.1:%d" % refusing.getsockname()[1]
     try:
-        state = ProxyState(RouteTable.compile(route_config({"/echo.": "dead", "/": "empty"})),
+        state = ProxyState(route_table_of(route_config({"/echo.": "dead", "/": "empty"})),
                            cluster_set({"dead": [dead], "empty": []}))
         with RelayThread(state) as r, grpc.insecure_channel(r.address) as ch:
             with pytest.raises(grpc.RpcError) as err:
@@ -176,7 +176,7 @@ def test_upstream_killed_mid_stream_fails_with_unavailable():
     proc = Proc([sys.executable, "-m", "tests.integration.relay_harness"])
     try:
         address = proc.address("backend")
-        state = ProxyState(RouteTable.compile(route_config({"/": "echo"})), cluster_set({"echo": [address]}))
+        state = ProxyState(route_table_of(route_config({"/": "echo"})), cluster_set({"echo": [address]}))
         with RelayThread(state) as r, grpc.insecure_channel(r.address) as ch:
             requests: queue.Queue = queue.Queue()
             call = ch.stream_stream("/echo.Echo/Bidi", request_serializer=ident, response_deserializer=ident)
@@ -194,7 +194,7 @@ def test_upstream_killed_mid_stream_fails_with_unavailable():
 
 def test_upstream_graceful_shutdown_lets_calls_in_flight_finish():
     b = Backend()
-    state = ProxyState(RouteTable.compile(route_config({"/": "echo"})), cluster_set({"echo": [b.address]}))
+    state = ProxyState(route_table_of(route_config({"/": "echo"})), cluster_set({"echo": [b.address]}))
     with RelayThread(state) as r, grpc.insecure_channel(r.address) as ch:
         assert unary(ch)(b"warm", timeout=5) == b"warm"  # the pool has a connection now
         fut = unary(ch).future(b"slow", metadata=(("x-sleep", "0.5"),), timeout=10)
@@ -206,7 +206,7 @@ def test_upstream_graceful_shutdown_lets_calls_in_flight_finish():
 
 
 def test_listener_drain_waits_for_calls_in_flight(backend):
-    state = ProxyState(RouteTable.compile(route_config({"/": "echo"})), cluster_set({"echo": [backend.address]}))
+    state = ProxyState(route_table_of(route_config({"/": "echo"})), cluster_set({"echo": [backend.address]}))
     r = RelayThread(state)
     try:
         with grpc.insecure_channel(r.address) as ch:
@@ -223,7 +223,7 @@ def test_plain_http2_request_through_the_same_listener(backend):
     r = RelayThread(ProxyState(None, cluster_set({})))
     try:
         server, address = r.run(start_plain_backend())
-        state = ProxyState(RouteTable.compile(route_config({"/echo.": "echo", "/plain": "plain"})),
+        state = ProxyState(route_table_of(route_config({"/echo.": "echo", "/plain": "plain"})),
                            cluster_set({"echo": [backend.address], "plain": [address]}))
         r.holder.swap(state)
         headers, body = h2_request(r.address, b"POST", b"/plain/x", b"hello h2")

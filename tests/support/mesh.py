@@ -220,11 +220,11 @@ class Mesh:
         return path
 
     def start_control_plane(self, config: dict | None = None, listen: str = "127.0.0.1:0",
-                            attempts: int = 1) -> str:
+                            attempts: int = 1, extra: tuple[str, ...] = ()) -> str:
         """Starts `meshgrpc control-plane` on the mesh's data dir (with `config` as
-        --config when given); returns its address. `attempts` > 1 retries a bind
-        failure (restarting on a port the previous process just released)."""
-        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir]
+        --config when given, and `extra` flags); returns its address. `attempts` > 1
+        retries a bind failure (restarting on a port the previous process just released)."""
+        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
         if config is not None:
             args += ["--config", self.write_config(config)]
         for attempt in range(attempts):
@@ -364,6 +364,11 @@ class Load:
     def ok(self) -> int:
         with self._lock:
             return len(self._log)
+
+    def latencies(self, after: float = 0.0, before: float = float("inf")) -> list[float]:
+        """Seconds taken by the successful calls that started in [after, before), in start order."""
+        with self._lock:
+            return [ended - started for started, ended, _ in self._log if after <= started < before]
 
     def labels(self, after: float = 0.0) -> collections.Counter:
         """Labels of the successful calls that started at or after `after` (monotonic time)."""

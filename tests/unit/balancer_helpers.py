@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import specs
 from meshgrpc.proxy.balancer import PickerEnv
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 
@@ -26,9 +27,9 @@ class FakeClock:
 def endpoint(address: str, weight: int = 1, zone: str = "", *, clock: FakeClock,
              decay: float = 10.0, default_rtt: float = 0.030) -> EndpointState:
     """`address` may be a bare name: it becomes "name:1", and tests compare `.host`."""
-    proto = resources_pb2.Endpoint(address=address if ":" in address else f"{address}:1", zone=zone)
-    proto.weight.value = weight
-    return EndpointState("c", proto, EndpointStats(default_rtt, clock()), clock=clock, decay=decay)
+    host = address.rpartition(":")[0] if ":" in address else address
+    spec = specs.EndpointSpec(address if ":" in address else f"{address}:1", host, 1, weight=weight, zone=zone)
+    return EndpointState("c", spec, EndpointStats(default_rtt, clock()), clock=clock, decay=decay)
 
 
 def endpoints(*specs: tuple[str, int] | str, clock: FakeClock, **kw) -> tuple[EndpointState, ...]:
@@ -40,9 +41,10 @@ def env(clock: FakeClock, seed: int = 0) -> PickerEnv:
     return PickerEnv(rng=random.Random(seed), clock=clock)
 
 
-def cluster(policy: str, **fields) -> resources_pb2.Cluster:
+def cluster(policy: str, **fields) -> specs.ClusterSpec:
     from google.protobuf import json_format
-    return json_format.ParseDict({"name": "c", "lb_policy": policy, **fields}, resources_pb2.Cluster())
+    return specs.cluster_spec(json_format.ParseDict({"name": "c", "lb_policy": policy, **fields},
+                                                    resources_pb2.Cluster()))
 
 
 def shares(picks, names) -> dict[str, float]:

@@ -10,9 +10,10 @@ import pytest
 
 from meshapi.v1 import resources_pb2
 
+from meshgrpc.config import specs
+from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.balancer import build_picker, peak_ewma
 from meshgrpc.proxy.balancer.single import SinglePicker
-from meshgrpc.proxy.cluster import ClusterSet
 from tests.unit.balancer_helpers import FakeClock, cluster, endpoints, env
 
 PEAK = cluster("PEAK_EWMA")
@@ -145,11 +146,11 @@ def test_weight_scales_the_cost():
 
 def test_new_endpoint_starts_at_default_rtt_from_config():
     c = cluster("PEAK_EWMA", peak_ewma={"decay": "5s", "default_rtt": "0.100s"})
-    assert peak_ewma.default_rtt_of(c) == 0.100 and peak_ewma.decay_of(c) == 5.0
-    assert peak_ewma.default_rtt_of(PEAK) == 0.030 and peak_ewma.decay_of(PEAK) == 10.0
+    assert (c.peak_ewma.default_rtt, c.peak_ewma.decay) == (0.100, 5.0)
+    assert (PEAK.peak_ewma.default_rtt, PEAK.peak_ewma.decay) == (0.030, 10.0)
     clock = FakeClock()
     endpoint_set = resources_pb2.EndpointSet(cluster="c", endpoints=[resources_pb2.Endpoint(address="a:1")])
-    ep = ClusterSet.build({"c": c}, {"c": endpoint_set}, clock=clock).get("c").endpoints[0]
+    ep = ClusterSet.build({"c": c}, {"c": specs.endpoint_specs(endpoint_set)}, clock=clock).get("c").endpoints[0]
     assert ep.rtt_estimate() == 0.100
     clock.advance(5.0)
     assert ep.rtt_estimate() == pytest.approx(0.100 / math.e)  # idle decay with the configured constant

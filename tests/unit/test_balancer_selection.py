@@ -8,6 +8,7 @@ import random
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of
 from meshgrpc.proxy.cluster import ClusterSet
 from tests.unit.balancer_helpers import FakeClock
 
@@ -16,7 +17,7 @@ def build(policy: str = "ROUND_ROBIN", eps=(), zone: str = "", clock=None, previ
     c = json_format.ParseDict({"name": "api", "lb_policy": policy, **fields}, resources_pb2.Cluster())
     items = [{"address": e} if isinstance(e, str) else e for e in eps]
     s = json_format.ParseDict({"cluster": "api", "endpoints": items}, resources_pb2.EndpointSet())
-    return ClusterSet.build({"api": c}, {"api": s}, previous, rng=random.Random(0),
+    return cluster_set_of({"api": c}, {"api": s}, previous, rng=random.Random(0),
                             clock=clock or FakeClock(), local_zone=zone)
 
 

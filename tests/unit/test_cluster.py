@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of
 from meshgrpc.errors import ConfigError
 from meshgrpc.addresses import split_address
 from meshgrpc.proxy.cluster import ClusterSet
@@ -27,7 +28,7 @@ def endpoints(name: str, *eps: dict | str) -> resources_pb2.EndpointSet:
 def build(sets: list[resources_pb2.EndpointSet], previous: ClusterSet | None = None,
           clusters: list[resources_pb2.Cluster] | None = None) -> ClusterSet:
     clusters = clusters or [cluster(s.cluster) for s in sets]
-    return ClusterSet.build({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
+    return cluster_set_of({c.name: c for c in clusters}, {s.cluster: s for s in sets}, previous,
                             rng=random.Random(0))
 
 
@@ -40,7 +41,7 @@ def test_endpoint_fields_from_config():
                           "[::1]:9090")])
     first, second = cs.get("api").endpoints
     assert (first.address, first.host, first.port, first.weight, first.zone) == ("10.0.0.1:8080", "10.0.0.1", 8080, 3, "b")
-    assert first.metadata == {"v": "2"} and first.cluster == "api"
+    assert first.spec.metadata == (("v", "2"),) and first.cluster == "api"
     assert (second.host, second.port, second.weight, second.zone) == ("::1", 9090, 1, "")
 
 
@@ -148,7 +149,8 @@ def test_describe_and_repr_show_state():
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
                        "times_ejected": 0,
-                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None}],
+                       "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None,
+                       "metadata": {}}],
     }]}
     assert cs.snapshot().keys() == cs.describe().keys()
     assert repr(cs) == "<ClusterSet [api:1/1]>"
@@ -175,7 +177,7 @@ def test_pick_cost(capsys):
         print(f"\nClusterState.pick(): {pick:.3f} µs; with on_start/on_finish: {full:.3f} µs")
 
 
-def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_another():
+def test_pick_avoiding_never_returns_an_endpoint_already_tried_when_there_is_another():
     # A retry after an endpoint never received the call (connection refused) must
     # not land on it again: ring hash would send the same key there every time.
     cs = build([endpoints("api", "a:1", "b:1", "c:1")], clusters=[cluster("api", lb_policy="RING_HASH")])
@@ -183,10 +185,10 @@ def test_pick_other_never_returns_the_endpoint_a_retry_avoids_when_there_is_anot
     for key in (b"k%d" % i for i in range(50)):
         first = state.pick(key)
         assert state.pick(key) is first
-        assert state.pick_other(first, key) not in (first, None)
+        assert state.pick_avoiding([first], key) not in (first, None)
     single = build([endpoints("one", "a:1")]).get("one")
     only = single.pick()
-    assert single.pick_other(only) is only  # nowhere else to go
+    assert single.pick_avoiding([only]) is only  # nowhere else to go
 
 
 def test_listen_addresses_may_ask_for_any_free_port():

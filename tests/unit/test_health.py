@@ -10,7 +10,9 @@ import random
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
+from tests.support.specs import cluster_set_of
 from meshgrpc.proxy.health import CheckSettings, HealthChecker, Verdict
 from tests.support.interop_server import start_in_process
 
@@ -22,7 +24,7 @@ def cluster_set(addresses: list[str], previous=None, **hc) -> ClusterSet:
         "interval": "0.05s", "timeout": "0.5s", "unhealthy_threshold": 2, "healthy_threshold": 1, **hc}},
         resources_pb2.Cluster())
     s = resources_pb2.EndpointSet(cluster="api", endpoints=[resources_pb2.Endpoint(address=a) for a in addresses])
-    return ClusterSet.build({"api": c}, {"api": s}, previous, rng=random.Random(0))
+    return cluster_set_of({"api": c}, {"api": s}, previous, rng=random.Random(0))
 
 
 class Recorder:
@@ -107,7 +109,7 @@ def test_sync_starts_and_stops_checks_with_config():
         second = cluster_set(["127.0.0.1:2", "127.0.0.1:3"], previous=first)
         checker.sync(second)
         assert checker.checking() == {("api", "127.0.0.1:2"), ("api", "127.0.0.1:3")}
-        plain = ClusterSet.build({"api": resources_pb2.Cluster(name="api")}, {"api": second.get("api").endpoint_set})
+        plain = ClusterSet.build({"api": specs.ClusterSpec(name="api")}, {"api": second.get("api").endpoint_specs})
         checker.sync(plain)  # health_check removed
         assert checker.checking() == set()
         await checker.stop()
@@ -123,6 +125,6 @@ def test_verdict_thresholds():
 
 
 def test_settings_defaults():
-    s = CheckSettings.from_config(resources_pb2.HealthCheck())
+    s = specs.cluster_spec(resources_pb2.Cluster(name="c", health_check=resources_pb2.HealthCheck())).health_check
     assert (s.interval, s.timeout, s.unhealthy_threshold, s.healthy_threshold, s.service_name,
             s.jitter_fraction) == (5.0, 1.0, 2, 1, "", 0.1)

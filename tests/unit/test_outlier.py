@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import random
 
@@ -9,11 +11,17 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
+from tests.support.specs import cluster_set_of
 from meshgrpc.proxy.outlier import Decision, OutlierDetector, OutlierTally, OutlierTicker
 from tests.unit.balancer_helpers import FakeClock
 
 UNAVAILABLE, NOT_FOUND, OK = 14, 5, 0
+
+
+def detector_of(fields: dict) -> OutlierDetector:
+    return OutlierDetector.of(specs.outlier_spec(json_format.ParseDict(fields, resources_pb2.OutlierDetection())))
 
 
 def tallies(n: int) -> dict[str, OutlierTally]:
@@ -39,8 +47,7 @@ def test_only_configured_codes_count():
     t = OutlierTally()
     assert fail(d, t, 5, NOT_FOUND) == [False] * 5 and t.failures == 0
     assert d.record(t, False, None) is False and d.record(t, False, None) is True  # no status, not ok
-    custom = OutlierDetector.from_config(json_format.ParseDict(
-        {"consecutive_failures": 2, "failure_status_codes": [5]}, resources_pb2.OutlierDetection()))
+    custom = detector_of({"consecutive_failures": 2, "failure_status_codes": [5]})
     t = OutlierTally()
     assert fail(custom, t, 2, UNAVAILABLE) == [False, False] and fail(custom, t, 2, NOT_FOUND) == [False, True]
 
@@ -130,7 +137,7 @@ def test_failure_percentage():
 
 
 def test_defaults_from_an_empty_config():
-    d = OutlierDetector.from_config(resources_pb2.OutlierDetection())
+    d = detector_of({})
     assert (d.consecutive_failures, d.interval, d.base_ejection_time, d.max_ejection_time,
             d.max_ejection_percent, sorted(d.failure_codes), d.stdev_factor,
             d.success_rate_volume, d.failure_percentage_threshold) == \
@@ -145,7 +152,7 @@ def cluster_set(clock: FakeClock, n: int = 4, **od) -> ClusterSet:
         resources_pb2.Cluster())
     s = resources_pb2.EndpointSet(cluster="api", endpoints=[
         resources_pb2.Endpoint(address=f"e{i}:1") for i in range(n)])
-    return ClusterSet.build({"api": c}, {"api": s}, rng=random.Random(0), clock=clock)
+    return cluster_set_of({"api": c}, {"api": s}, rng=random.Random(0), clock=clock)
 
 
 def call(cs: ClusterSet, address: str, status: int) -> None:
@@ -202,9 +209,9 @@ def test_ejection_survives_a_config_rebuild():
     cs = cluster_set(clock)
     for _ in range(5):
         call(cs, "e0:1", UNAVAILABLE)
-    rebuilt = ClusterSet.build({"api": cs.get("api").config.__class__(
-        name="api", lb_policy=resources_pb2.Cluster.RANDOM, outlier_detection=cs.get("api").config.outlier_detection)},
-        {"api": cs.get("api").endpoint_set}, cs, rng=random.Random(0), clock=clock)
+    old = cs.get("api")
+    rebuilt = ClusterSet.build({"api": dataclasses.replace(old.spec, lb_policy="RANDOM")},
+                               {"api": old.endpoint_specs}, cs, rng=random.Random(0), clock=clock)
     assert "e0:1" not in picked(rebuilt)
 
 

@@ -16,12 +16,11 @@ from h2.events import (
 from h2.settings import SettingCodes
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import cluster_set_of, route_table_of
 from meshgrpc.proxy import grpc_status as gs
-from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.h2conf import Tuning, _GoawayTolerantStateMachine
 from meshgrpc.proxy.listener import DownstreamConnection, Listener
 from meshgrpc.proxy.relay import Relay
-from meshgrpc.proxy.router import RouteTable
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamConnection, UpstreamPools
 
@@ -91,11 +90,11 @@ class Rig:
         route.route.cluster = "c"
         if timeout_s is not None:
             route.route.timeout.FromNanoseconds(int(timeout_s * 1e9))
-        clusters = ClusterSet.build(
+        clusters = cluster_set_of(
             {"c": resources_pb2.Cluster(name="c", lb_policy=resources_pb2.Cluster.ROUND_ROBIN)},
             {"c": resources_pb2.EndpointSet(cluster="c", endpoints=[resources_pb2.Endpoint(address=ADDR)])})
         self.pools = UpstreamPools(tuning=tuning)
-        self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(rc), clusters)), self.pools)
+        self.relay = Relay(StateHolder(ProxyState(route_table_of(rc), clusters)), self.pools)
         self.listener = Listener(self.relay, "127.0.0.1", 0, tuning=tuning)
         self.client = Peer(DownstreamConnection(self.listener), client=True)
         pool = self.pools.get(ADDR)
@@ -222,7 +221,8 @@ def test_slow_reader_buffers_at_most_one_window_then_drains_intact():
         rig.exchange()
     call = rig.client.side.calls[sid]
     assert sent <= window + 1024  # the upstream was stopped by the window, not by us
-    assert call.resp.buffered <= window
+    pipe = call.winner.resp
+    assert pipe.buffered <= window
     got = bytearray(b"".join(e.data for e in of(rig.client.events, DataReceived, sid)))
     assert len(got) == 1024
     # The reader speeds up: data flows end to end as windows open.
@@ -241,7 +241,7 @@ def test_slow_reader_buffers_at_most_one_window_then_drains_intact():
             up.h2.send_data(usid, payload[sent:sent + n], end_stream=sent + n == len(payload))
             sent += n
         up.exchange()
-        assert call.resp.buffered <= window
+        assert pipe.buffered <= window
     assert bytes(got) == payload
 
 

@@ -11,12 +11,13 @@ import pytest
 from google.protobuf import json_format
 
 from meshapi.v1 import resources_pb2
+from tests.support.specs import route_table_of
 from meshgrpc.proxy.router import RouteTable
 
 
 def table(virtual_hosts: list[dict], seed: int = 1) -> RouteTable:
     config = json_format.ParseDict({"name": "default", "virtual_hosts": virtual_hosts}, resources_pb2.RouteConfig())
-    return RouteTable.compile(config, rng=random.Random(seed))
+    return route_table_of(config, rng=random.Random(seed))
 
 
 def routes_table(routes: list[dict], **kw) -> RouteTable:
@@ -115,6 +116,22 @@ def test_regex_must_match_the_whole_path():
     assert cluster_of(t, b"/a123b") == "c0"
     assert cluster_of(t, b"/a123bc") is None
     assert cluster_of(t, b"x/a123b") is None
+
+
+def test_regexes_are_re2_on_the_raw_bytes():
+    t = routes_table([
+        {"match": {"regex": "/r/(a+)+"}},
+        {"match": {"prefix": "/", "headers": [{"name": "x-n", "regex": r"\d+"}]}},
+        {"match": {"regex": "/caf./.*"}},
+    ])
+    started = time.perf_counter()
+    assert cluster_of(t, b"/r/" + b"a" * 5_000 + b"!") is None   # no backtracking
+    assert time.perf_counter() - started < 0.010
+    assert cluster_of(t, b"/r/aaaa") == "c0"
+    assert cluster_of(t, b"/x", [(b"x-n", b"42")]) == "c1"
+    assert cluster_of(t, b"/x", [(b"x-n", "٤٢".encode())]) is None   # \d is ASCII digits in RE2
+    assert cluster_of(t, "/café/m".encode()) == "c2"                  # . is one UTF-8 character
+    assert cluster_of(t, b"/caf\xff/m") is None                      # ...and never a stray byte
 
 
 def test_query_string_is_ignored_by_every_path_matcher():
@@ -289,10 +306,10 @@ def test_route_action_fields():
     # the names headers_to_add replace are dropped from the request too
     assert tuned.headers_to_remove == frozenset({b"x-debug", b"cookie", b"x-env", b"x-empty"})
     assert tuned.hash_header == b"x-user"
-    assert tuned.retry_policy.num_retries.value == 2
+    assert tuned.action.retry.num_retries == 2
     plain = t.route(b"svc", b"/b/m", [])
     assert plain.name == "vh/1"  # unnamed routes are named by virtual host and index
-    assert plain.timeout is None and plain.hash_header is None and plain.retry_policy is None
+    assert plain.timeout is None and plain.hash_header is None and plain.action.retry is None
     assert plain.headers_to_add == () and plain.headers_to_remove == frozenset()
     assert plain.pick_cluster() == "b"
 

@@ -36,6 +36,7 @@ EP = "endpoints[0].endpoints[0]"
 VH = "routes[0].virtual_hosts[0]"
 R0 = f"{VH}.routes[0]"
 R1 = f"{VH}.routes[1]"
+A0 = f"{R0}.route"
 
 
 def errors_after(mutate) -> list:
@@ -58,6 +59,11 @@ def vhost(doc) -> dict:
 
 def route(doc, i: int) -> dict:
     return vhost(doc)["routes"][i]
+
+
+def act(doc) -> dict:
+    """The first route's action."""
+    return route(doc, 0)["route"]
 
 
 def a_route(cluster_name: str = "greeter") -> dict:
@@ -142,9 +148,18 @@ CASES = [
     ("path without slash", lambda d: route(d, 1).update(match={"path": "a/b"}), f"{R1}.match.path",
      'must start with "/"'),
     ("path regex does not compile", lambda d: route(d, 1).update(match={"regex": "/(a"}), f"{R1}.match.regex",
-     "does not compile"),
+     "regex '/(a' is not valid RE2 syntax: missing ): /(a"),
     ("header regex does not compile", lambda d: route(d, 0)["match"].update(headers=[{"name": "x-a", "regex": "["}]),
-     f"{R0}.match.headers[0].regex", "does not compile"),
+     f"{R0}.match.headers[0].regex", "is not valid RE2 syntax: missing ]: ["),
+    # Python's re accepts these; RE2 (linear time, gRPC's dialect) has no backtracking features.
+    ("regex backreference", lambda d: route(d, 1).update(match={"regex": r"/(a)\1"}), f"{R1}.match.regex",
+     r"not valid RE2 syntax: invalid escape sequence: \1"),
+    ("regex lookahead", lambda d: route(d, 0)["match"].update(headers=[{"name": "x-a", "regex": "(?=a)a"}]),
+     f"{R0}.match.headers[0].regex", "not valid RE2 syntax: invalid perl operator: (?="),
+    ("regex python unicode escape", lambda d: route(d, 1).update(match={"regex": r"/\u00e9"}), f"{R1}.match.regex",
+     r"invalid escape sequence: \u"),
+    ("regex program too large", lambda d: route(d, 1).update(match={"regex": r"/.*(?:.{0,20}a){10}.*z"}),
+     f"{R1}.match.regex", "compiles to 1832 RE2 instructions, more than 1000"),
     ("header name upper case", lambda d: route(d, 0)["match"]["headers"][0].update(name="X-Canary"),
      f"{R0}.match.headers[0].name", "must be lower case"),
     ("header name -bin", lambda d: route(d, 0)["match"]["headers"][0].update(name="x-trace-bin"),
@@ -201,9 +216,64 @@ CASES = [
      f"{R0}.route.retry_policy.num_retries", "out of range 0-10"),
     ("retry on unknown status", lambda d: route(d, 0)["route"].update(retry_policy={"retry_on": ["UNAVAILABLE",
                                                                                                "NOPE"]}),
-     f"{R0}.route.retry_policy.retry_on[1]", "not a retryable gRPC status"),
+     f"{R0}.route.retry_policy.retry_on[1]", "is not a retry condition"),
     ("retry on OK", lambda d: route(d, 0)["route"].update(retry_policy={"retry_on": ["0"]}),
-     f"{R0}.route.retry_policy.retry_on[0]", "not a retryable gRPC status"),
+     f"{R0}.route.retry_policy.retry_on[0]", "is not a retry condition"),
+    ("retry on unknown condition", lambda d: act(d).update(retry_policy={"retry_on": ["5xx"]}),
+     f"{A0}.retry_policy.retry_on[0]", "connect-failure, refused-stream, reset"),
+    ("back-off below 1ms", lambda d: act(d).update(retry_policy={"retry_back_off": {"base_interval": "0.0005s"}}),
+     f"{A0}.retry_policy.retry_back_off.base_interval", "below 1ms"),
+    ("back-off max below base", lambda d: act(d).update(retry_policy={"retry_back_off": {
+        "base_interval": "0.5s", "max_interval": "0.1s"}}),
+     f"{A0}.retry_policy.retry_back_off.max_interval", "shorter than base_interval"),
+    ("hedge with retry", lambda d: act(d).update(retry_policy={}, hedge_policy={"hedge_after": "0.02s"}),
+     f"{A0}.hedge_policy", "cannot both be set (gRFC A6)"),
+    ("hedge without delay", lambda d: act(d).update(hedge_policy={"max_attempts": 2}),
+     f"{A0}.hedge_policy.hedge_after", "hedge_after is required"),
+    ("hedge too many attempts", lambda d: act(d).update(hedge_policy={"hedge_after": "1s", "max_attempts": 6}),
+     f"{A0}.hedge_policy.max_attempts", "out of range 2-5"),
+    ("hedge on unknown status", lambda d: act(d).update(hedge_policy={"hedge_after": "1s",
+                                                                    "hedge_on_statuses": ["NOPE"]}),
+     f"{A0}.hedge_policy.hedge_on_statuses[0]", "is not a gRPC status"),
+    ("idle timeout zero", lambda d: act(d).update(idle_timeout="0s"), f"{A0}.idle_timeout", "must be positive"),
+    ("retry buffer too big", lambda d: act(d).update(retry_buffer_limit=(16 << 20) + 1),
+     f"{A0}.retry_buffer_limit", "out of range 0-16777216 bytes"),
+    ("rate limit zero", lambda d: act(d).update(rate_limit={"requests_per_second": 0}),
+     f"{A0}.rate_limit.requests_per_second", "more than 0"),
+    ("rate limit burst zero", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "burst": 0}),
+     f"{A0}.rate_limit.burst", "at least 1"),
+    ("rate limit key upper case", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "key_header": "X-U"}),
+     f"{A0}.rate_limit.key_header", "must be lower case"),
+    ("rate limit no keys", lambda d: act(d).update(rate_limit={"requests_per_second": 5, "max_keys": 0}),
+     f"{A0}.rate_limit.max_keys", "out of range 1-1000000"),
+    ("fault with nothing", lambda d: act(d).update(fault={"header_gate": "x-f"}), f"{A0}.fault",
+     "set delay, abort or both"),
+    ("fault delay without duration", lambda d: act(d).update(fault={"delay": {"percent": 5}}),
+     f"{A0}.fault.delay.fixed_delay", "fixed_delay is required"),
+    ("fault percent over 100", lambda d: act(d).update(fault={"abort": {"grpc_status": "UNAVAILABLE", "percent": 101}}),
+     f"{A0}.fault.abort.percent", "out of range 0-100"),
+    ("fault abort status OK", lambda d: act(d).update(fault={"abort": {"grpc_status": "OK", "percent": 5}}),
+     f"{A0}.fault.abort.grpc_status", "not a gRPC error status"),
+    ("fault abort http 600", lambda d: act(d).update(fault={"abort": {"http_status": 600, "percent": 5}}),
+     f"{A0}.fault.abort.http_status", "out of range 200-599"),
+    ("fault abort neither", lambda d: act(d).update(fault={"abort": {"percent": 5}}),
+     f"{A0}.fault.abort", "exactly one of grpc_status and http_status"),
+    ("fault gate upper case", lambda d: act(d).update(fault={"abort": {"http_status": 503}, "header_gate": "X-F"}),
+     f"{A0}.fault.header_gate", "must be lower case"),
+    ("mirror to a missing cluster", lambda d: act(d).update(mirror={"cluster": "shadow"}),
+     f"{A0}.mirror.cluster", 'cluster "shadow" does not exist'),
+    ("mirror percent over 100", lambda d: act(d).update(mirror={"cluster": "greeter", "percent": 150}),
+     f"{A0}.mirror.percent", "out of range 0-100"),
+    ("mirror in flight zero", lambda d: act(d).update(mirror={"cluster": "greeter", "max_in_flight": 0}),
+     f"{A0}.mirror.max_in_flight", "out of range 1-100000"),
+    ("connections per endpoint zero", lambda d: cluster(d).update(circuit_breaker={"max_connections_per_endpoint": 0}),
+     f"{C0}.circuit_breaker.max_connections_per_endpoint", "out of range 1-1024"),
+    ("retry ratio negative", lambda d: cluster(d).update(retry_budget={"retry_ratio": -0.1}),
+     f"{C0}.retry_budget.retry_ratio", "out of range 0-1000"),
+    ("retry budget window too short", lambda d: cluster(d).update(retry_budget={"ttl": "0.5s"}),
+     f"{C0}.retry_budget.ttl", "below 1s"),
+    ("retry budget window too long", lambda d: cluster(d).update(retry_budget={"ttl": "61s"}),
+     f"{C0}.retry_budget.ttl", "longer than the limit of 60s"),
     # enums arriving as numbers
     ("lb policy out of range", lambda d: cluster(d).update(lb_policy=42), f"{C0}.lb_policy",
      "42 is not a valid LbPolicy"),
@@ -265,6 +335,8 @@ VALID = [
                                                                                 "exact": "POST"})),
     ("regexes", lambda d: route(d, 1).update(match={"regex": r"/helloworld\.Greeter/.*",
                                                      "headers": [{"name": "x-a", "regex": "v[0-9]+"}]})),
+    ("backtracking-prone regex is fine in RE2", lambda d: route(d, 1).update(match={"regex": "/r/(a+)+"})),
+    ("regex with non-ASCII", lambda d: route(d, 1).update(match={"regex": r"/caf\x{e9}/é+/[à-ÿ]"})),
     ("one weighted cluster at zero", lambda d: route(d, 1)["route"]["weighted_clusters"][1].update(weight=0)),
     ("full cluster tuning", lambda d: cluster(d).update(
         connect_timeout="0.250s", panic_threshold_percent=0,

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from meshapi.v1 import resources_pb2 as meshapi_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshapi/v1/management.proto\x12\nmeshapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1ameshapi/v1/resources.proto\"X\n\x0c\x41pplyRequest\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x16.meshapi.v1.MeshConfig\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"\xcf\x01\n\x0eResourceChange\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32!.meshapi.v1.ResourceChange.Action\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\"F\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"\xa8\x01\n\rApplyResponse\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.meshapi.v1.ResourceChange\x12\x39\n\x08versions\x18\x02 \x03(\x0b\x32\'.meshapi.v1.ApplyResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\nGetRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9f\x01\n\x0bGetResponse\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x16.meshapi.v1.MeshConfig\x12\x37\n\x08versions\x18\x02 \x03(\x0b\x32%.meshapi.v1.GetResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\rDeleteRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"=\n\x0e\x44\x65leteResponse\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.meshapi.v1.ResourceChange\"\x14\n\x12ProxyStatusRequest\"\x96\x01\n\x0bProxyStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x33\n\x0f\x63onnected_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05types\x18\x05 \x03(\x0b\x32\x16.meshapi.v1.TypeStatus\"\xe5\x01\n\nTypeStatus\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .meshapi.v1.TypeStatus.SyncState\x12\x14\n\x0csent_version\x18\x03 \x01(\t\x12\x15\n\racked_version\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"X\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06SYNCED\x10\x01\x12\t\n\x05STALE\x10\x02\x12\n\n\x06NACKED\x10\x03\x12\x0c\n\x08NOT_SENT\x10\x04\"\xb1\x01\n\x13ProxyStatusResponse\x12(\n\x07proxies\x18\x01 \x03(\x0b\x32\x17.meshapi.v1.ProxyStatus\x12?\n\x08versions\x18\x02 \x03(\x0b\x32-.meshapi.v1.ProxyStatusResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0fRegisterRequest\x12&\n\x08instance\x18\x01 \x01(\x0b\x32\x14.meshapi.v1.Instance\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\"\xb1\x01\n\x08Instance\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x34\n\x08metadata\x18\x05 \x03(\x0b\x32\".meshapi.v1.Instance.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x10RegisterResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08lease_id\x18\x02 \x01(\x03*T\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43LUSTER\x10\x01\x12\r\n\tENDPOINTS\x10\x02\x12\t\n\x05ROUTE\x10\x03\x32\xde\x02\n\nManagement\x12<\n\x05\x41pply\x12\x18.meshapi.v1.ApplyRequest\x1a\x19.meshapi.v1.ApplyResponse\x12\x36\n\x03Get\x12\x16.meshapi.v1.GetRequest\x1a\x17.meshapi.v1.GetResponse\x12?\n\x06\x44\x65lete\x12\x19.meshapi.v1.DeleteRequest\x1a\x1a.meshapi.v1.DeleteResponse\x12N\n\x0bProxyStatus\x12\x1e.meshapi.v1.ProxyStatusRequest\x1a\x1f.meshapi.v1.ProxyStatusResponse\x12I\n\x08Register\x12\x1b.meshapi.v1.RegisterRequest\x1a\x1c.meshapi.v1.RegisterResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmeshapi/v1/management.proto\x12\nmeshapi.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1ameshapi/v1/resources.proto\"m\n\x0c\x41pplyRequest\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x16.meshapi.v1.MeshConfig\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x13\n\x0b\x61llow_empty\x18\x04 \x01(\x08\"\xcf\x01\n\x0eResourceChange\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32!.meshapi.v1.ResourceChange.Action\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\"F\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07REMOVED\x10\x03\"\xa8\x01\n\rApplyResponse\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.meshapi.v1.ResourceChange\x12\x39\n\x08versions\x18\x02 \x03(\x0b\x32\'.meshapi.v1.ApplyResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\nGetRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x9f\x01\n\x0bGetResponse\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x16.meshapi.v1.MeshConfig\x12\x37\n\x08versions\x18\x02 \x03(\x0b\x32%.meshapi.v1.GetResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\rDeleteRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.meshapi.v1.ResourceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\"=\n\x0e\x44\x65leteResponse\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.meshapi.v1.ResourceChange\"\x14\n\x12ProxyStatusRequest\"\x96\x01\n\x0bProxyStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x33\n\x0f\x63onnected_since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05types\x18\x05 \x03(\x0b\x32\x16.meshapi.v1.TypeStatus\"\xe5\x01\n\nTypeStatus\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .meshapi.v1.TypeStatus.SyncState\x12\x14\n\x0csent_version\x18\x03 \x01(\t\x12\x15\n\racked_version\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"X\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06SYNCED\x10\x01\x12\t\n\x05STALE\x10\x02\x12\n\n\x06NACKED\x10\x03\x12\x0c\n\x08NOT_SENT\x10\x04\"\xb1\x01\n\x13ProxyStatusResponse\x12(\n\x07proxies\x18\x01 \x03(\x0b\x32\x17.meshapi.v1.ProxyStatus\x12?\n\x08versions\x18\x02 \x03(\x0b\x32-.meshapi.v1.ProxyStatusResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0fRegisterRequest\x12&\n\x08instance\x18\x01 \x01(\x0b\x32\x14.meshapi.v1.Instance\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\"\xb1\x01\n\x08Instance\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x0c\n\x04zone\x18\x04 \x01(\t\x12\x34\n\x08metadata\x18\x05 \x03(\x0b\x32\".meshapi.v1.Instance.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x10RegisterResponse\x12,\n\tlease_ttl\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08lease_id\x18\x02 \x01(\x03*T\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43LUSTER\x10\x01\x12\r\n\tENDPOINTS\x10\x02\x12\t\n\x05ROUTE\x10\x03\x32\xde\x02\n\nManagement\x12<\n\x05\x41pply\x12\x18.meshapi.v1.ApplyRequest\x1a\x19.meshapi.v1.ApplyResponse\x12\x36\n\x03Get\x12\x16.meshapi.v1.GetRequest\x1a\x17.meshapi.v1.GetResponse\x12?\n\x06\x44\x65lete\x12\x19.meshapi.v1.DeleteRequest\x1a\x1a.meshapi.v1.DeleteResponse\x12N\n\x0bProxyStatus\x12\x1e.meshapi.v1.ProxyStatusRequest\x1a\x1f.meshapi.v1.ProxyStatusResponse\x12I\n\x08Register\x12\x1b.meshapi.v1.RegisterRequest\x1a\x1c.meshapi.v1.RegisterResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,48 +42,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROXYSTATUSRESPONSE_VERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_INSTANCE_METADATAENTRY']._loaded_options = None
   _globals['_INSTANCE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_RESOURCEKIND']._serialized_start=1916
-  _globals['_RESOURCEKIND']._serialized_end=2000
+  _globals['_RESOURCEKIND']._serialized_start=1937
+  _globals['_RESOURCEKIND']._serialized_end=2021
   _globals['_APPLYREQUEST']._serialized_start=136
-  _globals['_APPLYREQUEST']._serialized_end=224
-  _globals['_RESOURCECHANGE']._serialized_start=227
-  _globals['_RESOURCECHANGE']._serialized_end=434
-  _globals['_RESOURCECHANGE_ACTION']._serialized_start=364
-  _globals['_RESOURCECHANGE_ACTION']._serialized_end=434
-  _globals['_APPLYRESPONSE']._serialized_start=437
-  _globals['_APPLYRESPONSE']._serialized_end=605
-  _globals['_APPLYRESPONSE_VERSIONSENTRY']._serialized_start=558
-  _globals['_APPLYRESPONSE_VERSIONSENTRY']._serialized_end=605
-  _globals['_GETREQUEST']._serialized_start=607
-  _globals['_GETREQUEST']._serialized_end=673
-  _globals['_GETRESPONSE']._serialized_start=676
-  _globals['_GETRESPONSE']._serialized_end=835
-  _globals['_GETRESPONSE_VERSIONSENTRY']._serialized_start=558
-  _globals['_GETRESPONSE_VERSIONSENTRY']._serialized_end=605
-  _globals['_DELETEREQUEST']._serialized_start=837
-  _globals['_DELETEREQUEST']._serialized_end=923
-  _globals['_DELETERESPONSE']._serialized_start=925
-  _globals['_DELETERESPONSE']._serialized_end=986
-  _globals['_PROXYSTATUSREQUEST']._serialized_start=988
-  _globals['_PROXYSTATUSREQUEST']._serialized_end=1008
-  _globals['_PROXYSTATUS']._serialized_start=1011
-  _globals['_PROXYSTATUS']._serialized_end=1161
-  _globals['_TYPESTATUS']._serialized_start=1164
-  _globals['_TYPESTATUS']._serialized_end=1393
-  _globals['_TYPESTATUS_SYNCSTATE']._serialized_start=1305
-  _globals['_TYPESTATUS_SYNCSTATE']._serialized_end=1393
-  _globals['_PROXYSTATUSRESPONSE']._serialized_start=1396
-  _globals['_PROXYSTATUSRESPONSE']._serialized_end=1573
-  _globals['_PROXYSTATUSRESPONSE_VERSIONSENTRY']._serialized_start=558
-  _globals['_PROXYSTATUSRESPONSE_VERSIONSENTRY']._serialized_end=605
-  _globals['_REGISTERREQUEST']._serialized_start=1575
-  _globals['_REGISTERREQUEST']._serialized_end=1650
-  _globals['_INSTANCE']._serialized_start=1653
-  _globals['_INSTANCE']._serialized_end=1830
-  _globals['_INSTANCE_METADATAENTRY']._serialized_start=1783
-  _globals['_INSTANCE_METADATAENTRY']._serialized_end=1830
-  _globals['_REGISTERRESPONSE']._serialized_start=1832
-  _globals['_REGISTERRESPONSE']._serialized_end=1914
-  _globals['_MANAGEMENT']._serialized_start=2003
-  _globals['_MANAGEMENT']._serialized_end=2353
+  _globals['_APPLYREQUEST']._serialized_end=245
+  _globals['_RESOURCECHANGE']._serialized_start=248
+  _globals['_RESOURCECHANGE']._serialized_end=455
+  _globals['_RESOURCECHANGE_ACTION']._serialized_start=385
+  _globals['_RESOURCECHANGE_ACTION']._serialized_end=455
+  _globals['_APPLYRESPONSE']._serialized_start=458
+  _globals['_APPLYRESPONSE']._serialized_end=626
+  _globals['_APPLYRESPONSE_VERSIONSENTRY']._serialized_start=579
+  _globals['_APPLYRESPONSE_VERSIONSENTRY']._serialized_end=626
+  _globals['_GETREQUEST']._serialized_start=628
+  _globals['_GETREQUEST']._serialized_end=694
+  _globals['_GETRESPONSE']._serialized_start=697
+  _globals['_GETRESPONSE']._serialized_end=856
+  _globals['_GETRESPONSE_VERSIONSENTRY']._serialized_start=579
+  _globals['_GETRESPONSE_VERSIONSENTRY']._serialized_end=626
+  _globals['_DELETEREQUEST']._serialized_start=858
+  _globals['_DELETEREQUEST']._serialized_end=944
+  _globals['_DELETERESPONSE']._serialized_start=946
+  _globals['_DELETERESPONSE']._serialized_end=1007
+  _globals['_PROXYSTATUSREQUEST']._serialized_start=1009
+  _globals['_PROXYSTATUSREQUEST']._serialized_end=1029
+  _globals['_PROXYSTATUS']._serialized_start=1032
+  _globals['_PROXYSTATUS']._serialized_end=1182
+  _globals['_TYPESTATUS']._serialized_start=1185
+  _globals['_TYPESTATUS']._serialized_end=1414
+  _globals['_TYPESTATUS_SYNCSTATE']._serialized_start=1326
+  _globals['_TYPESTATUS_SYNCSTATE']._serialized_end=1414
+  _globals['_PROXYSTATUSRESPONSE']._serialized_start=1417
+  _globals['_PROXYSTATUSRESPONSE']._serialized_end=1594
+  _globals['_PROXYSTATUSRESPONSE_VERSIONSENTRY']._serialized_start=579
+  _globals['_PROXYSTATUSRESPONSE_VERSIONSENTRY']._serialized_end=626
+  _globals['_REGISTERREQUEST']._serialized_start=1596
+  _globals['_REGISTERREQUEST']._serialized_end=1671
+  _globals['_INSTANCE']._serialized_start=1674
+  _globals['_INSTANCE']._serialized_end=1851
+  _globals['_INSTANCE_METADATAENTRY']._serialized_start=1804
+  _globals['_INSTANCE_METADATAENTRY']._serialized_end=1851
+  _globals['_REGISTERRESPONSE']._serialized_start=1853
+  _globals['_REGISTERRESPONSE']._serialized_end=1935
+  _globals['_MANAGEMENT']._serialized_start=2024
+  _globals['_MANAGEMENT']._serialized_end=2374
 # @@protoc_insertion_point(module_scope)

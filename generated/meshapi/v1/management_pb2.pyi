@@ -24,14 +24,16 @@ ENDPOINTS: ResourceKind
 ROUTE: ResourceKind
 
 class ApplyRequest(_message.Message):
-    __slots__ = ("config", "replace", "dry_run")
+    __slots__ = ("config", "replace", "dry_run", "allow_empty")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_EMPTY_FIELD_NUMBER: _ClassVar[int]
     config: _resources_pb2.MeshConfig
     replace: bool
     dry_run: bool
-    def __init__(self, config: _Optional[_Union[_resources_pb2.MeshConfig, _Mapping]] = ..., replace: _Optional[bool] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    allow_empty: bool
+    def __init__(self, config: _Optional[_Union[_resources_pb2.MeshConfig, _Mapping]] = ..., replace: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., allow_empty: _Optional[bool] = ...) -> None: ...
 
 class ResourceChange(_message.Message):
     __slots__ = ("kind", "name", "action", "diff")

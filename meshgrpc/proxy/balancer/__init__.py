@@ -28,13 +28,11 @@ import random
 import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer import least_request, peak_ewma, random_pick, ring_hash, round_robin
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
-
-LbPolicy = resources_pb2.Cluster.LbPolicy
 
 
 class Picker(Protocol):
@@ -51,15 +49,15 @@ class PickerEnv:
     local_zone: str = ""
 
 
-PickerFactory = Callable[[resources_pb2.Cluster, "tuple[EndpointState, ...]", PickerEnv], Picker]
+PickerFactory = Callable[[ClusterSpec, "tuple[EndpointState, ...]", PickerEnv], Picker]
 
-POLICIES: dict[int, PickerFactory] = {
-    LbPolicy.LB_POLICY_UNSPECIFIED: peak_ewma.build,  # the default (resources.proto)
-    LbPolicy.ROUND_ROBIN: round_robin.build,
-    LbPolicy.LEAST_REQUEST: least_request.build,
-    LbPolicy.PEAK_EWMA: peak_ewma.build,
-    LbPolicy.RING_HASH: ring_hash.build,
-    LbPolicy.RANDOM: random_pick.build,
+# Cluster.LbPolicy names (ClusterSpec.lb_policy; the spec maps UNSPECIFIED to its default).
+POLICIES: dict[str, PickerFactory] = {
+    "ROUND_ROBIN": round_robin.build,
+    "LEAST_REQUEST": least_request.build,
+    "PEAK_EWMA": peak_ewma.build,
+    "RING_HASH": ring_hash.build,
+    "RANDOM": random_pick.build,
 }
 
 
@@ -78,10 +76,8 @@ class NoEndpoints:
 NO_ENDPOINTS = NoEndpoints()
 
 
-def build_picker(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...],
-                 env: PickerEnv) -> Picker:
+def build_picker(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv) -> Picker:
     """The picker for `cluster` over its usable `endpoints`."""
     if not endpoints:
         return NO_ENDPOINTS
-    factory = POLICIES.get(cluster.lb_policy, peak_ewma.build)
-    return factory(cluster, endpoints, env)
+    return POLICIES[cluster.lb_policy](cluster, endpoints, env)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer.p2c import two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 
@@ -32,17 +32,12 @@ if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
 
-DEFAULT_BIAS = 1.0
-
-
-def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
     if len({e.weight for e in endpoints}) == 1:
         return P2CLeastRequestPicker(endpoints, env.rng.random)
-    lr = cluster.least_request
-    bias = lr.active_request_bias.value if lr.HasField("active_request_bias") else DEFAULT_BIAS
-    return WeightedLeastRequestPicker(endpoints, bias, env.rng.random)
+    return WeightedLeastRequestPicker(endpoints, cluster.least_request.active_request_bias, env.rng.random)
 
 
 class P2CLeastRequestPicker:

@@ -15,19 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
-
 if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
-
-DEFAULT_PANIC_PERCENT = 50
-
-
-def threshold_percent(cluster: resources_pb2.Cluster) -> int:
-    """The cluster's panic threshold in percent (0-100)."""
-    if cluster.HasField("panic_threshold_percent"):
-        return min(100, cluster.panic_threshold_percent.value)
-    return DEFAULT_PANIC_PERCENT
 
 
 def in_panic(usable: int, eligible: int, percent: int) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer.p2c import two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
@@ -32,32 +32,10 @@ if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
 
-DEFAULT_DECAY = 10.0  # seconds
-DEFAULT_RTT = 0.030  # seconds
-
-
-def _seconds(msg, field: str, default: float) -> float:
-    if not msg.HasField(field):
-        return default
-    d = getattr(msg, field)
-    value = d.seconds + d.nanos / 1e9
-    return value if value > 0 else default
-
-
-def decay_of(cluster: resources_pb2.Cluster) -> float:
-    """The cluster's EWMA time constant in seconds (PeakEwma.decay, default 10 s)."""
-    return _seconds(cluster.peak_ewma, "decay", DEFAULT_DECAY)
-
-
-def default_rtt_of(cluster: resources_pb2.Cluster) -> float:
-    """The estimate a new endpoint starts with (PeakEwma.default_rtt, default 30 ms)."""
-    return _seconds(cluster.peak_ewma, "default_rtt", DEFAULT_RTT)
-
-
-def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
-    return PeakEwmaPicker(endpoints, decay_of(cluster), env.rng.random, env.clock)
+    return PeakEwmaPicker(endpoints, cluster.peak_ewma.decay, env.rng.random, env.clock)
 
 
 class PeakEwmaPicker:

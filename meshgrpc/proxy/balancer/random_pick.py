@@ -11,7 +11,7 @@ import bisect
 import itertools
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
 
 
-def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
     if len({e.weight for e in endpoints}) == 1:

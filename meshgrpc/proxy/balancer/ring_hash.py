@@ -31,14 +31,13 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
 
-MIN_RING = 1024
 RING_CAP = 16384  # most points for a ring whose total weight is small (see above)
 
 
@@ -74,11 +73,10 @@ def points_per_endpoint(weights: list[int], minimum: int) -> list[int]:
     return [max(1, round(u * cap / total)) for u in units]  # huge weights: scale down
 
 
-def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
-    minimum = max(MIN_RING, cluster.ring_hash.minimum_ring_size)
-    return RingHashPicker(endpoints, minimum, env.rng.random)
+    return RingHashPicker(endpoints, cluster.ring_hash.minimum_ring_size, env.rng.random)
 
 
 class RingHashPicker:

@@ -25,7 +25,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from meshapi.v1 import resources_pb2
+from meshgrpc.config.specs import ClusterSpec
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 MAX_CYCLE = 8192
 
 
-def build(cluster: resources_pb2.Cluster, endpoints: tuple[EndpointState, ...],
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...],
           env: PickerEnv) -> CyclePicker | EdfPicker:
     weights = [e.weight for e in endpoints]
     cycle = sum(weights) // math.gcd(*weights)

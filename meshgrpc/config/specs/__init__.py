@@ -1,0 +1,27 @@
+"""Typed, frozen specs: the one place protobuf config becomes what the proxy acts on.
+
+The control plane and the proxy validate `meshapi.v1` messages (validate.py); the
+proxy then turns each validated resource into a spec once per config update
+(`cluster_spec`, `endpoint_specs`, `route_config_spec`) and its call path reads
+specs only, never protobuf. Every default is declared once, on its spec field,
+with the meaning documented in resources.proto; validation reads the same
+defaults. Specs compare by value, so "did this cluster change?" is `==`.
+"""
+
+from meshgrpc.config.specs.clusters import (
+    CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
+    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
+)
+from meshgrpc.config.specs.common import describe, seconds
+from meshgrpc.config.specs.routes import (
+    ActionSpec, FaultSpec, HeaderMatcherSpec, HedgeSpec, MatchSpec, MirrorSpec, RateLimitSpec, RetrySpec,
+    RouteConfigSpec, RouteSpec, VirtualHostSpec, route_config_spec,
+)
+
+__all__ = [
+    "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
+    "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
+    "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
+    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "outlier_spec", "route_config_spec",
+    "seconds",
+]
