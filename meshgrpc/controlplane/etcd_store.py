@@ -227,7 +227,7 @@ def _delete(key: bytes, range_end: bytes = b"") -> rpc_pb2.RequestOp:
 
 
 class EtcdStore:
-    """The Store on etcd. `endpoints` are "host:port" of the etcd members."""
+    """The Store on etcd, through `client` (its endpoints are the etcd members), under `prefix`."""
 
     holds_leases = True   # registrations outlive this process in etcd, held by their leases
 
