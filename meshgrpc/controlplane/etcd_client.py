@@ -101,12 +101,12 @@ class EtcdClient:
                           self.endpoints[index], code.name, detail)
                 await asyncio.sleep(delay)
 
-    async def range(self, key: bytes, range_end: bytes = b"", revision: int = 0) -> rpc_pb2.RangeResponse:
-        request = rpc_pb2.RangeRequest(key=key, range_end=range_end, revision=revision)
+    async def range(self, key: bytes, range_end: bytes = b"", revision: int = 0, limit: int = 0) -> rpc_pb2.RangeResponse:
+        request = rpc_pb2.RangeRequest(key=key, range_end=range_end, revision=revision, limit=limit)
         return await self._call("range", lambda i: self._stub(rpc_pb2_grpc.KVStub, i).Range(request))
 
-    async def range_prefix(self, prefix: bytes, revision: int = 0) -> rpc_pb2.RangeResponse:
-        return await self.range(prefix, prefix_end(prefix), revision)
+    async def range_prefix(self, prefix: bytes, revision: int = 0, limit: int = 0) -> rpc_pb2.RangeResponse:
+        return await self.range(prefix, prefix_end(prefix), revision, limit)
 
     async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         return await self._call("transaction", lambda i: self._stub(rpc_pb2_grpc.KVStub, i).Txn(request))

@@ -33,7 +33,6 @@ from meshgrpc.controlplane.guard import removal_limit
 from meshgrpc.controlplane.management import ManagementServicer
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
-from meshgrpc.controlplane.state import MeshState
 from meshgrpc.controlplane.store import SqliteStore, Store
 from meshgrpc.errors import MeshError
 from meshgrpc.xds.cache import SnapshotCache

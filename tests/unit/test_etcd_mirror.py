@@ -8,7 +8,8 @@ from etcdapi import rpc_pb2
 from meshapi.v1 import management_pb2, resources_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.controlplane.etcd_client import prefix_end
-from meshgrpc.controlplane.etcd_store import Keys, Mirror, _fingerprint_bytes, parse_store_url
+from meshgrpc.controlplane.etcd_mirror import Keys, Mirror, fingerprint_bytes
+from meshgrpc.controlplane.etcd_store import parse_store_url
 from meshgrpc.controlplane.store import Commit
 
 KEYS = Keys("/mesh")
@@ -60,11 +61,11 @@ def test_versions_are_the_revisions_of_the_type_heads_the_same_for_any_replica()
 def test_a_registration_deleted_by_lease_expiry_leaves_the_state_unsettled_until_a_bump():
     mirror = Mirror(KEYS)
     mirror.apply(3, [registration("10.0.0.1:80", 3)])
-    mirror.apply(3, [put(KEYS.type_head(ENDPOINTS), _fingerprint_bytes(mirror.fingerprint), 3)])
+    mirror.apply(3, [put(KEYS.type_head(ENDPOINTS), fingerprint_bytes(mirror.fingerprint), 3)])
     assert mirror.settled and mirror.leases[("web", "10.0.0.1:80")] == 7
     mirror.apply(9, [delete(KEYS.registration("web", "10.0.0.1:80"), 9)])   # etcd expired the lease
     assert not mirror.state().settled and mirror.state().registrations == {}
-    mirror.apply(10, [put(KEYS.type_head(ENDPOINTS), _fingerprint_bytes(mirror.fingerprint), 10)])
+    mirror.apply(10, [put(KEYS.type_head(ENDPOINTS), fingerprint_bytes(mirror.fingerprint), 10)])
     assert mirror.state().settled and mirror.state().versions[ENDPOINTS] == "10"
 
 
