@@ -13,7 +13,7 @@ from meshgrpc.config.loader import parse_document, parse_text
 from meshgrpc.config.resources import CLUSTER
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
-from meshgrpc.controlplane.etcd_store import EtcdStore
+from meshgrpc.controlplane.etcd_store import PAGE, EtcdStore
 from meshgrpc.errors import FailedPrecondition
 from tests.support.procs import meshgrpc
 
@@ -82,3 +82,20 @@ def test_a_store_url_that_is_not_etcd_is_refused():
     proc = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--store", "postgres://db:5432")
     assert proc.popen.wait(20) == 2
     proc.wait_for_line(r"--store 'postgres://db:5432': expected sqlite \(the default\) or etcd://", 5)
+
+
+def test_a_prefix_larger_than_one_page_loads_whole_at_one_revision(etcd_cluster):
+    async def main():
+        prefix = f"/paged-{uuid.uuid4().hex[:8]}"
+        writer, controller = await _replica(etcd_cluster, prefix)
+        try:
+            for start in range(0, 600, 100):   # 600 clusters, over etcd's 128 operations per transaction
+                batch = {"clusters": [{"name": f"c{i:03d}"} for i in range(start, start + 100)]}
+                await controller.apply(parse_document(batch), replace=False)
+            reader, loaded = await _replica(etcd_cluster, prefix, follow=False)
+            assert len(loaded.state.configured[CLUSTER]) == 600 > PAGE
+            assert loaded.state.versions == controller.state.versions
+            await reader.close()
+        finally:
+            await writer.close()
+    run(main())
