@@ -14,7 +14,7 @@ import time
 
 import grpc
 
-from bench import mesh, procstat
+from bench import mesh, procstat, stream_floor
 from meshapi.v1 import management_pb2, management_pb2_grpc
 from meshgrpc.config import resources
 from meshgrpc.config.loader import parse_document
@@ -217,6 +217,8 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         synced = [procstat.memory_kib(p.pid)["VmRSS"] for p in cps]
         result["control_plane_rss_kib"] = {"idle": idle, "synced": synced}
         result["memory_per_stream_kib"] = round((sum(synced) - sum(idle)) / proxies, 2)
+        # The floor under it: an idle grpc.aio stream with nothing of meshgrpc (bench/stream_floor.py).
+        result["grpc_stream_floor_kib"] = stream_floor.measure(max(1, proxies // replicas), 100)["kib_per_stream"]
         with grpc.insecure_channel(targets[0]) as channel:
             stub = management_pb2_grpc.ManagementStub(channel)
             changed = {"cluster": "svc-0003", "endpoints": doc["endpoints"][3]["endpoints"] + [
