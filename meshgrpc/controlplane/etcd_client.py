@@ -203,6 +203,10 @@ class PrefixWatch:
     async def stop(self) -> None:
         await self._task.stop()
 
+    def __repr__(self) -> str:
+        return (f"PrefixWatch({self.prefix.decode(errors='replace')!r} revision={self.revision}"
+                f" connected={self.connected.is_set()})")
+
     async def _run(self) -> None:
         backoff = Backoff(self._client._rng, 0.05, 2.0, jitter=0.5)
         while True:

@@ -177,6 +177,11 @@ class Mirror:
         recorded = self.heads.get(resources.ENDPOINTS, (0, b""))[1]
         return recorded == fingerprint_bytes(self.fingerprint) or (not recorded and not self.fingerprint)
 
+    def __repr__(self) -> str:
+        configured = {TYPE_KEY[t]: len(v) for t, v in self.configured.items()}
+        return (f"Mirror({self.keys.root!r} revision={self.revision} head={self.head} {configured}"
+                f" registrations={len(self.leases)} settled={self.settled})")
+
     def state(self) -> MeshState:
         versions = {t: str(self.heads.get(t, (0, b""))[0]) for t in resources.TYPE_ORDER}
         return MeshState({t: dict(v) for t, v in self.configured.items()},

@@ -258,6 +258,9 @@ class EtcdStore:
             log.info("registrations changed without a commit (a lease expired): endpoints version %d",
                      response.header.revision)
 
+    def __repr__(self) -> str:
+        return f"EtcdStore({self.client.endpoints}, {self.mirror!r}, waiting={len(self._waiters)})"
+
     async def close(self) -> None:
         await self._upkeep.stop()
         if self._watch is not None:

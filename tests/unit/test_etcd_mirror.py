@@ -88,3 +88,10 @@ def test_store_urls_name_every_endpoint():
             assert bad in str(e)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_the_mirror_shows_where_it_stands():
+    mirror = Mirror(KEYS)
+    mirror.apply(4, [registration("10.0.0.1:80", 4)])
+    assert repr(mirror) == ("Mirror('/mesh/' revision=4 head=0 {'clusters': 0, 'endpoints': 0, 'routes': 0}"
+                            " registrations=1 settled=False)")
