@@ -27,6 +27,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def _bytes(text: str) -> int:
+    """A size: a number of bytes, or with a KiB/MiB/GiB suffix ("16MiB")."""
+    number = text.rstrip("KMGiB")
+    unit = text[len(number):]
+    if unit not in _UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or e.g. 64KiB, 16MiB)")
+    return int(number) * _UNITS[unit]
+
+
 def _settle_seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -118,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed the proxy's random choices (splits, balancing, faults, mirrors, back-off) "
+                        "for a reproducible run (default: random)")
+    p.add_argument("--replay-memory", type=_bytes, default=16 << 20, metavar="BYTES",
+                   help="request bytes all calls together may keep to retry, hedge or mirror; "
+                        "a call that does not fit is not retried (default 16MiB)")
     p.add_argument("--discovery-keepalive", type=_seconds, default=20.0, metavar="SECONDS",
                    help="ping the control plane after this long without data, and reconnect when a ping "
                         "is not answered within 10 s more; the control plane must permit it (its "

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from meshgrpc.admin.http import Response
 from meshgrpc.config import resources
+from meshgrpc.config.specs import describe
 
 
 def _json(data) -> Response:
@@ -45,12 +46,19 @@ class AdminViews:
         return 200, "text/plain", b"ready\n"
 
     def config_dump(self) -> Response:
+        """The config as received, and as in effect: the specs the proxy acts on,
+        every default filled in."""
         mesh = self._configurator.mesh()
+        state = self._holder.current
         return _json({
             "versions": dict(self._configurator.versions),
             "control_plane": {"target": self._client.target, "connected": self._client.connected,
                               "connects": self._client.connects, "last_error": self._client.last_error},
             "config": json_format.MessageToDict(mesh, preserving_proto_field_name=True),
+            "effective": {
+                "clusters": {c.name: describe(c.spec) for c in state.clusters},
+                "route_config": describe(state.routes.spec) if state.routes is not None else None,
+            },
         })
 
     def clusters(self) -> Response:

@@ -267,10 +267,14 @@ class Attempt:
         else:
             self.fail(Failure(Kind.RESET, why))
 
-    def on_refused(self, why: str) -> None:
-        """GOAWAY above this stream, or the pool could not send it: never received."""
-        if self.state is not State.DONE:
-            self.fail(Failure(Kind.CONNECT if self.conn is None else Kind.REFUSED, why))
+    def on_refused(self, why: str, unreachable_until: float = 0.0) -> None:
+        """GOAWAY above this stream, or the pool could not send it: never received.
+        `unreachable_until`: the endpoint refuses connections until then."""
+        if self.state is State.DONE:
+            return
+        if unreachable_until:
+            self.endpoint.unreachable(unreachable_until)
+        self.fail(Failure(Kind.CONNECT if self.conn is None else Kind.REFUSED, why))
 
     def on_breaker(self, why: str) -> None:
         """The cluster's max_pending_requests refused to queue this attempt."""

@@ -207,6 +207,9 @@ class Call:
             status = gs.status_of(headers)
             if status is not None and status != gs.OK and self.state is CallState.ATTEMPTING:
                 failure = Failure(Kind.STATUS, f"upstream answered {status}", status, pushback_of(headers))
+                if status == gs.DEADLINE_EXCEEDED and attempt.timer is not None:
+                    # The endpoint enforced the per-try bound it was sent as grpc-timeout.
+                    failure = Failure(Kind.PER_TRY_TIMEOUT, "per-try timeout exceeded upstream")
                 attempt.finish(status, self.relay.clock())
                 if self._retry_after(attempt, failure, headers, None):
                     return
@@ -249,6 +252,8 @@ class Call:
         if decision is None:
             return bool(self.attempts)
         delay, transparent = decision
+        if failure.kind is Kind.CONNECT and not self.cluster.has_untried(self.tried):
+            return bool(self.attempts)  # the only endpoints left refuse connections: nothing to gain
         if self._too_late(delay) or not self._admit_retry(transparent):
             return bool(self.attempts)
         log.debug("%r: retrying in %.3fs after %s", self, delay, failure.message)

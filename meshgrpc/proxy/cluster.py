@@ -32,7 +32,7 @@ import random
 import time
 from typing import Callable, Iterator
 
-from meshgrpc.config.specs import ClusterSpec, EndpointSpec
+from meshgrpc.config.specs import ClusterSpec, EndpointSpec, describe
 from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
 from meshgrpc.proxy.outlier import OutlierDetector
@@ -99,20 +99,26 @@ class ClusterState:
 
     def pick_avoiding(self, tried, hash_key: bytes | None = None) -> EndpointState | None:
         """A pick for another attempt of a call that already tried the endpoints in
-        `tried` (retries and hedges go elsewhere when they can, gRFC A6): the
-        policy's pick if it is new; if it insists (a dead endpoint looks cheap to
-        PEAK_EWMA, a key hashes to the same point), the next untried candidate in
-        order; a tried one only when every candidate was tried. Never awaits."""
+        `tried`, oldest first (retries and hedges go elsewhere when they can, gRFC
+        A6): the policy's pick if it is new; if it insists (a dead endpoint looks
+        cheap to PEAK_EWMA, a key hashes to the same point), the next untried
+        candidate in order; when every candidate was tried, any but the last one
+        tried, so two attempts in a row never meet the same endpoint while there
+        is another. Never awaits."""
         ep = self._picker.pick(hash_key)
         if ep is None or not tried or ep not in tried:
             return ep
         others = self.candidates
         start = others.index(ep) if ep in others else 0
-        for k in range(1, len(others)):
-            candidate = others[(start + k) % len(others)]
-            if candidate not in tried:
-                return candidate
-        return ep
+        ring = [others[(start + k) % len(others)] for k in range(len(others))]
+        fresh = next((c for c in ring if c not in tried), None)
+        if fresh is not None:
+            return fresh
+        return next((c for c in ring if c is not tried[-1]), ep)
+
+    def has_untried(self, tried) -> bool:
+        """Whether an endpoint balanced over is not among `tried`."""
+        return any(e not in tried for e in self.candidates)
 
     # -- events -----------------------------------------------------------------------
 
@@ -186,6 +192,9 @@ class ClusterState:
             "balanced_over": len(self.candidates),
             "panic": self.panic,
             "local_zone_only": self.local_only,
+            "in_flight": {"requests": self.load.requests, "pending": self.load.pending,
+                          "retries": self.load.retries},
+            "spec": describe(self.spec),  # the effective config, defaults filled in
             "endpoints": [e.describe(now) for e in self.endpoints],
         }
 

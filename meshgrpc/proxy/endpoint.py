@@ -30,7 +30,7 @@ class EndpointStats:
     checker (through ClusterSet.set_health) and outlier decisions."""
 
     __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
-                 "check_healthy", "outlier")
+                 "check_healthy", "outlier", "unreachable_until")
 
     def __init__(self, rtt: float = _DEFAULT_RTT, now: float = 0.0) -> None:
         self.in_flight = 0  # calls started and not finished
@@ -42,6 +42,10 @@ class EndpointStats:
         self.rtt_at = now
         self.check_healthy = True  # last active health-check verdict; optimistic until checked
         self.outlier = OutlierTally()
+        # Connecting failed: no new call is sent here before this (the pool's reconnect
+        # back-off), so calls do not spend their retries and the budget on an address
+        # that refuses connections.
+        self.unreachable_until = 0.0
 
 
 class EndpointState:
@@ -91,7 +95,7 @@ class EndpointState:
         """Should get calls: eligible, healthy by config and checks, not ejected."""
         s = self.stats
         return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
-                and (s.check_healthy or not self._checked))
+                and (s.check_healthy or not self._checked) and s.unreachable_until <= self._clock())
 
     @property
     def in_flight(self) -> int:
@@ -150,6 +154,14 @@ class EndpointState:
         else:
             stats.rtt, stats.rtt_at = ewma.failed(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
 
+    def unreachable(self, until: float) -> None:
+        """Connecting failed: out of the picker until `until` (the cluster's timer brings it back)."""
+        if until > self.stats.unreachable_until:
+            self.stats.unreachable_until = until
+            owner = self._owner
+            if owner is not None:
+                owner.refresh()
+
     def health_label(self) -> str:
         if self.health == "HEALTHY" and self._checked and not self.stats.check_healthy:
             return "UNHEALTHY"
@@ -168,6 +180,7 @@ class EndpointState:
             "ejected_until": None if ejected_for is None else round(time.time() + ejected_for, 3),
             "ejected_for_s": ejected_for,
             "times_ejected": tally.times_ejected,
+            "unreachable_for_s": max(0.0, stats.unreachable_until - now) or None,
             "rtt_estimate_s": self.rtt_estimate(now),
             "in_flight": stats.in_flight,
             "pending": stats.pending,

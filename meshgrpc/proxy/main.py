@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -55,16 +56,20 @@ class Proxy:
         self.worker = worker
         self.reuse_port = reuse_port
         self.holder = StateHolder(ProxyState(routes=None, clusters=ClusterSet({}), versions={}))
-        self.pools = UpstreamPools()
+        # One random source for every draw (weighted splits, balancers, faults,
+        # mirrors, retry back-off): --seed makes a run reproducible.
+        rng = random.Random(args.seed + worker if args.seed is not None else None)
+        self.pools = UpstreamPools(rng=rng)
         self.metrics = ProxyMetrics(self._gauges)
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
         self.configurator = ProxyConfigurator(
             self.holder, args.route_config, self.pools, local_zone=args.zone,
-            on_nack=self.metrics.on_nack, on_applied=self._applied)
+            on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng)
         self.configured = asyncio.Event()  # set once a complete config is applied
-        self.relay = Relay(self.holder, self.pools, observer=self.metrics)
+        self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
+                           replay_memory=args.replay_memory)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
         self.client = client(

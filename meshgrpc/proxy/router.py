@@ -242,10 +242,12 @@ class RouteTable:
     `route()` is called on the event loop thread only. Its one piece of state is a
     bounded memo of :authority -> virtual host, which changes no answer."""
 
-    __slots__ = ("name", "_exact", "_suffixes", "_prefixes", "_any", "_memo", "_vhosts")
+    __slots__ = ("name", "spec", "_exact", "_suffixes", "_prefixes", "_any", "_memo", "_vhosts")
 
-    def __init__(self, name: str, vhosts: list[tuple[list[str], _VirtualHost]]) -> None:
+    def __init__(self, name: str, vhosts: list[tuple[list[str], _VirtualHost]],
+                 spec: RouteConfigSpec | None = None) -> None:
         self.name = name
+        self.spec = spec  # what it was compiled from (config_dump shows it)
         self._vhosts = tuple(vh for _, vh in vhosts)
         self._exact: dict[bytes, _VirtualHost] = {}
         suffixes: dict[bytes, _VirtualHost] = {}
@@ -277,7 +279,7 @@ class RouteTable:
         for vh in route_config.virtual_hosts:
             matchers = [_Matcher(i, r.match, _entry(vh.name, r, draw, clock)) for i, r in enumerate(vh.routes)]
             vhosts.append((list(vh.domains), _VirtualHost(vh.name, matchers)))
-        return cls(route_config.name, vhosts)
+        return cls(route_config.name, vhosts, route_config)
 
     def route(self, authority: bytes, path: bytes, headers: Headers) -> RouteEntry | None:
         """The entry of the first matching route, or None (no virtual host or route)."""

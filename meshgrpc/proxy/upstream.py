@@ -46,12 +46,18 @@ class UpstreamConnection(H2Side):
         self.active = 0  # streams we opened and have not released
         self.draining = False  # GOAWAY received (or pool closing): no new streams
         self.full = False  # h2 refused a stream: full until one is released
+        self.settled = False  # the peer's first SETTINGS arrived
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.pool.address} active={self.active} "
                 f"draining={self.draining} closed={self.closed}>")
 
     def capacity(self) -> int:
+        # Until the peer's SETTINGS arrive its stream limit is unknown (RFC 9113
+        # §6.5.2 says "unlimited"; a server allowing one stream would reset the
+        # rest): one stream, the others wait the round trip.
+        if not self.settled:
+            return 1
         return min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams_per_conn)
 
     def usable(self) -> bool:
@@ -96,6 +102,7 @@ class UpstreamConnection(H2Side):
         self.pool.connection_draining(self)
 
     def on_settings(self, ev) -> None:
+        self.settled = True
         self.on_settings_changed(ev)
         self.pool.serve_waiters()
 
@@ -161,7 +168,7 @@ class EndpointPool:
             attempt.on_refused(f"endpoint {self.address} was removed")
             return
         if not self.connecting and self.clock() < self.retry_at:
-            attempt.on_refused(f"endpoint {self.address} unreachable (reconnect backing off)")
+            attempt.on_refused(f"endpoint {self.address} unreachable (reconnect backing off)", self.retry_at)
             return
         cluster = attempt.cluster
         refused = cluster.load.admit_pending(cluster.spec.circuit_breaker)
@@ -224,9 +231,13 @@ class EndpointPool:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+        except asyncio.TimeoutError:
             self.connecting -= 1
-            self._connect_failed(e)
+            self._connect_failed(f"no connection within the connect_timeout of {timeout:g}s")
+            return
+        except OSError as e:
+            self.connecting -= 1
+            self._connect_failed(str(e) or type(e).__name__)
             return
         self.connecting -= 1
         self.backoff.succeeded()
@@ -237,16 +248,15 @@ class EndpointPool:
         self.serve_waiters()
         self.flusher.flush()
 
-    def _connect_failed(self, err: Exception) -> None:
+    def _connect_failed(self, why: str) -> None:
         delay = self.backoff.failed()
         self.retry_at = self.clock() + delay
-        log.warning("connect to %s failed (%s); retrying no sooner than %.2fs", self.address,
-                    err or type(err).__name__, delay)
+        log.warning("connect to %s failed (%s); retrying no sooner than %.2fs", self.address, why, delay)
         waiters, self.waiters = self.waiters, collections.deque()
-        msg = f"cannot connect to endpoint {self.address}: {err or type(err).__name__}"
+        msg = f"cannot connect to endpoint {self.address}: {why}"
         for attempt in waiters:
             _left_queue(attempt)
-            attempt.on_refused(msg)
+            attempt.on_refused(msg, self.retry_at)
         self.flusher.flush()
 
     def close(self, now: bool = False) -> None:

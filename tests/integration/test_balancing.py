@@ -176,8 +176,9 @@ def test_killed_endpoint_fails_only_its_calls_in_flight_and_gets_none_after_1s(t
 
 def test_calls_picked_for_an_unreachable_endpoint_go_to_another(tmp_path):
     # Why the kill above fails only calls in flight: a call picked for an endpoint
-    # the proxy cannot connect to was never sent, so it goes elsewhere. No health
-    # check or outlier detection here, so the dead endpoint stays in rotation.
+    # the proxy cannot connect to was never sent, so it goes elsewhere; and while
+    # the endpoint's reconnect backs off it is out of the picker. No health check or
+    # outlier detection here: only the failed connects say it is down.
     dead = "127.0.0.1:1"  # nothing listens on port 1: connections are refused
     with Mesh(tmp_path) as mesh:
         a = mesh.start_backend("a")
@@ -187,7 +188,7 @@ def test_calls_picked_for_an_unreachable_endpoint_go_to_another(tmp_path):
             answered = [interop_unary(channel) for _ in range(100)]
         tried = endpoint(proxy, dead)
     assert answered == ["a"] * 100
-    assert tried["calls"] >= 40 and tried["failures"] == tried["calls"], tried
+    assert 1 <= tried["calls"] < 50 and tried["failures"] == tried["calls"], tried
 
 
 # ---------------------------------------------------------------- 4. health checks
@@ -256,7 +257,7 @@ def test_endpoint_failing_every_call_is_ejected_after_consecutive_failures(tmp_p
                 except grpc.RpcError as e:
                     outcomes.append(f"{e.code().name}: {e.details()}")
         failed = [o for o in outcomes if o not in ("a", "b")]
-        assert failed == ["UNAVAILABLE: backend bad fails every call (--fail-code)"] * 5, outcomes
+        assert failed == ["UNAVAILABLE: backend bad fails this call (--fail-code)"] * 5, outcomes
         ejected = endpoint(proxy, bad)
         assert ejected["ejected_for_s"] and ejected["times_ejected"] == 1, ejected
         assert (ejected["calls"], ejected["failures"]) == (5, 5), ejected

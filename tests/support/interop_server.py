@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import random
 import signal
 import threading
 import time
@@ -48,7 +49,16 @@ class BackendOptions:
 
     name: str = ""  # echoed in the `x-backend` response header ("" = no header)
     delay_s: float = 0.0  # added before each call's first response
-    fail_code: int = 0  # non-zero: every TestService call ends with this gRPC status
+    fail_code: int = 0  # non-zero: TestService calls end with this gRPC status
+    fail_percent: float = 100.0  # the share of calls fail_code applies to (drawn from `rng`)
+    pushback: str = ""  # sent as grpc-retry-pushback-ms with each failure ("" = none)
+    fail_after: int = 0  # with fail_code: StreamingOutputCall fails after this many messages
+    # Initial metadata goes out with the first response message (as a plain gRPC
+    # unary handler's does) instead of at once; x-backend is then not sent.
+    lazy_headers: bool = False
+    rng: random.Random = dataclasses.field(default_factory=lambda: random.Random(0))
+    calls: int = 0  # TestService calls received
+    cancelled: int = 0  # calls their client (the proxy) cancelled during the added delay
 
 
 # ---------------------------------------------------------------- the service
@@ -89,8 +99,12 @@ class TestService(test_pb2_grpc.TestServiceServicer):
         await self._begin(context)
         await _maybe_echo_status(request, context)
         await _check_payload_type(request, context)
+        sent = 0
         async for response in self._respond(request):
             yield response
+            sent += 1
+            if sent == self._options.fail_after:
+                await self._fail(context)
         _set_echo_trailing(context)
 
     async def StreamingInputCall(self, request_iterator, context):
@@ -127,16 +141,29 @@ class TestService(test_pb2_grpc.TestServiceServicer):
 
     async def _begin(self, context, extra: Iterable[tuple[str, str]] = ()) -> None:
         """Added latency, then initial metadata: x-backend and the echoed header."""
-        if self._options.delay_s > 0:
-            await self._sleep(self._options.delay_s)
-        if self._options.fail_code:
-            code = _CODES.get(self._options.fail_code, grpc.StatusCode.UNKNOWN)
-            await context.abort(code, f"backend {self._options.name} fails every call (--fail-code)")
+        options = self._options
+        options.calls += 1
+        if options.delay_s > 0:
+            try:
+                await self._sleep(options.delay_s)
+            except asyncio.CancelledError:  # the client (the proxy) cancelled the call
+                options.cancelled += 1
+                raise
+        if options.fail_code and not options.fail_after and options.rng.random() * 100 < options.fail_percent:
+            await self._fail(context)
+        if options.lazy_headers:
+            return
         headers = list(extra)
         if self._options.name:
             headers.append((BACKEND_HEADER, self._options.name))
         headers += [(k, v) for k, v in context.invocation_metadata() if k == ECHO_INITIAL]
         await context.send_initial_metadata(headers)
+
+    async def _fail(self, context) -> None:
+        options = self._options
+        code = _CODES.get(options.fail_code, grpc.StatusCode.UNKNOWN)
+        trailers = (("grpc-retry-pushback-ms", options.pushback),) if options.pushback else ()
+        await context.abort(code, f"backend {options.name} fails this call (--fail-code)", trailers)
 
     async def _respond(self, request) -> AsyncIterator[messages_pb2.StreamingOutputCallResponse]:
         # interval_us is a sleep *before* each response (Observe interval_us).
@@ -211,9 +238,10 @@ def add_test_service(server: grpc.aio.Server, options: BackendOptions) -> None:
 
 async def start_in_process(host: str = "127.0.0.1", port: int = 0, *,
                            options: BackendOptions = BackendOptions(),
-                           add_services: AddServices = add_test_service) -> Backend:
-    """Starts a backend in the running loop, bound at HOST:PORT (0 = any free port)."""
-    server = grpc.aio.server()
+                           add_services: AddServices = add_test_service, max_streams: int = 0) -> Backend:
+    """Starts a backend in the running loop, bound at HOST:PORT (0 = any free port);
+    `max_streams` > 0 is the SETTINGS_MAX_CONCURRENT_STREAMS it allows per connection."""
+    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", max_streams)] if max_streams else None)
     add_services(server, options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -272,7 +300,17 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser.add_argument("--delay-ms", type=float, default=0.0,
                         help="latency added before each call's first response")
     parser.add_argument("--fail-code", type=int, default=0,
-                        help="end every TestService call with this gRPC status code (0 = off)")
+                        help="end TestService calls with this gRPC status code (0 = off)")
+    parser.add_argument("--fail-percent", type=float, default=100.0,
+                        help="the share of calls --fail-code applies to (default 100)")
+    parser.add_argument("--pushback-ms", default="", help="grpc-retry-pushback-ms sent with each failure")
+    parser.add_argument("--fail-after", type=int, default=0,
+                        help="with --fail-code: StreamingOutputCall fails after this many messages")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the --fail-percent draws")
+    parser.add_argument("--max-streams", type=int, default=0,
+                        help="SETTINGS_MAX_CONCURRENT_STREAMS per connection (0 = gRPC's default)")
+    parser.add_argument("--lazy-headers", action="store_true",
+                        help="send initial metadata with the first response message (no x-backend)")
     parser.add_argument("--not-serving", action="store_true",
                         help="start with grpc.health.v1 status NOT_SERVING")
     return parser.parse_args(argv)
@@ -281,9 +319,12 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
 async def serve(args: argparse.Namespace, add_services: AddServices) -> None:
     """Runs until SIGTERM/SIGINT. SIGUSR1 sets health NOT_SERVING, SIGUSR2 SERVING;
     SIGHUP drops the added latency (--delay-ms) to zero."""
-    options = BackendOptions(name=args.name, delay_s=args.delay_ms / 1000, fail_code=args.fail_code)
+    options = BackendOptions(name=args.name, delay_s=args.delay_ms / 1000, fail_code=args.fail_code,
+                             fail_percent=args.fail_percent, pushback=args.pushback_ms, fail_after=args.fail_after,
+                             lazy_headers=args.lazy_headers,
+                             rng=random.Random(args.seed))
     backend = await start_in_process(args.host, args.port, options=options,
-                                     add_services=add_services)
+                                     add_services=add_services, max_streams=args.max_streams)
     if args.not_serving:
         await backend.set_serving(False)
     log.info("backend listening on %s", backend.address)
@@ -296,6 +337,7 @@ async def serve(args: argparse.Namespace, add_services: AddServices) -> None:
         loop.add_signal_handler(sig, _flip_health, backend, serving, tasks)
     loop.add_signal_handler(signal.SIGHUP, _no_delay, options)
     await stop.wait()
+    log.info("backend stats calls=%d cancelled=%d", options.calls, options.cancelled)
     log.info("backend stopping")
     await backend.stop(1.0)
 

@@ -211,6 +211,14 @@ class Mesh:
         self.backends[name] = proc.address("backend", START_TIMEOUT)
         return self.backends[name]
 
+    def backend_stats(self, name: str) -> dict[str, int]:
+        """Stops backend `name` and returns what it counted: calls received and
+        calls its client cancelled (from its `backend stats` log line)."""
+        proc = self.backend_procs[name]
+        proc.stop()
+        match = proc.wait_for_line(r"backend stats calls=(\d+) cancelled=(\d+)", timeout=5)
+        return {"calls": int(match.group(1)), "cancelled": int(match.group(2))}
+
     def write_config(self, config: dict, name: str | None = None) -> str:
         """Writes a MeshConfig dict as a JSON file in the work dir; returns its path."""
         self._files += 1

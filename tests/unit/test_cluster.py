@@ -14,6 +14,7 @@ from tests.support.specs import cluster_set_of
 from meshgrpc.errors import ConfigError
 from meshgrpc.addresses import split_address
 from meshgrpc.proxy.cluster import ClusterSet
+from tests.unit.balancer_helpers import FakeClock
 
 
 def cluster(name: str, **fields) -> resources_pb2.Cluster:
@@ -143,12 +144,16 @@ def test_describe_and_repr_show_state():
     ep.on_start()
     described = cs.describe()
     assert described["clusters"][0]["endpoints"][0].pop("rtt_estimate_s") == pytest.approx(0.030, rel=1e-3)
+    spec = described["clusters"][0].pop("spec")  # effective config, defaults filled in
+    assert (spec["connect_timeout"], spec["circuit_breaker"]["max_requests"], spec["retry_budget"]["ttl"]) == \
+        (1.0, 1024, 10.0)
     assert described == {"clusters": [{
         "name": "api", "lb_policy": "ROUND_ROBIN", "picker": "CyclePicker", "usable": 1,
         "balanced_over": 1, "panic": False, "local_zone_only": False,
+        "in_flight": {"requests": 0, "pending": 0, "retries": 0},
         "endpoints": [{"address": "a:1", "weight": 2, "zone": "z1", "health": "HEALTHY",
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
-                       "times_ejected": 0,
+                       "times_ejected": 0, "unreachable_for_s": None,
                        "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None,
                        "metadata": {}}],
     }]}
@@ -195,3 +200,17 @@ def test_listen_addresses_may_ask_for_any_free_port():
     assert split_address("127.0.0.1:0", listen=True) == ("127.0.0.1", 0)
     with pytest.raises(ValueError, match="port in 1-65535"):
         split_address("127.0.0.1:0")
+
+
+def test_an_endpoint_refusing_connections_leaves_the_picker_until_its_back_off_ends():
+    clock = FakeClock()
+    cs = cluster_set_of({"api": cluster("api")}, {"api": endpoints("api", "a:1", "b:1")},
+                        rng=random.Random(0), clock=clock)
+    state = cs.get("api")
+    a = next(e for e in state.endpoints if e.address == "a:1")
+    a.unreachable(clock() + 2.0)
+    assert set(addresses_picked(state, 20)) == {"b:1"}
+    assert state.describe()["endpoints"][0]["unreachable_for_s"] == 2.0
+    clock.advance(2.0)
+    cs.tick()
+    assert set(addresses_picked(state, 20)) == {"a:1", "b:1"}

@@ -96,7 +96,7 @@ def test_removal_share(share, kept, refused):
     problem = removal_limit(share)(before, plan_apply(before, parse_text(f"clusters: {kept}"), replace=True))
     assert (problem is not None) is refused
     if refused:
-        assert f"of 4 configured resources" in problem and f"--max-removal-share {share:g}" in problem
+        assert "of 4 configured resources" in problem and f"--max-removal-share {share:g}" in problem
 
 
 def test_removal_limit_refuses_emptying_whatever_the_share():

@@ -249,3 +249,15 @@ def test_ticker_ticks_until_stopped():
         await asyncio.sleep(0.05)  # not synchronisation: checking that nothing more happens
         assert ticks.qsize() == count and "running=False" in repr(ticker)
     asyncio.run(scenario())
+
+
+def test_config_fields_reach_the_decisions():
+    d = detector_of({"consecutive_failures": 0, "success_rate_stdev_factor": 1000, "success_rate_request_volume": 20,
+                     "failure_percentage_threshold": 40, "max_ejection_time": "60s", "base_ejection_time": "45s"})
+    assert (d.stdev_factor, d.success_rate_volume, d.failure_percentage_threshold) == (1.0, 20, 40)
+    assert (d.base_ejection_time, d.max_ejection_time) == (45.0, 60.0)
+    ts = {f"e{i}": OutlierTally() for i in range(6)}
+    for name, t in ts.items():  # 20 calls each meets the volume; e0's 45% failures cross both rules
+        t.calls, t.failures = 20, {"e0": 9}.get(name, 0)
+    decision = d.sweep(ts, 0.0)
+    assert [e.address for e in decision.eject] == ["e0"] and decision.eject[0].until == 45.0

@@ -460,3 +460,57 @@ def test_nothing_is_left_behind_after_calls_end(action):
     assert rig.relay.replay_bytes == 0
     cluster = rig.relay.state.current.clusters.get("c")
     assert (cluster.load.requests, cluster.load.pending, cluster.load.retries) == (0, 0, 0)
+
+
+def test_back_off_never_exceeds_max_interval():
+    rig = Rig({"retry_policy": {"num_retries": 6, "retry_back_off": {"base_interval": "0.05s",
+                                                                    "max_interval": "0.08s"}}}, endpoints=2)
+    rig.request()
+    for n in range(1, 6):
+        up, ev = rig.received()[-1]
+        reply(up, ev.stream_id, gs.UNAVAILABLE, "busy")
+        rig.advance(0.08)  # base x 2^n would be 0.1 s and more; the cap keeps every wait under 0.08 s
+        assert len(rig.received()) == n + 1
+
+
+def test_hedge_on_statuses_decides_which_failures_let_the_other_attempts_go_on():
+    rig = Rig({"hedge_policy": {"hedge_after": "0.02s", "max_attempts": 3, "hedge_on_statuses": ["INTERNAL"]}},
+              endpoints=3)
+    sid = rig.request()
+    up, ev = rig.received()[0]
+    reply(up, ev.stream_id, gs.UNAVAILABLE, "fatal here")
+    rig.advance(1.0)
+    assert len(rig.received()) == 1 and rig.status_of(sid) == gs.UNAVAILABLE
+    rig = Rig({"hedge_policy": {"hedge_after": "0.5s", "max_attempts": 3, "hedge_on_statuses": ["INTERNAL"]}},
+              endpoints=3)
+    rig.request()
+    up, ev = rig.received()[0]
+    reply(up, ev.stream_id, gs.INTERNAL, "non-fatal here")
+    rig.exchange()
+    assert len(rig.received()) == 2  # the next hedge went at once
+
+
+def test_rate_limit_key_header_gives_each_caller_a_bucket_and_max_keys_bounds_them():
+    rig = Rig({"rate_limit": {"requests_per_second": 1, "burst": 1, "key_header": "x-user", "max_keys": 2}})
+    def call(user: bytes) -> int:
+        return rig.request(GRPC_REQ + [(b"x-user", user)])
+    call(b"a")
+    call(b"b")
+    assert len(rig.received()) == 2  # two callers, two buckets
+    limited = call(b"a")
+    assert rig.status_of(limited) == gs.RESOURCE_EXHAUSTED
+    call(b"c")  # a third key: the least recently used bucket (b) is forgotten
+    call(b"b")  # b starts again with a full bucket
+    assert len(rig.received()) == 4
+
+
+def test_mirror_percent_copies_that_share_of_calls():
+    rig = Rig({"mirror": {"cluster": "shadow", "percent": 30}}, extra={"shadow": 1}, seed=3)
+    shadow = rig.ups["10.0.1.0:50051"]
+    for _ in range(200):
+        rig.request()
+        up, ev = next((up, ev) for up, ev in reversed(rig.received()) if up is not shadow)
+        reply_ok(up, ev.stream_id)
+        rig.exchange()
+    copies = len(of(shadow.events, RequestReceived))
+    assert 40 <= copies <= 80, copies

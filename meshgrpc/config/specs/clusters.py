@@ -57,7 +57,7 @@ class OutlierSpec:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CircuitBreakerSpec:
     max_requests: int = 1024  # calls in flight to the cluster
-    max_retries: int = 3  # retries and hedges in flight to the cluster
+    max_retries: int = 1024  # retries and hedges in flight to the cluster (the budget is the finer limit)
     max_pending_requests: int = 1024  # calls waiting for a connection or stream slot
     max_connections_per_endpoint: int = 8  # upstream HTTP/2 connections per endpoint
 
