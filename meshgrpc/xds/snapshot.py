@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_FIELD, ROUTES, TYPE_ORDER, resource_name
+from meshgrpc.config.validate import referenced_clusters
 from meshgrpc.errors import ConfigError, FieldError
 from meshgrpc.xds import wire
 
@@ -121,8 +122,8 @@ class Snapshot:
 
     def consistency_errors(self) -> list[str]:
         """Checks exactly two kinds of reference, within this snapshot:
-        1. every cluster a route config references (`route.cluster` and each
-           `weighted_clusters[].name`) is one of the snapshot's clusters;
+        1. every cluster a route config references (`route.cluster`, each
+           `weighted_clusters[].name` and `mirror.cluster`) is one of the snapshot's clusters;
         2. every endpoint set's `cluster` is one of the snapshot's clusters.
         Returns one message per broken reference (empty when consistent)."""
         clusters = self._types[CLUSTER].resources
@@ -144,14 +145,9 @@ def mesh_digests(mesh: resources_pb2.MeshConfig) -> dict[str, str]:
 
 
 def route_refs(route: Message) -> frozenset[str]:
-    """Clusters a RouteConfig's actions name."""
-    names = set()
-    for vhost in route.virtual_hosts:
-        for r in vhost.routes:
-            if r.route.cluster:
-                names.add(r.route.cluster)
-            names.update(w.name for w in r.route.weighted_clusters)
-    return frozenset(names)
+    """Clusters a RouteConfig's actions name (mirrors included): the one definition
+    the validator also uses."""
+    return frozenset(referenced_clusters(route))
 
 
 def _refs(message: Message) -> frozenset[str]:

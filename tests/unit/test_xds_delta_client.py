@@ -85,3 +85,11 @@ def test_a_nack_keeps_what_was_held():
     nack = subs.reject(bad, ConfigError(["no"]))
     assert nack.response_nonce == "n2" and "no" in nack.error_detail.message
     assert set(subs.held[CLUSTER]) == {"a"} and subs.versions[CLUSTER] == "1"
+
+
+def test_the_clusters_a_route_mirrors_to_are_in_its_scope():
+    subs = scoped()
+    route = route_config("default", ["a"])
+    route.virtual_hosts[0].routes[0].route.mirror.cluster = "shadow"
+    received = subs.decode(response(ROUTES, "1", [("default", route)]))
+    assert subs.reach(received) == {"a", "shadow"} and subs.needs_parking(received)
