@@ -3,7 +3,7 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test test-codec-slow protos demo bench clean
+.PHONY: install test test-codec-slow etcd protos demo bench clean
 
 install: $(VENV)/.installed
 
@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 	$(VPY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The whole suite on the compiled codec, then the codec's own tests on its plain
-# Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no compiler exists.
-test: install
+# The whole suite on the compiled codec (the etcd store's tests on a real 3-member
+# cluster of Debian's etcd-server), then the codec's own tests on its plain Python
+# modules (MESHGRPC_CODEC_PURE=1), which run wherever no compiler exists.
+test: install etcd
 	$(VPY) -m pytest -q -n 2 tests
 	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k codec
 
@@ -25,6 +26,11 @@ test: install
 test-codec-slow: install
 	HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
 	MESHGRPC_CODEC_PURE=1 HYPOTHESIS_EXAMPLES=20000 $(VPY) -m pytest -q -n 2 -o timeout=0 tests -k codec
+
+etcd:
+	@command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || { apt-get install -y etcd-server \
+		|| { apt-get update && apt-get install -y etcd-server; }; } \
+		|| { echo "make: cannot install etcd-server (run as root)"; exit 1; }
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated
@@ -38,7 +44,7 @@ demo: install
 
 # Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
 # (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
-bench: install
+bench: install etcd
 	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
 		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
 		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"

@@ -15,6 +15,8 @@ TARGETS = {
     "ack_all_s": 1.0,          # every stream ACKed a change within
     "proxy_rss_mib": 40,       # with 1,000 endpoints, at most
     "proxyless_ratio": 0.95,   # issue 12: proxyless throughput vs direct (same grpcio client), at least
+    "delta_p99_s": 1.0,        # replicated, scoped: p99 apply-to-ACK of one change, at most
+    "stream_kib": 20,          # replicated: control-plane memory per subscribed stream, at most
 }
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -127,6 +129,7 @@ def _scale_tables(result: dict) -> list[str]:
         mem = s["control_plane_memory_kib"]
         lines += ["", f"Control plane memory: peak (VmHWM) {mem['VmHWM'] / 1024:.0f} MiB, "
                       f"RSS at the end {mem['VmRSS'] / 1024:.0f} MiB."]
+    lines += _replicated(result.get("control_plane_replicated"))
     m = result.get("proxy_memory")
     if m:
         rss = m["VmRSS"] / 1024
@@ -135,6 +138,37 @@ def _scale_tables(result: dict) -> list[str]:
             lines.append(f"| 1 (the bench proxy, after the load) | {result['proxy_rss_idle_kib'] / 1024:.1f} | — | |")
         lines.append(f"| {m['endpoints']} | {rss:.1f} | {m['VmHWM'] / 1024:.1f} | ≤ {TARGETS['proxy_rss_mib']} MiB"
                      f"{_mark(rss <= TARGETS['proxy_rss_mib'])} |")
+    return lines
+
+
+def _replicated(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    per_stream = r["memory_per_stream_kib"]
+    lines = ["", "## Replicated control plane, delta discovery, scoped proxies", "",
+             f"{r['proxies']} simulated proxies (delta streams from {r['client_processes']} processes) over "
+             f"{r['replicas']} control-plane replicas on a {r['etcd_members']}-member etcd; {r['endpoints']} endpoints "
+             f"in {r['clusters']} clusters; each proxy's route config reaches {r['clusters_per_proxy']} clusters. "
+             f"Initial sync of every stream: {r['initial_sync_s']:.2f} s. Times run from the Apply call returning "
+             "to each affected proxy's ACK (below 0: the proxy had it before the caller heard back), and in "
+             "brackets from the Apply call being sent.", "",
+             "| change | proxies affected / ACKed | p50 (s) | p99 (s) | max (s) | target | bytes to them | "
+             "responses to the others | control plane CPU (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("endpoint_change", "one endpoint added to one cluster"),
+                       ("route_change", "one route config's timeout changed")):
+        ch = r[key]
+        ok = ch.get("p99_s") is not None and ch["p99_s"] <= TARGETS["delta_p99_s"] and not ch["missing"]
+        lines.append(f"| {label} | {ch['affected_proxies']} / {ch['acked']} | {_fmt(ch.get('p50_s'), 3)} "
+                     f"({_fmt(ch.get('p50_from_call_s'), 3)}) | {_fmt(ch.get('p99_s'), 3)} "
+                     f"({_fmt(ch.get('p99_from_call_s'), 3)}) | {_fmt(ch.get('max_s'), 3)} "
+                     f"({_fmt(ch.get('max_from_call_s'), 3)}) | p99 ≤ {TARGETS['delta_p99_s']:g} s"
+                     f"{_mark(ok)} | {ch['bytes_to_affected']} | {ch['responses_to_others']} | "
+                     f"{ch['control_plane_cpu_s']:.2f} |")
+    floor = r.get("grpc_stream_floor_kib")
+    lines += ["", f"Control-plane memory per subscribed stream: {per_stream:.1f} KiB "
+                  f"(target ≤ {TARGETS['stream_kib']} KiB{_mark(per_stream <= TARGETS['stream_kib'])})"
+                  + (f"; an idle grpc.aio stream with nothing of meshgrpc costs {floor:.1f} KiB on its own "
+                     "(bench/stream_floor.py)." if floor is not None else ".")]
     return lines
 
 

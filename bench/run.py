@@ -17,6 +17,9 @@
 2. The proxy profiled with py-spy under the 64-in-flight load.
 3. Control plane at scale (simulated proxies, 10,000 endpoints, one change) and
    the proxy's memory with 1,000 endpoints.
+4. The replicated control plane (bench/scale.py, also `python -m bench.scale`):
+   10,000 scoped delta proxies over 3 replicas on a 3-member etcd, 100,000
+   endpoints in 1,000 clusters; one endpoint change and one route change.
 Results: bench/results/<timestamp>.json, bench/results/results.md, a PNG chart.
 """
 
@@ -57,15 +60,18 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--proxyless-rounds", type=int,
                     help="interleaved rounds of the proxyless comparison (default 9; --quick 2): its client-bound "
                          "runs are short, and more of them keep a busy machine's bursts out of the median")
-    ap.add_argument("--skip", action="append", default=[], choices=["nginx", "scale", "profile", "proxyless"])
+    ap.add_argument("--replicated-proxies", type=int,
+                    help="scoped delta proxies over 3 replicas on etcd (default 10000; --quick 1000)")
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=["nginx", "scale", "profile", "proxyless", "replicated"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args(argv)
     quick = {"rounds": 2, "seconds": 1.5, "latency_seconds": 1, "stream_seconds": 1, "streams": 200,
              "endpoints": 2000, "profile_seconds": 3, "proxyless_seconds": 1,
-             "proxyless_rounds": 2}
+             "proxyless_rounds": 2, "replicated_proxies": 1000}
     full = {"rounds": 5, "seconds": 5, "latency_seconds": 3, "stream_seconds": 2, "streams": 1000,
             "endpoints": 10000, "profile_seconds": 8, "proxyless_seconds": 2,
-            "proxyless_rounds": 9}
+            "proxyless_rounds": 9, "replicated_proxies": 10000}
     for key, value in (quick if a.quick else full).items():
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -316,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             result["control_plane"] = scale.control_plane_scale(
                 workdir, args.streams, max(1, args.endpoints // 100), min(100, args.endpoints),
                 args.scale_processes)
+        if "replicated" not in args.skip:
+            print(f"replicated control plane: {args.replicated_proxies} scoped delta proxies", flush=True)
+            result["control_plane_replicated"] = scale.replicated_scale(workdir, args.replicated_proxies)
     written = report.write(result, args.out)
     print(open(written["markdown"]).read())
     print(f"written: {written['json']}, {written['markdown']}, {written['chart']}")

@@ -45,18 +45,23 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def response_header(data: bytes) -> tuple[str, str, str]:
-    """(type_url, version_info, nonce) of a serialized DiscoveryResponse, skipping
-    its resources (all four fields are length-delimited)."""
+def string_fields(data: bytes, numbers: tuple[int, ...]) -> tuple[str, ...]:
+    """The top-level string fields `numbers` of a serialized message whose fields
+    are all length-delimited (discovery responses), skipping the others unparsed."""
     found: dict[int, bytes] = {}
     i = 0
     while i < len(data):
         key, i = _varint(data, i)
         length, i = _varint(data, i)
-        if key >> 3 in (1, 2, 3):
+        if key >> 3 in numbers:
             found[key >> 3] = data[i:i + length]
         i += length
-    return found.get(1, b"").decode(), found.get(2, b"").decode(), found.get(3, b"").decode()
+    return tuple(found.get(n, b"").decode() for n in numbers)
+
+
+def response_header(data: bytes) -> tuple[str, str, str]:
+    """(type_url, version_info, nonce) of a serialized DiscoveryResponse."""
+    return string_fields(data, (1, 2, 3))
 
 
 class SimulatedProxy:

@@ -14,3 +14,14 @@ def split_address(address: str, *, listen: bool = False) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise ValueError(f"{address!r} is not host:port with a port in {lowest}-65535")
     return host, int(port)
+
+
+def split_targets(value: str) -> list[str]:
+    """The "host:port" items of a comma list (`--control-plane a:15010,b:15010`);
+    raises ValueError naming the first bad one."""
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    if not targets:
+        raise ValueError(f"{value!r}: expected host:port[,host:port...]")
+    for target in targets:
+        split_address(target)
+    return targets

@@ -15,8 +15,8 @@ DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
 
 def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT",
-        help=f"control plane address (default {DEFAULT_CONTROL_PLANE})",
+        "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT[,HOST:PORT...]",
+        help=f"control plane address, or the replicas' addresses tried in turn (default {DEFAULT_CONTROL_PLANE})",
     )
 
 
@@ -64,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("control-plane", help="run the control plane")
     p.add_argument("--config", help="YAML or JSON MeshConfig file, watched for edits")
     p.add_argument("--listen", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT")
-    p.add_argument("--data-dir", default="./.meshgrpc", help="where the store lives")
+    p.add_argument("--data-dir", default="./.meshgrpc", help="where the SQLite store lives")
+    p.add_argument("--store", default="sqlite", metavar="sqlite|etcd://HOST:PORT,...",
+                   help="sqlite (default: one control plane, in --data-dir) or etcd://HOST:PORT[,HOST:PORT...] "
+                        "(several replicas share the mesh)")
+    p.add_argument("--etcd-prefix", default="/meshgrpc", help="key prefix in etcd (default /meshgrpc)")
     p.add_argument("--debounce", type=float, default=0.1, metavar="SECONDS",
                    help="changes within this window make one push (default 0.1)")
     p.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS",
@@ -129,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
     p.add_argument("--route-config", default="default")
+    p.add_argument("--discovery", choices=["delta", "sotw"], default="delta",
+                   help="delta (default): incremental, subscribing only to the clusters the route config "
+                        "reaches; sotw: state of the world, every cluster (for control planes before delta)")
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")

@@ -58,7 +58,7 @@ def validate_resource(resource: Message, path: str = "", clusters: Iterable[str]
 
 
 def referenced_clusters(route_config: pb.RouteConfig) -> set[str]:
-    """Names of the clusters a route config sends traffic to."""
+    """Names of the clusters a route config sends traffic to, mirrored copies included."""
     names: set[str] = set()
     for vhost in route_config.virtual_hosts:
         for route in vhost.routes:
@@ -66,6 +66,8 @@ def referenced_clusters(route_config: pb.RouteConfig) -> set[str]:
             if action.cluster:
                 names.add(action.cluster)
             names.update(w.name for w in action.weighted_clusters)
+            if action.HasField("mirror") and action.mirror.cluster:
+                names.add(action.mirror.cluster)
     return names
 
 

@@ -1,14 +1,16 @@
 """The operator commands that talk to a running control plane: apply, get,
 delete, status and register.
 
-Each call has a deadline; when the control plane cannot be reached the command
-says so in one line and exits 2. Bad input exits 1 with the server's reasons
-(every validation error with its field path). Input refused before it is judged
-exits 2: a file past a parsing bound (config/bounds.py), a config too large for the
-management API (control_channel.py), or `apply --replace` of an empty config
-without --allow-empty (which prints what it would remove first). `register` holds
-its registration until SIGTERM/SIGINT, re-registering with backoff when the stream
-breaks; its stream keeps alive like the proxy's discovery stream.
+Each call has a deadline; --control-plane may list several replicas
+(`a:15010,b:15010`), tried in turn while one cannot be reached. When none can be
+the command says so in one line and exits 2. Bad input exits 1 with the server's
+reasons (every validation error with its field path). Input refused before it is
+judged exits 2: a file past a parsing bound (config/bounds.py), a config too large
+for the management API (control_channel.py), or `apply --replace` of an empty
+config without --allow-empty (which prints what it would remove first).
+`register` holds its registration until SIGTERM/SIGINT; when the stream breaks it
+re-registers with backoff at the next replica, resuming its lease so that nothing
+changes; its stream keeps alive like the proxy's discovery stream.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import grpc
 
 from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
+from meshgrpc.addresses import split_targets
 from meshgrpc.backoff import Backoff
 from meshgrpc.config import resources
 from meshgrpc.config.loader import dump, load_file
@@ -51,11 +54,16 @@ class _Failed(Exception):
 
 
 def _command(body):
-    """Runs `body(args, stub)` on a channel to --control-plane and maps failures to exit codes."""
+    """Runs `body(args, stub)` on a channel to each --control-plane address in turn
+    until one answers, and maps failures to exit codes."""
     def run(args: argparse.Namespace) -> int:
         try:
-            with grpc.insecure_channel(args.control_plane, options=client_options()) as channel:
-                return body(args, management_pb2_grpc.ManagementStub(channel))
+            targets = split_targets(args.control_plane)
+        except ValueError as e:
+            print(f"--control-plane {e}", file=sys.stderr)
+            return 2
+        try:
+            return _first_reachable(targets, lambda stub: body(args, stub))
         except grpc.RpcError as e:
             code, message = _explain(args.control_plane, e.code(), e.details())
             print(message, file=sys.stderr)
@@ -65,6 +73,17 @@ def _command(body):
             return e.code
     run.__name__ = body.__name__
     return run
+
+
+def _first_reachable(targets: list[str], call):
+    for i, target in enumerate(targets):
+        try:
+            with grpc.insecure_channel(target, options=client_options()) as channel:
+                return call(management_pb2_grpc.ManagementStub(channel))
+        except grpc.RpcError as e:
+            if e.code() not in UNREACHABLE or i == len(targets) - 1:
+                raise
+            log.warning("control plane %s: %s; trying %s", target, e.code().name, targets[i + 1])
 
 
 def _explain(target: str, code: grpc.StatusCode, details: str | None) -> tuple[int, str]:
@@ -203,7 +222,12 @@ def register(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"meshgrpc register: {e}", file=sys.stderr)
         return 1
-    return asyncio.run(_register(args.control_plane, instance, random.Random()))
+    try:
+        targets = split_targets(args.control_plane)
+    except ValueError as e:
+        print(f"meshgrpc register: --control-plane {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(_register(targets, instance, random.Random()))
 
 
 def _instance(args: argparse.Namespace) -> management_pb2.Instance:
@@ -217,32 +241,36 @@ def _instance(args: argparse.Namespace) -> management_pb2.Instance:
                                    zone=args.zone, metadata=metadata)
 
 
-async def _register(target: str, instance: management_pb2.Instance, rng: random.Random) -> int:
+async def _register(targets: list[str], instance: management_pb2.Instance, rng: random.Random) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    backoff, registered = Backoff(rng, jitter=0.5), False
-
-    def on_registered() -> None:
-        nonlocal registered
-        registered = True
-        backoff.succeeded()
-
-    async with grpc.aio.insecure_channel(target, options=client_options(Keepalive())) as channel:
-        stub = management_pb2_grpc.ManagementStub(channel)
-        while not stop.is_set():
-            try:
-                await _hold(stub, instance, stop, on_registered)
-                return 0
-            except (grpc.aio.AioRpcError, _Lost) as e:
-                code, message = _explain(target, *_status_of(e))
-                if not registered:  # refused or unreachable from the start: say so and stop
-                    print(message, file=sys.stderr)
-                    return code
-                log.warning("registration lost (%s); re-registering", message)
-            await _wait(stop, backoff.failed())
+    backoff, held = Backoff(rng, jitter=0.5), _Held()
+    attempt = 0
+    while not stop.is_set():
+        target = targets[attempt % len(targets)]
+        try:
+            async with grpc.aio.insecure_channel(target, options=client_options(Keepalive())) as channel:
+                await _hold(management_pb2_grpc.ManagementStub(channel), instance, stop, held, backoff)
+            return 0
+        except (grpc.aio.AioRpcError, _Lost) as e:
+            code, message = _explain(target, *_status_of(e))
+            unreachable = code == 2 and attempt + 1 < len(targets)
+            if not held.lease and not unreachable:  # refused, or no replica reachable from the start
+                print(message if len(targets) == 1 else message.replace(target, ",".join(targets), 1),
+                      file=sys.stderr)
+                return code
+            log.warning("registration lost (%s); re-registering", message)
+        attempt += 1
+        await _wait(stop, backoff.failed() if held.lease else 0)
     return 0
+
+
+class _Held:
+    """The lease the last registration was answered with (0 before the first)."""
+
+    lease = 0
 
 
 class _Lost(Exception):
@@ -259,14 +287,18 @@ def _status_of(error: Exception) -> tuple[grpc.StatusCode, str]:
     return error.code, str(error)
 
 
-async def _hold(stub, instance, stop: asyncio.Event, on_registered) -> None:
-    """Registers and heartbeats until `stop`; then ends the stream cleanly (which unregisters)."""
+async def _hold(stub, instance, stop: asyncio.Event, held: _Held, backoff: Backoff) -> None:
+    """Registers (resuming the lease held, if any) and heartbeats until `stop`;
+    then ends the stream cleanly (which unregisters)."""
     call = stub.Register()
     try:
-        await _send(call, management_pb2.RegisterRequest(instance=instance))
-        ttl = (await _reply(call, DEADLINE)).lease_ttl.ToTimedelta().total_seconds()
-        log.info("registered %s in cluster %r (lease ttl %gs)", instance.address, instance.cluster, ttl)
-        on_registered()
+        await _send(call, management_pb2.RegisterRequest(instance=instance, lease_id=held.lease))
+        reply = await _reply(call, DEADLINE)
+        ttl = reply.lease_ttl.ToTimedelta().total_seconds()
+        resumed = " (lease resumed)" if held.lease and reply.lease_id == held.lease else ""
+        log.info("registered %s in cluster %r (lease ttl %gs)%s", instance.address, instance.cluster, ttl, resumed)
+        held.lease = reply.lease_id
+        backoff.succeeded()
         while not await _wait(stop, ttl / 3):
             await _send(call, management_pb2.RegisterRequest())
             await _reply(call, min(DEADLINE, ttl))

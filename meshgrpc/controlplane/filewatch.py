@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from meshapi.v1 import management_pb2, resources_pb2
 from meshgrpc.config.loader import file_format, parse_text, read_file
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 1.0  # default settle window (--config-settle)
 POLL_SECONDS = 0.25
-Apply = Callable[[resources_pb2.MeshConfig, str, Guard], list[management_pb2.ResourceChange]]
+Apply = Callable[[resources_pb2.MeshConfig, str, Guard], Awaitable[list[management_pb2.ResourceChange]]]
 Signature = tuple[int, int, int, int] | None
 
 
@@ -114,10 +114,10 @@ class FileWatcher:
         self.interval = interval
         self._task = OwnedTask("config-file-watch", self._poll)
 
-    def check(self) -> bool:
+    async def check(self) -> bool:
         """One poll: applies the file if it settled on new content; True when a change was applied."""
         edit = self.poll_file()
-        return edit is not None and self.apply_edit(edit)
+        return edit is not None and await self.apply_edit(edit)
 
     def poll_file(self) -> Edit | None:
         """Stats the file and, once a change has settled, reads and parses it: the new
@@ -139,10 +139,10 @@ class FileWatcher:
             self._refused(e)
             return None
 
-    def apply_edit(self, edit: Edit) -> bool:
+    async def apply_edit(self, edit: Edit) -> bool:
         """Applies a parsed edit (on the event loop: the controller's single writer); True if applied."""
         try:
-            changes = self._apply(edit.mesh, edit.digest, self._guard)
+            changes = await self._apply(edit.mesh, edit.digest, self._guard)
         except MeshError as e:
             self._refused(e)
             return False
@@ -165,7 +165,7 @@ class FileWatcher:
             # Reading and parsing a large file must not stall the management API and discovery.
             edit = await asyncio.to_thread(self.poll_file)
             if edit is not None:
-                self.apply_edit(edit)
+                await self.apply_edit(edit)
 
 
 def _summary(changes: list[management_pb2.ResourceChange]) -> str:

@@ -27,16 +27,18 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from meshgrpc.control_channel import server_options
 from meshgrpc.controlplane.controller import Controller
+from meshgrpc.controlplane.etcd_client import EtcdClient
+from meshgrpc.controlplane.etcd_store import EtcdStore, parse_store_url
 from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
 from meshgrpc.controlplane.guard import removal_limit
 from meshgrpc.controlplane.management import ManagementServicer
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
-from meshgrpc.controlplane.state import MeshState
-from meshgrpc.controlplane.store import SqliteStore
+from meshgrpc.controlplane.store import SqliteStore, Store
 from meshgrpc.errors import MeshError
 from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
+from meshgrpc.xds import server as discovery_server
 from meshgrpc.xds.server import DiscoveryServer
 
 log = logging.getLogger("meshgrpc.controlplane")
@@ -53,31 +55,48 @@ def run(args: argparse.Namespace) -> int:
         return runner.run(serve(args))
 
 
+def open_store(args: argparse.Namespace) -> Store:
+    """The store --store names: SQLite in --data-dir (the default) or etcd. Raises ValueError."""
+    if args.store == "sqlite":
+        return SqliteStore(args.data_dir)
+    return EtcdStore(EtcdClient(parse_store_url(args.store)), args.etcd_prefix)
+
+
 async def serve(args: argparse.Namespace) -> int:
-    store = SqliteStore(args.data_dir)
+    try:
+        store = open_store(args)
+    except ValueError as e:
+        print(f"meshgrpc control-plane: --store {e}", file=sys.stderr)
+        return 2
     try:
         return await _serve(args, store)
+    except MeshError as e:   # the store cannot be read at start-up
+        print(f"meshgrpc control-plane: {e}", file=sys.stderr)
+        return 1
     finally:
-        store.close()
+        await store.close()
 
 
-async def _serve(args: argparse.Namespace, store: SqliteStore) -> int:
-    stored = store.load()
-    controller = Controller(store, MeshState.from_stored(stored))
+async def _serve(args: argparse.Namespace, store: Store) -> int:
+    stored = await store.load()
+    controller = Controller(store, store.initial_state(stored))
+    store.follow(controller.adopt)
     seen_digest = stored.config_digest
     guard = removal_limit(args.max_removal_share)
     if args.config:
         try:
-            seen_digest = apply_file_at_start(controller, args.config, stored.config_digest, guard)
+            seen_digest = await apply_file_at_start(controller, args.config, stored.config_digest, guard)
         except MeshError as e:
             print(f"meshgrpc control-plane: refusing to start: {e}", file=sys.stderr)
             return 1
     cache = SnapshotCache()
-    publisher = Publisher(lambda: controller.state, store, cache, stored.versions, args.debounce)
+    record = store.record_versions if isinstance(store, SqliteStore) else (lambda versions: None)
+    publisher = Publisher(lambda: controller.state, record, cache, stored.versions, args.debounce)
     publisher.publish()  # the committed state is served from the first connection on
-    controller.on_change = publisher.notify
-    registry = Registry(controller, args.lease_ttl)
-    registry.restore((c, a) for c, by_address in controller.state.registrations.items() for a in by_address)
+    controller.on_change, controller.on_configured = publisher.notify, publisher.flush
+    registry = Registry(controller, store, args.lease_ttl)
+    if not store.holds_leases:
+        registry.restore((c, a) for c, by_address in controller.state.registrations.items() for a in by_address)
     watcher = FileWatcher(args.config, _file_applier(controller), seen_digest, guard,
                           settle=args.config_settle) if args.config else None
     return await _run_server(args, controller, publisher, registry, cache, watcher)
@@ -118,26 +137,26 @@ def _on_task_end(stop: asyncio.Event, failed: list[BaseException]):
     return done
 
 
-def apply_file_at_start(controller: Controller, path: str, stored_digest: str, guard) -> str:
+async def apply_file_at_start(controller: Controller, path: str, stored_digest: str, guard) -> str:
     """Applies the file as a replace unless it is the one last applied; returns its digest.
     Raises ConfigError (bad file) or FailedPrecondition (`guard` refuses it)."""
     raw, digest = read_config(path)
     if digest == stored_digest:
         log.info("%s is unchanged since it was last applied; serving the stored config", path)
         return digest
-    changes = controller.apply(parse_config(path, raw), replace=True, config_digest=digest, guard=guard)
+    changes = await controller.apply(parse_config(path, raw), replace=True, config_digest=digest, guard=guard)
     log.info("applied %s: %d change(s)", path, len(changes))
     return digest
 
 
 def _file_applier(controller: Controller):
-    def apply(mesh, digest, guard):
-        return controller.apply(mesh, replace=True, config_digest=digest, guard=guard)
+    async def apply(mesh, digest, guard):
+        return await controller.apply(mesh, replace=True, config_digest=digest, guard=guard)
     return apply
 
 
 def _build_server(controller, publisher, registry, cache, min_ping_interval: float, translator):
-    server = grpc.aio.server(options=server_options(min_ping_interval))
+    server = grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS])
     discovery = DiscoveryServer(cache)
     discovery.add_to(server)
     # Proxyless gRPC clients: Envoy xDS v3 on the same port.

@@ -53,7 +53,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
     @_mesh_errors
     async def Apply(self, request: management_pb2.ApplyRequest, context) -> management_pb2.ApplyResponse:
         guard = None if request.allow_empty else emptying_problem
-        changes = self._controller.apply(request.config, request.replace, request.dry_run, guard=guard)
+        changes = await self._controller.apply(request.config, request.replace, request.dry_run, guard=guard)
         self._publisher.flush()
         return management_pb2.ApplyResponse(changes=changes, versions=self._versions())
 
@@ -70,7 +70,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
     async def Delete(self, request: management_pb2.DeleteRequest, context) -> management_pb2.DeleteResponse:
         if not request.name:
             raise ConfigError([FieldError("name", "required")])
-        changes = self._controller.delete(_type_of(request.kind), request.name, request.dry_run)
+        changes = await self._controller.delete(_type_of(request.kind), request.name, request.dry_run)
         self._publisher.flush()
         return management_pb2.DeleteResponse(changes=changes)
 
@@ -81,23 +81,26 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
 
     @_mesh_errors
     async def Register(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
-        """First message: the instance; then one heartbeat per message. The lease ends
-        with the stream, or when no heartbeat arrives within the TTL."""
+        """First message: the instance (and the lease to resume, if any); then one
+        heartbeat per message. The lease ends with the stream, or when no heartbeat
+        arrives within the TTL."""
         first = await self._read(context)
         if first is None:
             return
         if not first.HasField("instance"):
             raise ConfigError([FieldError("instance", "required in the first message")])
-        lease = self._registry.register(first.instance)
-        log.info("registered %s in cluster %r", first.instance.address, first.instance.cluster)
+        lease = await self._registry.register(first.instance, resume=first.lease_id)
+        resumed = " (lease resumed)" if first.lease_id and lease.token == first.lease_id else ""
+        log.info("registered %s in cluster %r%s", first.instance.address, first.instance.cluster, resumed)
         try:
-            reply = management_pb2.RegisterResponse(lease_ttl=_duration(self._registry.ttl))
+            reply = management_pb2.RegisterResponse(lease_ttl=_duration(self._registry.ttl), lease_id=lease.token)
             await context.write(reply)
             while await self._read(context) is not None:
-                self._registry.heartbeat(lease)
+                await self._registry.heartbeat(lease)
                 await context.write(reply)
         finally:
-            self._registry.release(lease)
+            # Shielded: a stream cancelled by its client still unregisters.
+            await asyncio.shield(self._registry.release(lease))
 
     async def _read(self, context: grpc.aio.ServicerContext) -> management_pb2.RegisterRequest | None:
         """The next message, None at the end of the stream; NotFound after a silent TTL."""

@@ -3,9 +3,13 @@
 Changes are committed by the controller as they come; the push that follows is
 debounced: it waits for a quiet window (`window` seconds without a new change),
 but never longer than `cap_factor` windows after the first pending change, so a
-steady trickle of registrations cannot starve proxies. A type's version (an
+steady trickle of registrations cannot starve proxies.
+
+Versions: a store shared by replicas (etcd) derives them from its revisions and
+hands them over with the state, so every replica serves the same version for the
+same state; otherwise (SQLite) the publisher numbers them: a type's version (an
 integer string) is bumped only when the digest of its served resources changes,
-and the new versions are committed to the store before the snapshot is set.
+and the new versions are recorded in the store before the snapshot is set.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Callable, Mapping
 from meshgrpc.tasks import OwnedTask
 from meshgrpc.config import resources
 from meshgrpc.controlplane.state import MeshState
-from meshgrpc.controlplane.store import Commit, Store, TypeVersion
+from meshgrpc.controlplane.store import TypeVersion
 from meshgrpc.xds.snapshot import Snapshot, mesh_digests
 
 log = logging.getLogger(__name__)
@@ -77,10 +81,10 @@ def next_versions(current: Mapping[str, TypeVersion], digests: Mapping[str, str]
 class Publisher:
     """Owns the versions and the push task. `notify()` after each committed change."""
 
-    def __init__(self, source: Callable[[], MeshState], store: Store, cache, versions: Mapping[str, TypeVersion],
-                 window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, source: Callable[[], MeshState], record: Callable[[dict[str, TypeVersion]], None], cache,
+                 versions: Mapping[str, TypeVersion], window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
-        self._store = store
+        self._record = record
         self._cache = cache
         self.versions: dict[str, TypeVersion] = dict(versions)
         self.debouncer = Debouncer(window)
@@ -94,18 +98,29 @@ class Publisher:
         self._wake.set()
 
     def publish(self) -> bool:
-        """Computes versions, commits them, then sets the snapshot (commit before
-        push). Returns False, setting nothing, when no type's content changed."""
-        mesh = self._source().served()
-        bumped = next_versions(self.versions, mesh_digests(mesh))
+        """Computes versions, records them, then sets the snapshot (commit before
+        push). Returns False, setting nothing, when no type's content changed or
+        the state is not settled yet."""
+        state = self._source()
+        if not state.settled:
+            return False
+        mesh = state.served()
+        bumped = self._bumped(state, mesh)
         if not bumped and self._cache.current is not None:
             return False
-        self._store.commit(Commit(versions=bumped))
+        if state.versions is None:
+            self._record(bumped)
         self.versions.update(bumped)
         self._cache.set(Snapshot.from_mesh(mesh, {t: tv.version for t, tv in self.versions.items()}))
         self.pushes += 1
         log.info("serving %s", ", ".join(f"{resources.SHORT_NAME[t]}={tv.version}" for t, tv in self.versions.items()))
         return True
+
+    def _bumped(self, state: MeshState, mesh) -> dict[str, TypeVersion]:
+        if state.versions is None:
+            return next_versions(self.versions, mesh_digests(mesh))
+        derived = {t: TypeVersion(v, "") for t, v in state.versions.items()}
+        return {t: tv for t, tv in derived.items() if self.versions.get(t) != tv}
 
     def flush(self) -> None:
         """Pushes pending changes now: operators' applies and deletes skip the debounce

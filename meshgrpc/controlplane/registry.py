@@ -3,9 +3,14 @@ lease is renewed by heartbeats, and leaves when the lease is released (the strea
 ended) or expires (no heartbeat for the TTL).
 
 `Leases` is the pure lease table (time passed in); `Registry` ties it to the
-controller and owns the sweeper task. Registrations themselves are committed, so
-after a restart `restore()` gives every stored one a fresh TTL: a live instance
-re-registers within it (static stability), a dead one expires.
+controller and the store and owns the sweeper task. Each registration also holds
+a lease in the store (store.py): with etcd that lease is what keeps the
+registration alive across replicas, so one that dies takes no registration with
+it until the lease expires, and a stream that moves to another replica resumes
+its lease (`register(..., resume=lease)`) without a commit. With SQLite the
+registrations are committed, so after a restart `restore()` gives every stored
+one a fresh TTL: a live instance re-registers within it (static stability), a
+dead one expires.
 
 A newer registration of the same (cluster, address) takes the lease over: the
 older stream's heartbeats and release no longer count.
@@ -23,7 +28,8 @@ from typing import Callable, Iterable
 from meshapi.v1 import management_pb2
 from meshgrpc.tasks import OwnedTask
 from meshgrpc.controlplane.controller import Controller
-from meshgrpc.errors import NotFound
+from meshgrpc.controlplane.store import Store
+from meshgrpc.errors import NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +50,9 @@ class Leases:
         self._expiry: dict[Key, tuple[int, float]] = {}  # key -> (token, expires_at)
         self._tokens = itertools.count(1)
 
-    def grant(self, key: Key, now: float) -> Lease:
-        lease = Lease(key, next(self._tokens))
+    def grant(self, key: Key, now: float, token: int = 0) -> Lease:
+        """A lease on `key` until now + ttl; `token` names it (default: a fresh one)."""
+        lease = Lease(key, token or next(self._tokens))
         self._expiry[key] = (lease.token, now + self.ttl)
         return lease
 
@@ -62,6 +69,9 @@ class Leases:
             return False
         del self._expiry[lease.key]
         return True
+
+    def token_of(self, key: Key) -> int:
+        return self._expiry.get(key, (0, 0.0))[0]
 
     def holds(self, lease: Lease) -> bool:
         current = self._expiry.get(lease.key)
@@ -84,8 +94,10 @@ class Leases:
 class Registry:
     """Registrations through the controller, with leases and an owned sweeper task."""
 
-    def __init__(self, controller: Controller, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, controller: Controller, store: Store, ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._controller = controller
+        self._store = store
         self._clock = clock
         self.leases = Leases(ttl)
         self._task = OwnedTask("lease-sweeper", self._sweep_forever)
@@ -96,17 +108,33 @@ class Registry:
         return self.leases.ttl
 
     def restore(self, keys: Iterable[Key]) -> None:
-        """Fresh leases for registrations read back from the store."""
+        """Fresh leases for registrations read back from a store that holds no leases."""
         now = self._clock()
         for key in keys:
             self.leases.grant(key, now)
 
-    def register(self, instance: management_pb2.Instance) -> Lease:
-        """Commits the registration (raising if refused) and grants its lease."""
-        self._controller.register(instance)
-        return self.leases.grant((instance.cluster, instance.address), self._clock())
+    async def register(self, instance: management_pb2.Instance, resume: int = 0) -> Lease:
+        """Commits the registration (raising if refused) and grants its lease; with
+        `resume`, carries on that lease when it still holds this registration."""
+        key = (instance.cluster, instance.address)
+        if resume and await self._resumable(key, instance, resume):
+            return self.leases.grant(key, self._clock(), resume)
+        lease = await self._store.grant_lease(self.ttl)
+        try:
+            await self._controller.register(instance, lease)
+        except BaseException:
+            await self._end_quietly(lease)
+            raise
+        return self.leases.grant(key, self._clock(), lease)
 
-    def heartbeat(self, lease: Lease) -> None:
+    async def _resumable(self, key: Key, instance: management_pb2.Instance, lease: int) -> bool:
+        if self._controller.state.registrations.get(key[0], {}).get(key[1]) != instance:
+            return False
+        if self.leases.token_of(key) == lease:
+            return True
+        return self._store.lease_of(key) == lease and await self._store.keep_lease(lease)
+
+    async def heartbeat(self, lease: Lease) -> None:
         """Renews the lease; raises NotFound when the registration is gone."""
         cluster, address = lease.key
         if address not in self._controller.state.registrations.get(cluster, {}):
@@ -114,21 +142,39 @@ class Registry:
             raise NotFound(f"registration of {address} in cluster {cluster!r} is gone (cluster deleted or lease expired)")
         if not self.leases.renew(lease, self._clock()):
             raise NotFound(f"registration of {address} in cluster {cluster!r} expired or was taken over")
+        try:
+            alive = await self._store.keep_lease(lease.token)
+        except Unavailable as e:
+            # The store's lease outlives a short outage (its TTL is at least ours):
+            # the next heartbeat renews it.
+            log.warning("could not renew the store lease of %s: %s", address, e)
+            return
+        if not alive:
+            self.leases.release(lease)
+            raise NotFound(f"the lease of {address} in cluster {cluster!r} expired in the store")
 
-    def release(self, lease: Lease) -> None:
+    async def release(self, lease: Lease) -> None:
         # Once frozen (shutting down), streams end because the server stops, not
-        # because instances left: their registrations stay committed for the restart.
+        # because instances left: their registrations stay committed for the restart
+        # (or, with etcd, until their lease expires or another replica resumes it).
         if not self._frozen and self.leases.release(lease):
-            if self._controller.unregister(*lease.key):
+            if await self._controller.unregister(*lease.key):
                 log.info("registration of %s in cluster %r ended", lease.key[1], lease.key[0])
+            await self._end_quietly(lease.token)
 
-    def sweep(self) -> list[Key]:
+    async def sweep(self) -> list[Key]:
         """Unregisters every registration whose lease expired."""
         gone = self.leases.expire(self._clock())
         for cluster, address in gone:
-            if self._controller.unregister(cluster, address):
+            if await self._controller.unregister(cluster, address):
                 log.info("registration of %s in cluster %r expired", address, cluster)
         return gone
+
+    async def _end_quietly(self, lease: int) -> None:
+        try:
+            await self._store.end_lease(lease)
+        except Unavailable as e:   # it expires by itself
+            log.warning("could not end store lease %d: %s", lease, e)
 
     def start(self) -> asyncio.Task:
         return self._task.start()
@@ -143,4 +189,7 @@ class Registry:
         interval = min(max(self.ttl / 4, 0.05), 1.0)
         while True:
             await asyncio.sleep(interval)
-            self.sweep()
+            try:
+                await self.sweep()
+            except Unavailable as e:   # the store is unreachable: the leases are swept next time
+                log.warning("lease sweep postponed: %s", e)

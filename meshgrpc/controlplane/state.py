@@ -45,6 +45,15 @@ class MeshState:
 
     configured: Resources
     registrations: Registrations
+    # Versions the store derives from its revisions (etcd), per type URL; None when
+    # the publisher numbers versions itself (SQLite).
+    versions: Mapping[str, str] | None = None
+    # The store's commit point this state was read at (etcd: the mod revision of
+    # the key every configuration commit writes; 0 for SQLite).
+    revision: int = 0
+    # False while the store holds a change without its version yet (etcd: a lease
+    # expired and no replica has bumped the endpoints version yet): not served.
+    settled: bool = True
 
     @classmethod
     def empty(cls) -> MeshState:
@@ -140,7 +149,7 @@ def _plan(state: MeshState, configured: dict[str, dict[str, Message]]) -> Plan:
     registrations = {c: v for c, v in state.registrations.items() if c in configured[resources.CLUSTER]}
     dropped = {(c, a): None for c, v in state.registrations.items() if c not in registrations for a in v}
     changes, writes = diff_resources(state.configured, configured)
-    after = MeshState(configured, registrations)
+    after = dataclasses.replace(state, configured=configured, registrations=registrations)
     return Plan(after, changes, Commit(resources=writes, registrations=dropped))
 
 
@@ -180,8 +189,8 @@ def _yaml_lines(message: Message | None) -> list[str]:
 
 # --- registrations --------------------------------------------------------------
 
-def plan_register(state: MeshState, instance: management_pb2.Instance) -> Plan:
-    """Adds (or refreshes) a registered endpoint; its cluster must exist."""
+def plan_register(state: MeshState, instance: management_pb2.Instance, lease: int = 0) -> Plan:
+    """Adds (or refreshes) a registered endpoint, held by `lease`; its cluster must exist."""
     if not instance.cluster:
         raise ConfigError([FieldError("instance.cluster", "required")])
     if instance.cluster not in state.configured[resources.CLUSTER]:
@@ -190,8 +199,8 @@ def plan_register(state: MeshState, instance: management_pb2.Instance) -> Plan:
     _check_instance(instance)
     registrations = dict(state.registrations)
     registrations[instance.cluster] = {**registrations.get(instance.cluster, {}), instance.address: instance}
-    commit = Commit(registrations={(instance.cluster, instance.address): instance})
-    return Plan(MeshState(state.configured, registrations), [], commit)
+    commit = Commit(registrations={(instance.cluster, instance.address): instance}, lease=lease)
+    return Plan(dataclasses.replace(state, registrations=registrations), [], commit)
 
 
 def plan_unregister(state: MeshState, cluster: str, address: str) -> Plan | None:
@@ -204,7 +213,7 @@ def plan_unregister(state: MeshState, cluster: str, address: str) -> Plan | None
         registrations[cluster] = remaining
     else:
         del registrations[cluster]
-    return Plan(MeshState(state.configured, registrations), [], Commit(registrations={(cluster, address): None}))
+    return Plan(dataclasses.replace(state, registrations=registrations), [], Commit(registrations={(cluster, address): None}))
 
 
 def endpoint_of(instance: management_pb2.Instance) -> resources_pb2.Endpoint:

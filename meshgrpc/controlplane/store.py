@@ -1,22 +1,29 @@
 """The control plane's durable memory: committed resources, per-type versions,
 registrations and the digest of the config file last applied.
 
-`Store` is the small interface the rest of the control plane sees, so that a
-distributed store (etcd) can replace the embedded `SqliteStore`. Every write is one
-`Commit` applied in one transaction: either all of it is durable or none of it is.
+`Store` is the small interface the rest of the control plane sees, with two
+implementations: the embedded `SqliteStore` (here, the default) and `EtcdStore`
+(etcd_store.py: several replicas on one etcd). Every write is one `Commit`
+applied in one transaction: either all of it is durable or none of it is.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sqlite3
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
+import grpc
 from google.protobuf.message import Message
 
 from meshapi.v1 import management_pb2
 from meshgrpc.config import resources
+from meshgrpc.errors import MeshError
+
+if TYPE_CHECKING:
+    from meshgrpc.controlplane.state import MeshState
 
 ResourceKey = tuple[str, str]          # (type_url, name)
 RegistrationKey = tuple[str, str]      # (cluster, address)
@@ -38,6 +45,8 @@ class Commit:
     registrations: dict[RegistrationKey, management_pb2.Instance | None] = dataclasses.field(default_factory=dict)
     versions: dict[str, TypeVersion] = dataclasses.field(default_factory=dict)
     config_digest: str | None = None   # None leaves the stored digest as it is
+    # The lease the registrations written here are held by (etcd; 0: none).
+    lease: int = 0
 
     def is_empty(self) -> bool:
         return not (self.resources or self.registrations or self.versions or self.config_digest is not None)
@@ -51,16 +60,46 @@ class Stored:
     registrations: dict[RegistrationKey, management_pb2.Instance]
     versions: dict[str, TypeVersion]
     config_digest: str
+    # Registration leases by key (etcd; empty for SQLite).
+    leases: dict[RegistrationKey, int] = dataclasses.field(default_factory=dict)
+
+
+class Conflict(MeshError):
+    """The state a commit was planned on is no longer current: another writer
+    committed first. The store has caught up with the newer state when it raises."""
+
+    code = grpc.StatusCode.ABORTED
 
 
 class Store(Protocol):
-    """Durable state. `commit` returns only once the change survives a crash."""
+    """Durable state shared by every replica of the control plane."""
 
-    def load(self) -> Stored: ...
+    async def load(self) -> Stored: ...
 
-    def commit(self, change: Commit) -> None: ...
+    def initial_state(self, stored: Stored) -> MeshState:
+        """The state to start from, once `load` has returned."""
 
-    def close(self) -> None: ...
+    async def commit(self, change: Commit, base: MeshState, after: MeshState) -> MeshState:
+        """Makes `change` durable (it survives a crash once this returns) and returns
+        the state now current, `after` or newer. Raises Conflict when `base` is not
+        the current state any more, changing nothing."""
+
+    def follow(self, adopt: Callable[[MeshState], None]) -> None:
+        """From now on calls `adopt(state)` with each state other writers commit."""
+
+    async def grant_lease(self, ttl: float) -> int:
+        """A lease for registrations: etcd deletes what it holds when it is not
+        kept alive for `ttl` seconds (the SQLite store's leases live in memory)."""
+
+    async def keep_lease(self, lease: int) -> bool:
+        """Renews `lease`; False when it is gone."""
+
+    async def end_lease(self, lease: int) -> None: ...
+
+    def lease_of(self, key: RegistrationKey) -> int:
+        """The store lease holding a registration; 0 when the store holds none."""
+
+    async def close(self) -> None: ...
 
 
 _SCHEMA = """
@@ -94,8 +133,38 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._leases = itertools.count(1)
 
-    def load(self) -> Stored:
+    async def load(self) -> Stored:
+        return self.read()
+
+    def initial_state(self, stored: Stored) -> MeshState:
+        from meshgrpc.controlplane.state import MeshState
+        return MeshState.from_stored(stored)
+
+    async def commit(self, change: Commit, base: MeshState, after: MeshState) -> MeshState:
+        # One writer (this process), so `base` is always current.
+        self.write(change)
+        return after
+
+    def follow(self, adopt: Callable[[MeshState], None]) -> None:
+        """Nothing to follow: this process is the only writer."""
+
+    async def grant_lease(self, ttl: float) -> int:
+        return next(self._leases)
+
+    async def keep_lease(self, lease: int) -> bool:
+        return True   # the registry's lease table decides expiry for one process
+
+    async def end_lease(self, lease: int) -> None:
+        pass
+
+    def lease_of(self, key: RegistrationKey) -> int:
+        return 0
+
+    holds_leases = False   # registrations are restored with fresh leases at start-up
+
+    def read(self) -> Stored:
         db = self._db
         stored_resources = {
             (type_url, name): _decode(resources.MESSAGE_CLASS[type_url], data)
@@ -110,7 +179,12 @@ class SqliteStore:
         row = db.execute("SELECT value FROM meta WHERE key = 'config_digest'").fetchone()
         return Stored(stored_resources, registrations, versions, row[0] if row else "")
 
-    def commit(self, change: Commit) -> None:
+    def record_versions(self, versions: dict[str, TypeVersion]) -> None:
+        """Records the versions the publisher numbered (before it serves them)."""
+        self.write(Commit(versions=versions))
+
+    def write(self, change: Commit) -> None:
+        """Commits `change` in one transaction, synchronously."""
         if change.is_empty():
             return
         db = self._db
@@ -141,7 +215,7 @@ class SqliteStore:
         if change.config_digest is not None:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('config_digest', ?)", (change.config_digest,))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
 
 

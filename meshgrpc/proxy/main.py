@@ -20,7 +20,7 @@ import sys
 import uvloop
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.addresses import split_address
+from meshgrpc.addresses import split_address, split_targets
 from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
@@ -35,6 +35,7 @@ from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamPools
 from meshgrpc.xds.client import DiscoveryClient
+from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
@@ -70,7 +71,8 @@ class Proxy:
         self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
                            replay_memory=args.replay_memory)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
-        self.client = DiscoveryClient(
+        client = DeltaClient if args.discovery == "delta" else DiscoveryClient
+        self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
@@ -147,6 +149,11 @@ def run(args) -> int:
         except ValueError as e:
             print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
             return 2
+    try:
+        split_targets(args.control_plane)
+    except ValueError as e:
+        print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
+        return 2
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)

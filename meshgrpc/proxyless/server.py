@@ -66,7 +66,7 @@ class AdsServer(DiscoveryServer):
                  translator: Callable[[Snapshot, EnvoySnapshot | None], EnvoySnapshot] = translate,
                  **kwargs) -> None:
         super().__init__(TranslatedCache(cache, translator), protocol=ENVOY, service=SERVICE, method=METHOD,
-                         **kwargs)
+                         delta_method=None, **kwargs)
         # Gap lines already logged per stream; an entry goes with its session.
         self._logged: weakref.WeakKeyDictionary[Session, set[str]] = weakref.WeakKeyDictionary()
 
@@ -84,7 +84,7 @@ class AdsServer(DiscoveryServer):
         snapshot = self.cache.current
         statuses = []
         for session in [s for s in self._sessions if s.node is not None]:
-            status = session.status(snapshot.versions() if snapshot else {})
+            status = session.status()
             if snapshot is not None:
                 status.unsupported.extend(snapshot.gaps(_subscriptions(session)))
             statuses.append(status)

@@ -5,7 +5,9 @@ answers it: ACK, or — when on_update raises ConfigError — a NACK carrying th
 error, keeping the version it had (xDS: the proxy stays on its last good
 config). When the stream fails it reconnects with exponential backoff and full
 jitter (0.1 s doubling to 5 s; AWS architecture blog, "Exponential Backoff And
-Jitter"), resuming with the versions it holds so unchanged config is not resent.
+Jitter"), to the next of its control-plane addresses (replicas serve the same
+versions for the same state), resuming with the versions it holds so unchanged
+config is not resent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
 from meshapi.v1 import discovery_pb2
+from meshgrpc.addresses import split_targets
 from meshgrpc.backoff import Backoff
 from meshgrpc.tasks import OwnedTask
 from meshgrpc.config.resources import TYPE_ORDER, unpack
@@ -33,7 +36,8 @@ OnUpdate = Callable[[str, str, list[Message]], None]
 
 class DiscoveryClient:
     """`subscriptions` maps type URL to resource names ([] = all). `versions` holds
-    the version last applied per type; `connected` is True while a stream is up."""
+    the version last applied per type; `connected` is True while a stream is up.
+    `target` is one "host:port" or a comma list of control-plane replicas."""
 
     def __init__(self, target: str, node: discovery_pb2.Node, subscriptions: Mapping[str, list[str]],
                  on_update: OnUpdate, *, rng: random.Random | None = None,
@@ -43,7 +47,8 @@ class DiscoveryClient:
         unknown = [t for t in subscriptions if t not in TYPE_ORDER]
         if unknown:
             raise ValueError(f"unknown resource types {unknown}")
-        self.target, self.node = target, node
+        self.targets = split_targets(target)
+        self.target, self.node = self.targets[0], node
         self.subscriptions = {t: list(subscriptions[t]) for t in TYPE_ORDER if t in subscriptions}
         self.on_update = on_update
         self._rng = rng or random.Random()
@@ -77,7 +82,11 @@ class DiscoveryClient:
                 self.last_error = "stream ended by the server"
             finally:
                 self.connected = False
+            self._next_target()
             await self._sleep(backoff.failed())
+
+    def _next_target(self) -> None:
+        self.target = self.targets[(self.targets.index(self.target) + 1) % len(self.targets)]
 
     async def _stream_once(self) -> bool:
         """Runs one stream until it ends; True if it was established."""

@@ -41,6 +41,10 @@ class ResponsePlan:
     body_key: Hashable | None
 
     @property
+    def resource_count(self) -> int:
+        return len(self.resources)
+
+    @property
     def interim(self) -> bool:
         return self.version.endswith(INTERIM_SUFFIX)
 

@@ -1,17 +1,20 @@
-"""DiscoveryServer: the discovery service (meshapi.v1.Discovery/StreamResources)
-on grpc.aio, serving a SnapshotCache with xDS state-of-the-world semantics. The
-same server, given another DiscoveryProtocol, service and method, serves proxyless gRPC
-clients Envoy's ADS (meshgrpc/proxyless/server.py).
+"""DiscoveryServer: the discovery service (meshapi.v1.Discovery) on grpc.aio,
+serving a SnapshotCache in both xDS variants: state of the world
+(StreamResources, kept for older proxies) and incremental (DeltaResources). The
+same server, given another DiscoveryProtocol, service and method (and no delta
+method), serves proxyless gRPC clients Envoy's ADS (meshgrpc/proxyless/server.py).
 
-The handler is registered by hand so that its response serializer passes bytes
-through: each response is a cached body shared by all streams plus a per-stream
-nonce field (wire.py), so a version is serialized once however many proxies
-receive it. Per-stream logic lives in session.py; this module adapts grpc.aio to
-it and reports the connected proxies' status.
+The handlers are registered by hand so that their response serializer passes
+bytes through: each response is a cached body shared by all streams plus a
+per-stream nonce field (wire.py), so a version is serialized once however many
+proxies receive it. Per-stream logic lives in session.py and variants.py; this
+module adapts grpc.aio to it, reports the connected proxies' status and counts
+what it sends.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -24,11 +27,20 @@ from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.session import Session, StreamError
+from meshgrpc.xds.variants import Delta, Sotw
 
 log = logging.getLogger(__name__)
 
+# gRPC core cancels new calls that wait for the application to accept them once
+# more than 1,000 are pending (and refuses them above 3,000): a replica's proxies
+# reconnecting at once (thousands, when another replica dies) are a burst the
+# event loop accepts within seconds, not an overload to shed.
+SERVER_OPTIONS = (("grpc.server.max_pending_requests", 50_000),
+                  ("grpc.server.max_pending_requests_hard_limit", 100_000))
+
 SERVICE = "meshapi.v1.Discovery"
 METHOD = "StreamResources"
+DELTA_METHOD = "DeltaResources"
 
 
 class _GrpcStreamIO:
@@ -39,7 +51,7 @@ class _GrpcStreamIO:
     def __init__(self, context: grpc.aio.ServicerContext) -> None:
         self._context = context
 
-    async def read(self) -> discovery_pb2.DiscoveryRequest | None:
+    async def read(self):
         request = await self._context.read()
         return None if request is grpc.aio.EOF else request
 
@@ -56,25 +68,37 @@ class DiscoveryServer:
     (for connected_since); the timeouts bound each idle wait and each read/write."""
 
     def __init__(self, cache: SnapshotCache, *, clock: Callable[[], float] = time.time,
-                 idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 256,
-                 protocol: DiscoveryProtocol = MESH, service: str = SERVICE, method: str = METHOD) -> None:
+                 idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 1024,
+                 protocol: DiscoveryProtocol = MESH, service: str = SERVICE, method: str = METHOD,
+                 delta_method: str | None = DELTA_METHOD) -> None:
         self.cache = cache
-        self.protocol, self.service, self.method = protocol, service, method
+        self.protocol, self.service, self.method, self.delta_method = protocol, service, method, delta_method
         self._clock = clock
         self._idle_timeout, self._io_timeout = idle_timeout, io_timeout
         self._bodies = wire.BodyCache(body_cache_size)
         self._sessions: set[Session] = set()
+        self._sent: collections.Counter[str] = collections.Counter()   # resources sent per type URL
 
     def add_to(self, server: grpc.aio.Server) -> None:
-        handler = grpc.stream_stream_rpc_method_handler(
-            self._stream, request_deserializer=self.protocol.request_class.FromString,
-            response_serializer=_passthrough)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(self.service, {self.method: handler}),))
+        methods = {self.method: grpc.stream_stream_rpc_method_handler(
+            self._sotw, request_deserializer=self.protocol.request_class.FromString,
+            response_serializer=_passthrough)}
+        if self.delta_method is not None:
+            methods[self.delta_method] = grpc.stream_stream_rpc_method_handler(
+                self._delta, request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_passthrough)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(self.service, methods),))
 
-    async def _stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+    async def _sotw(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        await self._stream(context, Sotw(self.protocol))
+
+    async def _delta(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        await self._stream(context, Delta())
+
+    async def _stream(self, context: grpc.aio.ServicerContext, variant) -> None:
         session = Session(_GrpcStreamIO(context), self.cache, self._bodies, peer=context.peer(),
                           connected_since=self._clock(), idle_timeout=self._idle_timeout,
-                          io_timeout=self._io_timeout, protocol=self.protocol, on_sent=self.on_sent)
+                          io_timeout=self._io_timeout, variant=variant, sent=self._sent, on_sent=self.on_sent)
         self._sessions.add(session)
         try:
             await session.run(lambda: context.send_initial_metadata(()))
@@ -90,9 +114,11 @@ class DiscoveryServer:
 
     def proxy_statuses(self) -> list[management_pb2.ProxyStatus]:
         """One status per connected stream that has identified its node."""
-        current = self.cache.current
-        versions = current.versions() if current else {}
-        return [s.status(versions) for s in self._sessions if s.node is not None]
+        return [s.status() for s in self._sessions if s.node is not None]
+
+    def resources_sent(self, type_url: str) -> int:
+        """Resources of `type_url` sent so far, on every stream."""
+        return self._sent[type_url]
 
     @property
     def stream_count(self) -> int:

@@ -1,9 +1,10 @@
-"""One discovery stream's life: read requests into the StreamState, send what
-ordering.py decides, until the stream ends. Transport-agnostic: it talks to a
-`StreamIO` (read one request / write one encoded response), so unit tests drive
-it through a fake stream and server.py adapts grpc.aio to it. The stream's
-`DiscoveryProtocol` (protocol.py) says which flavour of discovery it is: meshgrpc's own
-or Envoy's ADS for proxyless gRPC clients.
+"""One discovery stream's life: read requests into the variant's state (state of
+the world or delta, variants.py), send what it decides, until the stream ends.
+Transport-agnostic: it talks to a `StreamIO` (read one request / write one
+encoded response), so unit tests drive it through a fake stream and server.py
+adapts grpc.aio to it. The variant's `DiscoveryProtocol` (protocol.py) says which
+flavour of discovery it is: meshgrpc's own, or Envoy's ADS for proxyless gRPC
+clients (state of the world only).
 
 Tasks: the session's `run()` is the sender loop; it owns one reader task and
 cancels and awaits it when the stream ends, however it ends.
@@ -12,28 +13,27 @@ cancels and awaits it when the stream ends, however it ends.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from meshapi.v1 import discovery_pb2, management_pb2
+from meshapi.v1 import management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
-from meshgrpc.xds.ordering import ResponsePlan, next_response
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
-from meshgrpc.xds.snapshot import Snapshot
-from meshgrpc.xds.stream_state import Outcome, StreamState, UnknownTypeError
+from meshgrpc.xds.stream_state import UnknownTypeError
+from meshgrpc.xds.variants import Sotw, Variant
 
 
 class StreamIO(Protocol):
-    async def read(self) -> discovery_pb2.DiscoveryRequest | None:
-        """The next request (of the protocol's request class), or None when the
-        proxy closed its side."""
+    async def read(self):
+        """The next request, or None when the proxy closed its side."""
 
     async def write(self, data: bytes) -> None:
-        """Sends one serialized DiscoveryResponse."""
+        """Sends one serialized response."""
 
 
 class StreamError(Exception):
@@ -51,15 +51,16 @@ class Session:
 
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
-                 protocol: DiscoveryProtocol = MESH,
-                 on_sent: Callable[[Session, ResponsePlan], None] | None = None) -> None:
+                 variant: Variant | None = None, protocol: DiscoveryProtocol = MESH,
+                 sent: collections.Counter | None = None, on_sent: Callable | None = None) -> None:
         self.io, self.cache, self.bodies = io, cache, bodies
         self.peer, self.connected_since = peer, connected_since
-        self.protocol = protocol
-        self._on_sent = on_sent  # told of each response once the transport took it
         self.node = None  # the protocol's Node message, from the first request
-        self.state = StreamState(protocol.type_urls, empty_is_wildcard=protocol.empty_is_wildcard,
-                                 resume=protocol.resume)
+        self.variant = variant or Sotw(protocol)
+        self._on_sent = on_sent  # told (session, plan) of each response once the transport took it
+        # Resources sent per type URL, counted into a counter the server shares
+        # between its streams (one per stream would cost each stream a dict).
+        self.sent = sent if sent is not None else collections.Counter()
         self.idle_timeout, self.io_timeout = idle_timeout, io_timeout
         self._wake = asyncio.Event()
 
@@ -83,7 +84,7 @@ class Session:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def _first_request(self) -> discovery_pb2.DiscoveryRequest:
+    async def _first_request(self):
         try:
             async with asyncio.timeout(self.io_timeout):
                 first = await self.io.read()
@@ -97,17 +98,21 @@ class Session:
     async def _read_loop(self) -> None:
         # Ends when the proxy half-closes (None) or raises; the sender loop sees it done.
         try:
-            while (request := await self.io.read()) is not None:
+            while True:
+                request = await self.io.read()
+                if request is None:
+                    return
                 self._apply(request)
+                del request   # not held while the next read waits
         finally:
             self._wake.set()
 
-    def _apply(self, request: discovery_pb2.DiscoveryRequest) -> None:
+    def _apply(self, request) -> None:
         try:
-            outcome = self.state.on_request(request)
+            changed = self.variant.on_request(request)
         except UnknownTypeError as e:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        if outcome is not Outcome.STALE:
+        if changed:
             self._wake.set()
 
     async def _send_loop(self, reader: asyncio.Task) -> None:
@@ -117,11 +122,14 @@ class Session:
                 reader.result()  # re-raises what ended the reader
                 return
             snapshot = self.cache.current
-            plan = next_response(self.state.types, snapshot, self.protocol.layout)
+            plan = self.variant.next_plan(snapshot)
             if plan is None:
                 await self._idle()
             else:
-                await self._send(plan, snapshot)
+                await self._send(self.variant.encode(plan, snapshot, self.bodies))
+                self.sent[plan.type_url] += plan.resource_count
+                if self._on_sent is not None:
+                    self._on_sent(self, plan)
 
     async def _idle(self) -> None:
         # Bounded: the loop re-checks its state at least every idle_timeout.
@@ -131,29 +139,23 @@ class Session:
         except TimeoutError:
             pass
 
-    async def _send(self, plan: ResponsePlan, snapshot: Snapshot) -> None:
-        nonce = self.state.next_nonce()
-        # Record before the write: the ACK may be read while the write awaits.
-        self.state.types[plan.type_url].record_sent(plan.version, nonce, plan.names, plan.resources, plan.refs)
-        data = self._body(plan, snapshot) + self.protocol.response.nonce_field(nonce)
+    async def _send(self, data: bytes) -> None:
         try:
             async with asyncio.timeout(self.io_timeout):
                 await self.io.write(data)
         except TimeoutError:
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
                               f"proxy did not take a response within {self.io_timeout:g}s") from None
-        if self._on_sent is not None:
-            self._on_sent(self, plan)
 
-    def _body(self, plan: ResponsePlan, snapshot: Snapshot) -> bytes:
-        if plan.body_key is None:
-            return snapshot[plan.type_url].body
-        return self.bodies.get(plan.body_key, lambda: self.protocol.response.body(
-            plan.type_url, plan.version, [r.any_bytes for r in plan.resources.values()]))
+    @property
+    def state(self):
+        """The variant's per-stream state (StreamState or DeltaStreamState)."""
+        return self.variant.state
 
-    def status(self, current_versions: dict[str, str]) -> management_pb2.ProxyStatus:
-        node = self.protocol.node_info(self.node or self.protocol.request_class().node)
+    def status(self) -> management_pb2.ProxyStatus:
+        protocol = self.variant.protocol
+        node = protocol.node_info(self.node or protocol.request_class().node)
         since = timestamp_pb2.Timestamp()
         since.FromNanoseconds(int(self.connected_since * 1e9))
         return management_pb2.ProxyStatus(node_id=node.id, zone=node.zone, peer=self.peer, client=node.client,
-                                          connected_since=since, types=self.state.statuses(current_versions))
+                                          connected_since=since, types=self.variant.statuses(self.cache.current))

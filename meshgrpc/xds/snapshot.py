@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, MESH_FIELD, MESH_TYPES, ROUTES, resource_name
+from meshgrpc.config.validate import referenced_clusters
 from meshgrpc.errors import ConfigError, FieldError
 from meshgrpc.xds import wire
 
@@ -39,6 +40,12 @@ class PackedResource:
     any_bytes: bytes
     # For route configs: the clusters they reference; empty for other types.
     refs: frozenset[str]
+    # The resource's own version on the delta stream: a digest of its content, so
+    # every replica and every restart gives the same content the same version
+    # ("" for resources never sent on a delta stream: Envoy's, to proxyless clients).
+    hash: str = ""
+    # Its DeltaDiscoveryResponse `resources` entry, shared by every delta stream.
+    delta_field: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,12 +66,18 @@ class TypeResources:
     def build(cls, type_url: str, version: str, messages: Iterable[Message]) -> "TypeResources":
         packed = {}
         for message in sorted(messages, key=resource_name):
-            name = resource_name(message)
-            packed[name] = PackedResource(
-                name, version, message, wire.pack_any(type_url, message), _refs(message))
+            packed[resource_name(message)] = pack(type_url, version, message)
         refs = frozenset().union(*(p.refs for p in packed.values()))
         body = wire.response_body(type_url, version, [p.any_bytes for p in packed.values()])
         return cls(type_url, version, types.MappingProxyType(packed), refs, body, _digest(packed.values()))
+
+
+def pack(type_url: str, version: str, message: Message) -> PackedResource:
+    name = resource_name(message)
+    any_bytes = wire.pack_any(type_url, message)
+    digest = hashlib.sha256(any_bytes).hexdigest()[:16]
+    return PackedResource(name, version, message, any_bytes, _refs(message), digest,
+                          wire.delta_resource_field(name, digest, any_bytes))
 
 
 class Snapshot:
@@ -110,8 +123,8 @@ class Snapshot:
 
     def consistency_errors(self) -> list[str]:
         """Checks exactly three kinds of reference, within this snapshot:
-        1. every cluster a route config references (`route.cluster` and each
-           `weighted_clusters[].name`) is one of the snapshot's clusters;
+        1. every cluster a route config references (`route.cluster`, each
+           `weighted_clusters[].name` and `mirror.cluster`) is one of the snapshot's clusters;
         2. every endpoint set's `cluster` is one of the snapshot's clusters;
         3. every listener's `route_config` is one of the snapshot's route configs.
         Returns one message per broken reference (empty when consistent)."""
@@ -137,14 +150,9 @@ def mesh_digests(mesh: resources_pb2.MeshConfig) -> dict[str, str]:
 
 
 def route_refs(route: Message) -> frozenset[str]:
-    """Clusters a RouteConfig's actions name."""
-    names = set()
-    for vhost in route.virtual_hosts:
-        for r in vhost.routes:
-            if r.route.cluster:
-                names.add(r.route.cluster)
-            names.update(w.name for w in r.route.weighted_clusters)
-    return frozenset(names)
+    """Clusters a RouteConfig's actions name (mirrors included): the one definition
+    the validator also uses."""
+    return frozenset(referenced_clusters(route))
 
 
 def _refs(message: Message) -> frozenset[str]:

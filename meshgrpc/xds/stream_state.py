@@ -130,12 +130,15 @@ class TypeState:
 
 
 class StreamState:
-    """Every type's state on one stream, and the stream's nonce counter."""
+    """Every type's state on one stream, and the stream's nonce counter.
+    `type_state` is the per-type state class (delta_state.py has the other)."""
 
     __slots__ = ("types", "_nonces")
+    type_state = TypeState
 
-    def __init__(self, type_urls=TYPE_ORDER, *, empty_is_wildcard: bool = True, resume: bool = True) -> None:
-        self.types = {t: TypeState(t, empty_is_wildcard=empty_is_wildcard, resume=resume) for t in type_urls}
+    def __init__(self, type_urls=TYPE_ORDER, **type_options) -> None:
+        """`type_options` go to each type's state (TypeState: empty_is_wildcard, resume)."""
+        self.types = {t: self.type_state(t, **type_options) for t in type_urls}
         self._nonces = 0
 
     def on_request(self, request: discovery_pb2.DiscoveryRequest) -> Outcome:

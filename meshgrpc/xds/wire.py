@@ -17,6 +17,10 @@ from google.protobuf.message import Message
 
 # Tags (field_number << 3 | wire type 2 = length-delimited).
 _ANY_TYPE_URL, _ANY_VALUE = b"\x0a", b"\x12"
+# DeltaDiscoveryResponse and its Resource.
+_DELTA_SYSTEM_VERSION, _DELTA_RESOURCES, _DELTA_TYPE_URL, _DELTA_NONCE, _DELTA_REMOVED = \
+    b"\x0a", b"\x12", b"\x22", b"\x2a", b"\x32"
+_RESOURCE_VERSION, _RESOURCE_ANY, _RESOURCE_NAME = b"\x0a", b"\x12", b"\x1a"
 
 
 def varint(n: int) -> bytes:
@@ -63,6 +67,27 @@ class ResponseFields:
 MESH_RESPONSE = ResponseFields(type_url=b"\x0a", version=b"\x12", nonce=b"\x1a", resources=b"\x22")
 response_body = MESH_RESPONSE.body
 nonce_field = MESH_RESPONSE.nonce_field
+
+
+def delta_resource_field(name: str, version: str, any_bytes: bytes) -> bytes:
+    """A DeltaDiscoveryResponse `resources` entry (tag included): built once per
+    resource and version, shared by every stream it is sent on."""
+    resource = _field(_RESOURCE_NAME, name.encode()) + _field(_RESOURCE_VERSION, version.encode()) + \
+        _field(_RESOURCE_ANY, any_bytes)
+    return _field(_DELTA_RESOURCES, resource)
+
+
+def delta_response_body(type_url: str, system_version: str, resource_fields: Iterable[bytes],
+                        removed: Iterable[str]) -> bytes:
+    """A DeltaDiscoveryResponse without its nonce."""
+    parts = [_field(_DELTA_TYPE_URL, type_url.encode()), _field(_DELTA_SYSTEM_VERSION, system_version.encode())]
+    parts += resource_fields
+    parts += [_field(_DELTA_REMOVED, name.encode()) for name in removed]
+    return b"".join(parts)
+
+
+def delta_nonce_field(nonce: str) -> bytes:
+    return _field(_DELTA_NONCE, nonce.encode())
 
 
 class BodyCache:

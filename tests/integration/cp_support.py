@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 
 import grpc
@@ -19,10 +20,22 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
                        "examples", "mesh.yaml")
 
 
-def start_control_plane(data_dir, *extra: str) -> tuple[Proc, str]:
-    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0",
-                    "--data-dir", str(data_dir), *extra)
+def start_control_plane(backing, *extra: str) -> tuple[Proc, str]:
+    """A control plane on `backing`: tests/conftest.py's Backing (SQLite or etcd), or
+    a data dir for the SQLite store."""
+    store = backing.args if hasattr(backing, "args") else ("--data-dir", str(backing))
+    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", *store, *extra)
     return proc, proc.address("control-plane")
+
+
+VERSIONS = re.compile(r"^# versions: (.*)$", re.M)
+
+
+def versions_of(get_output: str) -> dict[str, str]:
+    """The versions line of `meshgrpc get`/`status` output, by short type name."""
+    line = VERSIONS.search(get_output)
+    assert line, get_output
+    return dict(item.split("=", 1) for item in line[1].split())
 
 
 def cli(address: str, *args: str):

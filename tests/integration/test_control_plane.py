@@ -1,5 +1,6 @@
-"""The control plane as a real process: serving the example, apply/get/delete via
-the CLI, file edits, SIGKILL and restart, status with a NACKing client."""
+"""The control plane as a real process, on each store (SQLite and a real 3-member
+etcd): serving the example, apply/get/delete via the CLI, file edits, SIGKILL and
+restart, status with a NACKing client."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import shutil
 import signal
 
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
-from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, endpoint_addresses, start_control_plane
+from tests.integration.cp_support import (EXAMPLE, DiscoveryProbe, cli, endpoint_addresses, start_control_plane,
+                                          versions_of)
 from tests.support.procs import meshgrpc, poll_until
 
 EXTRA_CLUSTER = """
@@ -37,8 +39,8 @@ def names(config: dict, field: str) -> list[str]:
     return [r[key] for r in config.get(field, [])]
 
 
-def test_the_example_config_is_served_to_a_discovery_client(tmp_path):
-    proc, address = start_control_plane(tmp_path / "data", "--config", EXAMPLE)
+def test_the_example_config_is_served_to_a_discovery_client(tmp_path, backing):
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)
     try:
         with DiscoveryProbe(address, "probe-1") as probe:
             poll_until(lambda: all(probe.responses(t) for t in (CLUSTER, ENDPOINTS, ROUTES)), 10,
@@ -54,20 +56,23 @@ def test_the_example_config_is_served_to_a_discovery_client(tmp_path):
         proc.kill()
 
 
-def test_apply_get_delete_through_the_cli(tmp_path):
-    proc, address = start_control_plane(tmp_path / "data", "--config", EXAMPLE)
+def test_apply_get_delete_through_the_cli(tmp_path, backing):
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)
     try:
         extra = write(tmp_path / "extra.yaml", EXTRA_CLUSTER)
         dry = cli(address, "apply", "-f", extra, "--dry-run")
         assert dry.returncode == 0 and "added cluster payments" in dry.stdout and "dry run" in dry.stdout
         assert "payments" not in names(get_json(address), "clusters")
 
+        before = versions_of(cli(address, "get", "all").stdout)
         applied = cli(address, "apply", "-f", extra)
         assert applied.returncode == 0, applied.stderr
         assert "added cluster payments" in applied.stdout and "+lb_policy: LEAST_REQUEST" in applied.stdout
         assert cli(address, "apply", "-f", extra).stdout == "no changes\n"
         got = cli(address, "get", "clusters", "payments")
-        assert got.returncode == 0 and got.stdout.startswith("# versions: clusters=2 ")
+        after = versions_of(got.stdout)
+        assert got.returncode == 0 and after["clusters"] != before["clusters"]
+        assert after["routes"] == before["routes"]       # only the types that changed get a new version
         assert "name: payments" in got.stdout and "greeter" not in got.stdout
 
         refused = cli(address, "delete", "cluster", "greeter")
@@ -83,8 +88,8 @@ def test_apply_get_delete_through_the_cli(tmp_path):
         proc.kill()
 
 
-def test_a_bad_apply_exits_1_with_every_error_and_changes_nothing(tmp_path):
-    proc, address = start_control_plane(tmp_path / "data", "--config", EXAMPLE)
+def test_a_bad_apply_exits_1_with_every_error_and_changes_nothing(tmp_path, backing):
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)
     try:
         before = cli(address, "get", "all").stdout
         bad = write(tmp_path / "bad.yaml", """
@@ -108,10 +113,10 @@ routes:
         proc.kill()
 
 
-def test_file_edits_are_applied_and_bad_edits_are_logged_and_ignored(tmp_path):
+def test_file_edits_are_applied_and_bad_edits_are_logged_and_ignored(tmp_path, backing):
     config = tmp_path / "mesh.yaml"
     shutil.copy(EXAMPLE, config)
-    proc, address = start_control_plane(tmp_path / "data", "--config", str(config))
+    proc, address = start_control_plane(backing, "--config", str(config))
     try:
         config.write_text("clusters: [{name: payments\n")                 # a YAML syntax error
         proc.wait_for_line(r"ignoring the edit of .*mesh\.yaml", 10)
@@ -132,63 +137,65 @@ def test_file_edits_are_applied_and_bad_edits_are_logged_and_ignored(tmp_path):
         proc.kill()
 
 
-def test_sigkill_and_restart_keeps_config_and_versions_with_and_without_the_file(tmp_path):
-    data = tmp_path / "data"
-    proc, address = start_control_plane(data, "--config", EXAMPLE)
+def test_sigkill_and_restart_keeps_config_and_versions_with_and_without_the_file(tmp_path, backing):
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)
     try:
+        first = versions_of(cli(address, "get", "all").stdout)
         assert cli(address, "apply", "-f", write(tmp_path / "extra.yaml", EXTRA_CLUSTER)).returncode == 0
         before = cli(address, "get", "all").stdout
-        assert before.startswith("# versions: clusters=2 endpoints=2 routes=1")
+        assert versions_of(before)["clusters"] != first["clusters"] and versions_of(before)["routes"] == first["routes"]
     finally:
         proc.kill()
 
-    proc, address = start_control_plane(data, "--config", EXAMPLE)   # the same, unchanged file
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)   # the same, unchanged file
     try:
         assert cli(address, "get", "all").stdout == before
     finally:
         assert proc.kill() == -signal.SIGKILL
 
-    proc, address = start_control_plane(data)                          # no file at all
+    proc, address = start_control_plane(backing)                          # no file at all
     try:
         assert cli(address, "get", "all").stdout == before
         with DiscoveryProbe(address, "after-restart") as probe:
             poll_until(lambda: probe.responses(CLUSTER), 10, "clusters served after restart")
-            assert probe.responses(CLUSTER)[-1].version_info == "2"
+            assert probe.responses(CLUSTER)[-1].version_info == versions_of(before)["clusters"]
             assert "payments" in {c.name for c in probe.latest(CLUSTER)}
     finally:
         proc.kill()
 
 
-def test_a_changed_file_at_restart_is_applied_and_a_bad_one_refuses_to_start(tmp_path):
-    data, config = tmp_path / "data", tmp_path / "mesh.yaml"
+def test_a_changed_file_at_restart_is_applied_and_a_bad_one_refuses_to_start(tmp_path, backing):
+    config = tmp_path / "mesh.yaml"
     shutil.copy(EXAMPLE, config)
-    proc, address = start_control_plane(data, "--config", str(config))
+    proc, address = start_control_plane(backing, "--config", str(config))
+    first = versions_of(cli(address, "get", "all").stdout)
     proc.kill()
     config.write_text(open(EXAMPLE).read().replace("clusters:\n", "clusters:\n  - name: payments\n", 1))
-    proc, address = start_control_plane(data, "--config", str(config))
+    proc, address = start_control_plane(backing, "--config", str(config))
     try:
         assert "payments" in names(get_json(address), "clusters")
-        assert cli(address, "get", "clusters").stdout.startswith("# versions: clusters=2 ")
+        assert versions_of(cli(address, "get", "clusters").stdout)["clusters"] != first["clusters"]
     finally:
         proc.kill()
 
     config.write_text("clusters: [{name: ''}]\n")
-    refused = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--config", str(config))
+    refused = meshgrpc("control-plane", "--listen", "127.0.0.1:0", *backing.args, "--config", str(config))
     assert refused.popen.wait(20) == 1
     refused.wait_for_line(r"refusing to start: .*", 5)
     refused.wait_for_line(r"clusters\[0\]\.name", 5)
 
 
-def test_a_nacking_client_shows_as_nacked_with_its_reason_in_status(tmp_path):
-    proc, address = start_control_plane(tmp_path / "data", "--config", EXAMPLE)
+def test_a_nacking_client_shows_as_nacked_with_its_reason_in_status(tmp_path, backing):
+    proc, address = start_control_plane(backing, "--config", EXAMPLE)
     try:
         reason = "route default: regex does not compile"
         with DiscoveryProbe(address, "nacker", nack={ROUTES: reason}):
             result = poll_until(lambda: (r := cli(address, "status")).returncode == 0 and "NACKED" in r.stdout and r,
                                 10, "status shows the NACK")
             row = next(line for line in result.stdout.splitlines() if line.startswith("nacker"))
-            assert row.count("SYNCED 1") == 2
-            assert f"NACKED 1 ({reason})" in row
+            versions = versions_of(result.stdout)
+            assert f"SYNCED {versions['clusters']}" in row and f"SYNCED {versions['endpoints']}" in row
+            assert f"NACKED {versions['routes']} ({reason})" in row
             assert "127.0.0.1" in row
     finally:
         proc.kill()

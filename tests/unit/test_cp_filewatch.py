@@ -5,6 +5,7 @@ refusal changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -107,14 +108,14 @@ def test_removal_limit_refuses_emptying_whatever_the_share():
 def test_a_refused_apply_changes_nothing_even_as_a_dry_run(tmp_path):
     store = SqliteStore(str(tmp_path))
     controller = Controller(store, MeshState.empty())
-    controller.apply(parse_text(FOUR_CLUSTERS), replace=True)
+    asyncio.run(controller.apply(parse_text(FOUR_CLUSTERS), replace=True))
     before = controller.state
     for dry_run in (True, False):
         with pytest.raises(FailedPrecondition, match="every configured resource"):
-            controller.apply(parse_text(""), replace=True, dry_run=dry_run, guard=emptying_problem)
+            asyncio.run(controller.apply(parse_text(""), replace=True, dry_run=dry_run, guard=emptying_problem))
     assert controller.state is before
-    assert len(MeshState.from_stored(store.load()).configured_mesh().clusters) == 4
-    store.close()
+    assert len(MeshState.from_stored(store.read()).configured_mesh().clusters) == 4
+    asyncio.run(store.close())
 
 
 # -- the watcher -----------------------------------------------------------------
@@ -128,14 +129,14 @@ class Watched:
         self.store = SqliteStore(str(tmp_path / "data"))
         self.controller = Controller(self.store, MeshState.empty())
         guard = removal_limit(share)
-        digest = apply_file_at_start(self.controller, self.path, "", guard)
+        digest = asyncio.run(apply_file_at_start(self.controller, self.path, "", guard))
         self.clock = Clock()
         self.watcher = FileWatcher(self.path, self.apply, digest, guard, settle=settle, clock=self.clock)
         self.applied = 0
 
-    def apply(self, mesh, digest, guard):
+    async def apply(self, mesh, digest, guard):
         self.applied += 1
-        return self.controller.apply(mesh, replace=True, config_digest=digest, guard=guard)
+        return await self.controller.apply(mesh, replace=True, config_digest=digest, guard=guard)
 
     def write(self, text: str | bytes) -> None:
         data = text.encode() if isinstance(text, str) else text
@@ -148,7 +149,7 @@ class Watched:
 
     def step(self, seconds: float) -> bool:
         self.clock.now += seconds
-        return self.watcher.check()
+        return asyncio.run(self.watcher.check())
 
     def settle(self) -> bool:
         """Checks until the watcher has taken the current file; True if it applied it."""
@@ -189,11 +190,11 @@ def test_a_file_still_being_written_is_not_read_until_complete(tmp_path):
 ])
 def test_refused_edits_are_logged_with_the_file_and_reason_and_change_nothing(tmp_path, caplog, content, reason):
     w = Watched(tmp_path)
-    before, stored = w.controller.state, w.store.load()
+    before, stored = w.controller.state, w.store.read()
     w.write(content)
     with caplog.at_level(logging.INFO, "meshgrpc.controlplane.filewatch"):
         assert not w.settle()
-    assert w.controller.state is before and w.store.load() == stored
+    assert w.controller.state is before and w.store.read() == stored
     refusal = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refusal) == 1 and refusal[0].startswith(f"ignoring the edit of {w.path}; the last good config stays")
     assert reason in refusal[0]
@@ -239,4 +240,4 @@ def test_an_empty_file_at_start_up_is_refused(tmp_path):
     path.write_text("")
     controller = Controller(SqliteStore(str(tmp_path / "data")), MeshState.empty())
     with pytest.raises(ConfigError, match="the file is empty"):
-        apply_file_at_start(controller, str(path), "", removal_limit(1.0))
+        asyncio.run(apply_file_at_start(controller, str(path), "", removal_limit(1.0)))

@@ -4,6 +4,7 @@ change, versions committed before the snapshot is set."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from meshgrpc.config.loader import parse_text
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, ROUTES
@@ -46,15 +47,15 @@ def test_versions_bump_only_for_types_whose_digest_changed():
 
 
 class RecordingStore(SqliteStore):
-    """The real store, also recording the order of commits relative to cache sets."""
+    """The real store, also recording the order of version records relative to cache sets."""
 
     def __init__(self, path, events):
         super().__init__(path)
         self.events = events
 
-    def commit(self, change):
-        super().commit(change)
-        self.events.append(("commit", dict(change.versions)))
+    def record_versions(self, versions):
+        super().record_versions(versions)
+        self.events.append(("commit", dict(versions)))
 
 
 def test_publish_commits_versions_before_the_snapshot_is_set_and_skips_no_ops(tmp_path):
@@ -64,16 +65,34 @@ def test_publish_commits_versions_before_the_snapshot_is_set_and_skips_no_ops(tm
         cache = SnapshotCache()
         cache.add_listener(lambda: events.append(("set", cache.current.versions())))
         controller = Controller(store, MeshState.empty())
-        controller.apply(parse_text("clusters: [{name: a}]"), replace=False)
-        publisher = Publisher(lambda: controller.state, store, cache, {}, window=0.1)
+        await controller.apply(parse_text("clusters: [{name: a}]"), replace=False)
+        publisher = Publisher(lambda: controller.state, store.record_versions, cache, {}, window=0.1)
         events.clear()
         assert publisher.publish()
         assert [e[0] for e in events] == ["commit", "set"]
         assert cache.current.versions()[CLUSTER] == "1"
         assert not publisher.publish()           # same content: no new version, no push
-        controller.apply(parse_text("clusters: [{name: b}]"), replace=False)
+        await controller.apply(parse_text("clusters: [{name: b}]"), replace=False)
         assert publisher.publish()
         assert cache.current.versions() == {CLUSTER: "2", ENDPOINTS: "1", ROUTES: "1", LISTENER: "1"}
-        assert store.load().versions[CLUSTER].version == "2"
+        assert store.read().versions[CLUSTER].version == "2"
+
+    asyncio.run(scenario())
+
+
+def test_versions_the_store_derives_are_served_as_they_are_and_unsettled_states_wait():
+    async def scenario():
+        cache = SnapshotCache()
+        recorded = []
+        current = [dataclasses.replace(MeshState.empty(), versions={CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2"})]
+        publisher = Publisher(lambda: current[0], recorded.append, cache, {}, window=0.1)
+        assert publisher.publish()
+        assert cache.current.versions() == {CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2"} and recorded == []
+        assert not publisher.publish()                     # same versions: nothing new to serve
+        current[0] = dataclasses.replace(current[0], versions={CLUSTER: "7", ENDPOINTS: "12", ROUTES: "3", LISTENER: "2"},
+                                         settled=False)
+        assert not publisher.publish()                     # a lease expired, not versioned yet
+        current[0] = dataclasses.replace(current[0], settled=True)
+        assert publisher.publish() and cache.current.versions()[ENDPOINTS] == "12"
 
     asyncio.run(scenario())

@@ -1,7 +1,10 @@
 """Registration leases on a fake clock: heartbeats keep them, silence expires them,
-a newer registration takes over, restored ones get a fresh TTL."""
+a newer registration takes over, restored ones get a fresh TTL, a broken stream
+resumes its lease."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -25,12 +28,28 @@ class FakeClock:
         self.now += seconds
 
 
+def run(coro):
+    return asyncio.run(coro)
+
+
+class SyncRegistry:
+    """The registry's coroutines run to completion, one per call (the tests' clock is fake)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.leases = registry.leases
+
+    def __getattr__(self, name):
+        method = getattr(self.registry, name)
+        return lambda *args, **kwargs: run(method(*args, **kwargs))
+
+
 def make(tmp_path, ttl=10.0):
     clock = FakeClock()
     store = SqliteStore(str(tmp_path))
     controller = Controller(store, MeshState.empty())
-    controller.apply(parse_text("clusters: [{name: web}]"), replace=False)
-    return clock, store, controller, Registry(controller, ttl, clock)
+    run(controller.apply(parse_text("clusters: [{name: web}]"), replace=False))
+    return clock, store, controller, SyncRegistry(Registry(controller, store, ttl, clock))
 
 
 def registered(controller) -> set[str]:
@@ -48,7 +67,7 @@ def test_silence_for_the_ttl_expires_the_registration_and_commits_its_removal(tm
     clock.advance(0.1)
     assert registry.sweep() == [("web", "10.0.0.1:80")]
     assert registered(controller) == set()
-    assert store.load().registrations == {}
+    assert store.read().registrations == {}
 
 
 def test_heartbeats_keep_the_lease(tmp_path):
@@ -98,11 +117,12 @@ def test_restored_registrations_get_a_fresh_ttl(tmp_path):
     clock, store, _, registry = make(tmp_path)
     registry.register(INSTANCE)
     # A restart: state and registrations come back from the store, with new leases.
-    stored = store.load()
+    stored = store.read()
     controller = Controller(store, MeshState.from_stored(stored))
-    restarted = Registry(controller, 10.0, clock)
+    restarted = Registry(controller, store, 10.0, clock)
     clock.advance(60)
     restarted.restore(stored.registrations)
+    restarted = SyncRegistry(restarted)
     clock.advance(9)
     assert restarted.sweep() == []
     assert registered(controller) == {"10.0.0.1:80"}
@@ -118,3 +138,15 @@ def test_leases_table_expires_exactly_at_the_deadline():
     assert leases.expire(1.4) == []
     assert leases.expire(1.5) == [("c", "a:1")]
     assert not leases.renew(lease, now=1.6)
+
+
+def test_a_stream_that_breaks_resumes_its_lease_without_a_commit(tmp_path):
+    _, _, controller, registry = make(tmp_path)
+    lease = registry.register(INSTANCE)
+    state = controller.state
+    resumed = registry.register(INSTANCE, resume=lease.token)
+    assert resumed == lease and controller.state is state     # nothing committed, nothing to push
+    other = management_pb2.Instance(cluster="web", address="10.0.0.1:80", weight=7)
+    fresh = registry.register(other, resume=lease.token)       # not the instance the lease holds
+    assert fresh.token != lease.token
+    assert controller.state.registrations["web"]["10.0.0.1:80"].weight == 7

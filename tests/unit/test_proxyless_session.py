@@ -102,7 +102,7 @@ def test_new_stream_is_sent_current_state_by_name_through_the_chain():
         got[CDS].resources[0].Unpack(cluster)
         assert cluster.name == "a"
         await stream.quiet()
-        status = session.status(session.cache.current.versions())
+        status = session.status()
         assert status.client == "gRPC Python 1.85.3" and {t.state for t in status.types} == {1}  # SYNCED
         task.cancel()
     run(main())
@@ -142,7 +142,7 @@ def test_nack_keeps_the_clients_reason_and_is_not_resent():
         response = await stream.next()
         await answer(stream, response, ["a"], nack="errors validating Cluster resource: lb_policy")
         await stream.quiet()
-        cds = next(t for t in session.status(session.cache.current.versions()).types if t.type_url == CDS)
+        cds = next(t for t in session.status().types if t.type_url == CDS)
         assert cds.state == 3 and cds.error == "errors validating Cluster resource: lb_policy"  # NACKED
         task.cancel()
     run(main())

@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ameshapi/v1/discovery.proto\x12\nmeshapi.v1\x1a\x19google/protobuf/any.proto\x1a\x17google/rpc/status.proto\"\x83\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x03(\x0b\x32\x1e.meshapi.v1.Node.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb4\x01\n\x10\x44iscoveryRequest\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.meshapi.v1.Node\x12\x10\n\x08type_url\x18\x02 \x01(\t\x12\x16\n\x0eresource_names\x18\x03 \x03(\t\x12\x14\n\x0cversion_info\x18\x04 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x05 \x01(\t\x12(\n\x0c\x65rror_detail\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\"s\n\x11\x44iscoveryResponse\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12\'\n\tresources\x18\x04 \x03(\x0b\x32\x14.google.protobuf.Any2_\n\tDiscovery\x12R\n\x0fStreamResources\x12\x1c.meshapi.v1.DiscoveryRequest\x1a\x1d.meshapi.v1.DiscoveryResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ameshapi/v1/discovery.proto\x12\nmeshapi.v1\x1a\x19google/protobuf/any.proto\x1a\x17google/rpc/status.proto\"\x83\x01\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x30\n\x08metadata\x18\x03 \x03(\x0b\x32\x1e.meshapi.v1.Node.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb4\x01\n\x10\x44iscoveryRequest\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.meshapi.v1.Node\x12\x10\n\x08type_url\x18\x02 \x01(\t\x12\x16\n\x0eresource_names\x18\x03 \x03(\t\x12\x14\n\x0cversion_info\x18\x04 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x05 \x01(\t\x12(\n\x0c\x65rror_detail\x18\x06 \x01(\x0b\x32\x12.google.rpc.Status\"s\n\x11\x44iscoveryResponse\x12\x10\n\x08type_url\x18\x01 \x01(\t\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\t\x12\'\n\tresources\x18\x04 \x03(\x0b\x32\x14.google.protobuf.Any\"\xf4\x02\n\x15\x44\x65ltaDiscoveryRequest\x12\x1e\n\x04node\x18\x01 \x01(\x0b\x32\x10.meshapi.v1.Node\x12\x10\n\x08type_url\x18\x02 \x01(\t\x12 \n\x18resource_names_subscribe\x18\x03 \x03(\t\x12\"\n\x1aresource_names_unsubscribe\x18\x04 \x03(\t\x12\x61\n\x19initial_resource_versions\x18\x05 \x03(\x0b\x32>.meshapi.v1.DeltaDiscoveryRequest.InitialResourceVersionsEntry\x12\x16\n\x0eresponse_nonce\x18\x06 \x01(\t\x12(\n\x0c\x65rror_detail\x18\x07 \x01(\x0b\x32\x12.google.rpc.Status\x1a>\n\x1cInitialResourceVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\x08Resource\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x08resource\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"\x9a\x01\n\x16\x44\x65ltaDiscoveryResponse\x12\x1b\n\x13system_version_info\x18\x01 \x01(\t\x12\'\n\tresources\x18\x02 \x03(\x0b\x32\x14.meshapi.v1.Resource\x12\x10\n\x08type_url\x18\x04 \x01(\t\x12\x19\n\x11removed_resources\x18\x06 \x03(\t\x12\r\n\x05nonce\x18\x05 \x01(\t2\xbc\x01\n\tDiscovery\x12R\n\x0fStreamResources\x12\x1c.meshapi.v1.DiscoveryRequest\x1a\x1d.meshapi.v1.DiscoveryResponse(\x01\x30\x01\x12[\n\x0e\x44\x65ltaResources\x12!.meshapi.v1.DeltaDiscoveryRequest\x1a\".meshapi.v1.DeltaDiscoveryResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_METADATAENTRY']._loaded_options = None
   _globals['_NODE_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_DELTADISCOVERYREQUEST_INITIALRESOURCEVERSIONSENTRY']._loaded_options = None
+  _globals['_DELTADISCOVERYREQUEST_INITIALRESOURCEVERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_NODE']._serialized_start=95
   _globals['_NODE']._serialized_end=226
   _globals['_NODE_METADATAENTRY']._serialized_start=179
@@ -43,6 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISCOVERYREQUEST']._serialized_end=409
   _globals['_DISCOVERYRESPONSE']._serialized_start=411
   _globals['_DISCOVERYRESPONSE']._serialized_end=526
-  _globals['_DISCOVERY']._serialized_start=528
-  _globals['_DISCOVERY']._serialized_end=623
+  _globals['_DELTADISCOVERYREQUEST']._serialized_start=529
+  _globals['_DELTADISCOVERYREQUEST']._serialized_end=901
+  _globals['_DELTADISCOVERYREQUEST_INITIALRESOURCEVERSIONSENTRY']._serialized_start=839
+  _globals['_DELTADISCOVERYREQUEST_INITIALRESOURCEVERSIONSENTRY']._serialized_end=901
+  _globals['_RESOURCE']._serialized_start=903
+  _globals['_RESOURCE']._serialized_end=984
+  _globals['_DELTADISCOVERYRESPONSE']._serialized_start=987
+  _globals['_DELTADISCOVERYRESPONSE']._serialized_end=1141
+  _globals['_DISCOVERY']._serialized_start=1144
+  _globals['_DISCOVERY']._serialized_end=1332
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class DiscoveryStub:
                 request_serializer=meshapi_dot_v1_dot_discovery__pb2.DiscoveryRequest.SerializeToString,
                 response_deserializer=meshapi_dot_v1_dot_discovery__pb2.DiscoveryResponse.FromString,
                 _registered_method=True)
+        self.DeltaResources = channel.stream_stream(
+                '/meshapi.v1.Discovery/DeltaResources',
+                request_serializer=meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryRequest.SerializeToString,
+                response_deserializer=meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryResponse.FromString,
+                _registered_method=True)
 
 
 class DiscoveryServicer:
@@ -52,6 +57,13 @@ class DiscoveryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeltaResources(self, request_iterator, context):
+        """The same, incremental: a response carries only the resources that changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DiscoveryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +71,11 @@ def add_DiscoveryServicer_to_server(servicer, server):
                     servicer.StreamResources,
                     request_deserializer=meshapi_dot_v1_dot_discovery__pb2.DiscoveryRequest.FromString,
                     response_serializer=meshapi_dot_v1_dot_discovery__pb2.DiscoveryResponse.SerializeToString,
+            ),
+            'DeltaResources': grpc.stream_stream_rpc_method_handler(
+                    servicer.DeltaResources,
+                    request_deserializer=meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +105,33 @@ class Discovery:
             '/meshapi.v1.Discovery/StreamResources',
             meshapi_dot_v1_dot_discovery__pb2.DiscoveryRequest.SerializeToString,
             meshapi_dot_v1_dot_discovery__pb2.DiscoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeltaResources(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/meshapi.v1.Discovery/DeltaResources',
+            meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryRequest.SerializeToString,
+            meshapi_dot_v1_dot_discovery__pb2.DeltaDiscoveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

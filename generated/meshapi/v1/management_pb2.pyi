@@ -177,10 +177,12 @@ class ProxyStatusResponse(_message.Message):
     def __init__(self, proxies: _Optional[_Iterable[_Union[ProxyStatus, _Mapping]]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("instance",)
+    __slots__ = ("instance", "lease_id")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     instance: Instance
-    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class Instance(_message.Message):
     __slots__ = ("cluster", "address", "weight", "zone", "metadata")
@@ -204,7 +206,9 @@ class Instance(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., address: _Optional[str] = ..., weight: _Optional[int] = ..., zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("lease_ttl",)
+    __slots__ = ("lease_ttl", "lease_id")
     LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     lease_ttl: _duration_pb2.Duration
-    def __init__(self, lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_id: _Optional[int] = ...) -> None: ...
