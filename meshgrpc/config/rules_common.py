@@ -73,13 +73,19 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def _malformed(d) -> str | None:
+    if not -1e9 < d.nanos < 1e9 or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
+        return f"malformed duration (seconds={d.seconds}, nanos={d.nanos})"
+    return None
+
+
 def duration(message: Message, field: str, path: str, limit: float) -> Iterator[FieldError]:
     """A set Duration must be positive and at most `limit` seconds."""
     if not message.HasField(field):
         return
     d = getattr(message, field)
-    if not -1e9 < d.nanos < 1e9 or (d.seconds > 0 > d.nanos) or (d.seconds < 0 < d.nanos):
-        yield FieldError(f"{path}.{field}", f"malformed duration (seconds={d.seconds}, nanos={d.nanos})")
+    if problem := _malformed(d):
+        yield FieldError(f"{path}.{field}", problem)
         return
     s = seconds(d)
     if s <= 0:
@@ -87,6 +93,18 @@ def duration(message: Message, field: str, path: str, limit: float) -> Iterator[
     elif s > limit:
         yield FieldError(f"{path}.{field}",
                          f"duration {fmt_seconds(s)} is longer than the limit of {fmt_seconds(limit)}")
+
+
+def duration_in(message: Message, field: str, path: str, low: float, high: float) -> Iterator[FieldError]:
+    """A set Duration must lie in [low, high] seconds (for fields where 0s means "off")."""
+    if not message.HasField(field):
+        return
+    d = getattr(message, field)
+    if problem := _malformed(d):
+        yield FieldError(f"{path}.{field}", problem)
+    elif not low <= seconds(d) <= high:
+        yield FieldError(f"{path}.{field}",
+                         f"duration {fmt_seconds(seconds(d))} is out of range {fmt_seconds(low)}-{fmt_seconds(high)}")
 
 
 def in_range(message: Message, field: str, path: str, low: float, high: float, what: str = "") -> Iterator[FieldError]:

@@ -19,7 +19,11 @@ from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import FieldError
 
 # (message full name, field name) refused while set. Empty: every field acts.
-UNSUPPORTED: frozenset[tuple[str, str]] = frozenset()
+UNSUPPORTED: frozenset[tuple[str, str]] = frozenset({
+    # Acts once the relay calls meshgrpc.proxy.load_report.take_load_report on
+    # response trailers (it strips the report unless the route keeps it).
+    ("meshapi.v1.RouteAction", "keep_load_reports"),
+})
 
 
 def refusing(unsupported: frozenset[tuple[str, str]]) -> Rule:

@@ -120,6 +120,10 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     _sub("outlier_detection", (rc.outlier_detection,)),
     _sub("circuit_breaker", (rc.circuit_breaker,)),
     _sub("retry_budget", (rc.retry_budget,)),
+    _sub("weighted_round_robin", (rc.weighted_round_robin,)),
+    _sub("prequal", (rc.prequal,)),
+    _sub("out_of_band_load_reports", (rc.out_of_band_load_reports,)),
+    _sub("failure_penalty", (rc.failure_penalty,)),
 )
 
 ENDPOINT_SET_RULES: tuple[Rule, ...] = (rc.set_cluster, rc.addresses, rc.endpoint_weights, rc.health_statuses)

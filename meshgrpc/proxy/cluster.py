@@ -34,7 +34,9 @@ from typing import Callable, Iterator
 
 from meshgrpc.config.specs import ClusterSpec, EndpointSpec, describe
 from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
+from meshgrpc.proxy.balancer.prequal import ProbeSink
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
+from meshgrpc.proxy.load_reports.report import LoadReport
 from meshgrpc.proxy.outlier import OutlierDetector
 from meshgrpc.proxy.resilience.breaker import ClusterLoad
 from meshgrpc.proxy.resilience.budget import RetryBudget
@@ -116,6 +118,9 @@ class ClusterState:
             return fresh
         return next((c for c in ring if c is not tried[-1]), ep)
 
+    def endpoint(self, address: str) -> EndpointState | None:
+        return self._by_address.get(address)
+
     def has_untried(self, tried) -> bool:
         """Whether an endpoint balanced over is not among `tried`."""
         return any(e not in tried for e in self.candidates)
@@ -184,10 +189,12 @@ class ClusterState:
 
     def describe(self) -> dict:
         now = self._env.clock()
+        balancer = getattr(self._picker, "describe", None)
         return {
             "name": self.name,
             "lb_policy": self.spec.lb_policy,
             "picker": type(self._picker).__name__,
+            **({"balancer": balancer()} if balancer is not None else {}),
             "usable": len(self.usable),
             "balanced_over": len(self.candidates),
             "panic": self.panic,
@@ -217,11 +224,12 @@ class ClusterSet:
     @classmethod
     def build(cls, clusters: dict[str, ClusterSpec], endpoint_sets: dict[str, tuple[EndpointSpec, ...]],
               previous: ClusterSet | None = None, *, rng: random.Random | None = None,
-              clock: Callable[[], float] = time.monotonic, local_zone: str = "") -> ClusterSet:
+              clock: Callable[[], float] = time.monotonic, local_zone: str = "",
+              prober: ProbeSink | None = None) -> ClusterSet:
         """Builds from specs of (validated) config, reusing what `previous` holds
-        for unchanged clusters and endpoints. `local_zone` is the proxy's --zone.
-        Building never touches `previous`."""
-        env = PickerEnv(rng=rng or random.Random(), clock=clock, local_zone=local_zone)
+        for unchanged clusters and endpoints. `local_zone` is the proxy's --zone;
+        `prober` sends PREQUAL's probes. Building never touches `previous`."""
+        env = PickerEnv(rng=rng or random.Random(), clock=clock, local_zone=local_zone, prober=prober)
         prev = previous._clusters if previous is not None else {}
         return cls({
             name: ClusterState.build(spec, endpoint_sets.get(name, ()), prev.get(name), env)
@@ -239,6 +247,15 @@ class ClusterSet:
         """The health checker's callback target: True if it changed anything."""
         state = self._clusters.get(cluster)
         return state is not None and state.set_health(address, healthy)
+
+    def record_load(self, cluster: str, address: str, report: LoadReport) -> bool:
+        """An out-of-band load report from `address` of `cluster`; False if no such endpoint."""
+        state = self._clusters.get(cluster)
+        endpoint = state.endpoint(address) if state is not None else None
+        if endpoint is None:
+            return False
+        endpoint.on_load_report(report)
+        return True
 
     def tick(self, now: float | None = None) -> None:
         """Outlier timers of every cluster (drive with outlier.OutlierTicker)."""
@@ -269,5 +286,5 @@ def _endpoints(spec: ClusterSpec, endpoint_specs: tuple[EndpointSpec, ...], old:
     ewma = spec.peak_ewma
     return tuple(
         EndpointState(spec.name, e, old.get(e.address) or EndpointStats(ewma.default_rtt, now), clock=env.clock,
-                      decay=ewma.decay, detector=detector, checked=checked)
+                      decay=ewma.decay, detector=detector, checked=checked, failure_penalty=spec.failure_penalty)
         for e in endpoint_specs)

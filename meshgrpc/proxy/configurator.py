@@ -22,6 +22,7 @@ from meshapi.v1 import resources_pb2
 from meshgrpc.config import resources, specs
 from meshgrpc.config.validate import validate_mesh
 from meshgrpc.errors import ConfigError
+from meshgrpc.proxy.balancer.prequal import ProbeSink
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.router import RouteTable
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -39,7 +40,7 @@ class ProxyConfigurator:
     def __init__(self, holder: StateHolder, route_config_name: str, pools: AddressSync, *,
                  local_zone: str = "", on_nack: Callable[[], None] = lambda: None,
                  on_applied: Callable[[ProxyState], None] = lambda state: None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, prober: ProbeSink | None = None) -> None:
         self._holder = holder
         self._route_config_name = route_config_name
         self._pools = pools
@@ -47,6 +48,7 @@ class ProxyConfigurator:
         self._on_nack = on_nack
         self._on_applied = on_applied
         self._rng = rng or random.Random()
+        self._prober = prober
         self.resources: dict[str, dict[str, Message]] = {t: {} for t in resources.TYPE_ORDER}
         self.versions: dict[str, str] = {}
         self._specs = SpecCache()
@@ -89,7 +91,7 @@ class ProxyConfigurator:
         routes = RouteTable.compile(route_config, rng=self._rng) if route_config is not None else None
         previous = self._holder.current.clusters
         clusters = ClusterSet.build(built[resources.CLUSTER], built[resources.ENDPOINTS], previous,
-                                    rng=self._rng, local_zone=self._local_zone)
+                                    rng=self._rng, local_zone=self._local_zone, prober=self._prober)
         return ProxyState(routes=routes, clusters=clusters, versions=versions)
 
 

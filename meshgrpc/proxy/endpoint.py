@@ -1,6 +1,7 @@
 """One endpoint of one cluster as the call path sees it: its config for this build
 (EndpointState) and the stats that outlive builds (EndpointStats): counters, the
-peak-EWMA round-trip estimate, the health-check verdict and the outlier tally.
+peak-EWMA round-trip estimate, the health-check verdict, the outlier tally, the
+failure penalty and server pushback, and the backend's latest load report.
 The relay reports every call here; balancers and outlier detection read it."""
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable
 
-from meshgrpc.config.specs import EndpointSpec, PeakEwmaSpec
+from meshgrpc.config.specs import EndpointSpec, FailurePenaltySpec, PeakEwmaSpec
 from meshgrpc.config.specs.common import default_of
-from meshgrpc.proxy import ewma
+from meshgrpc.proxy import ewma, penalty
+from meshgrpc.proxy.load_reports.endpoint_load import EndpointLoad
 from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
 
 if TYPE_CHECKING:
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 _NOT_PICKED = frozenset({"UNHEALTHY", "DRAINING"})
 _DEFAULT_RTT = default_of(PeakEwmaSpec, "default_rtt")
 _DEFAULT_DECAY = default_of(PeakEwmaSpec, "decay")
+_DEFAULT_PENALTY = FailurePenaltySpec()
 
 
 class EndpointStats:
@@ -30,7 +33,8 @@ class EndpointStats:
     checker (through ClusterSet.set_health) and outlier decisions."""
 
     __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
-                 "check_healthy", "outlier", "unreachable_until")
+                 "check_healthy", "outlier", "unreachable_until", "penalty", "penalty_at", "pushed_back_until",
+                 "load")
 
     def __init__(self, rtt: float = _DEFAULT_RTT, now: float = 0.0) -> None:
         self.in_flight = 0  # calls started and not finished
@@ -46,6 +50,12 @@ class EndpointStats:
         # back-off), so calls do not spend their retries and the budget on an address
         # that refuses connections.
         self.unreachable_until = 0.0
+        # Recent UNAVAILABLE / RESOURCE_EXHAUSTED answers, decaying (penalty.py), as of penalty_at.
+        self.penalty = 0.0
+        self.penalty_at = 0.0
+        # The server asked for no calls before this (grpc-retry-pushback-ms, Retry-After).
+        self.pushed_back_until = 0.0
+        self.load = EndpointLoad()  # the backend's latest load report (ORCA)
 
 
 class EndpointState:
@@ -62,15 +72,22 @@ class EndpointState:
       `grpc_status` (the int code, None when there was none) is what outlier
       detection classifies; without it a not-ok call counts as a failure. A call
       that ends without a response gives its latency to the estimate only if the
-      call succeeded or the latency is above the estimate (ewma.failed).
+      call succeeded or the latency is above the estimate (ewma.failed). An
+      UNAVAILABLE or RESOURCE_EXHAUSTED status adds to the failure penalty.
+    - `pushed_back(seconds)` when the answer asked for no calls for that long
+      (`grpc-retry-pushback-ms` >= 0, or Retry-After on plain HTTP/2; see
+      pushback.py): the P2C policies leave the endpoint out until then;
+    - `on_load_report(report)` for a per-call load report (load_reports/report.py's
+      `take_load_report` calls it).
     """
 
     __slots__ = ("cluster", "spec", "address", "host", "port", "weight", "zone", "health", "stats",
-                 "_checked", "_clock", "_decay", "_detector", "_owner")
+                 "_checked", "_clock", "_decay", "_detector", "_owner", "_penalty")
 
     def __init__(self, cluster: str, spec: EndpointSpec, stats: EndpointStats, *,
                  clock: Callable[[], float] = time.monotonic, decay: float = _DEFAULT_DECAY,
-                 detector: OutlierDetector | None = None, checked: bool = False) -> None:
+                 detector: OutlierDetector | None = None, checked: bool = False,
+                 failure_penalty: FailurePenaltySpec = _DEFAULT_PENALTY) -> None:
         self.cluster = cluster
         self.spec = spec
         self.address = spec.address
@@ -83,6 +100,7 @@ class EndpointState:
         self._clock = clock
         self._decay = decay
         self._detector = detector
+        self._penalty = failure_penalty
         self._owner: ClusterState | None = None  # set by the ClusterState built over it
 
     @property
@@ -139,6 +157,10 @@ class EndpointState:
             stats.failures += 1
         if not responded:
             self._finish_unanswered(stats, ok, latency_s)
+        if penalty.penalized(grpc_status) and self._penalty.penalty > 0.0:
+            now = self._clock()
+            stats.penalty = penalty.add_failure(stats.penalty, stats.penalty_at, now, self._penalty.decay)
+            stats.penalty_at = now
         detector = self._detector
         if detector is not None and detector.record(stats.outlier, ok, grpc_status):
             owner = self._owner
@@ -154,8 +176,28 @@ class EndpointState:
         else:
             stats.rtt, stats.rtt_at = ewma.failed(stats.rtt, stats.rtt_at, latency_s, now, self._decay)
 
+    def pushed_back(self, seconds: float) -> None:
+        """The endpoint asked for no calls for `seconds` (capped by the cluster's
+        failure_penalty.max_pushback; 0 there ignores pushback)."""
+        seconds = min(seconds, self._penalty.max_pushback)
+        if seconds > 0.0:
+            until = self._clock() + seconds
+            if until > self.stats.pushed_back_until:
+                self.stats.pushed_back_until = until
+
+    def recent_failures(self, now: float | None = None) -> float:
+        """The decayed count of recent UNAVAILABLE / RESOURCE_EXHAUSTED answers."""
+        s = self.stats
+        return penalty.current(s.penalty, s.penalty_at, self._clock() if now is None else now,
+                               self._penalty.decay)
+
+    def on_load_report(self, report) -> None:
+        """A load report (load_reports/report.py's LoadReport) from this endpoint."""
+        self.stats.load.record(report, self._clock())
+
     def unreachable(self, until: float) -> None:
         """Connecting failed: out of the picker until `until` (the cluster's timer brings it back)."""
+        self.stats.load.end_run()  # gRFC A58: a reconnected endpoint's weight waits out the blackout again
         if until > self.stats.unreachable_until:
             self.stats.unreachable_until = until
             owner = self._owner
@@ -187,6 +229,9 @@ class EndpointState:
             "calls": stats.total,
             "failures": stats.failures,
             "last_latency_s": stats.last_latency_s,
+            "recent_failures": round(self.recent_failures(now), 3),
+            "pushed_back_for_s": max(0.0, stats.pushed_back_until - now) or None,
+            "load_report": stats.load.describe(now),
             "metadata": dict(self.spec.metadata),
         }
 

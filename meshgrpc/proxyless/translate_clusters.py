@@ -2,11 +2,11 @@
 in, Envoy messages and gap lines (gaps.py) out.
 
 - Cluster: EDS over ADS (A27); `lb_policy` ROUND_ROBIN and RING_HASH map directly
-  (A42: XX_HASH, the only hash gRPC has). PEAK_EWMA, LEAST_REQUEST and RANDOM
-  have no C-core equivalent (least request, A48, is Java-only; weighted round
-  robin, A58, weighs endpoints by the load reports they send, which the mesh's
-  backends do not): they are served as round robin and the substitution is a
-  gap line. Circuit breaking is `max_requests` only (A32); outlier detection is
+  (A42: XX_HASH, the only hash gRPC has). PEAK_EWMA, LEAST_REQUEST, RANDOM and
+  PREQUAL have no C-core equivalent (least request, A48, is Java-only);
+  WEIGHTED_ROUND_ROBIN has one (A58's client_side_weighted_round_robin, fed by
+  the ORCA reports meshgrpc.orca backends send) that this translation does not
+  produce yet. They are served as round robin and the substitution is a gap line. Circuit breaking is `max_requests` only (A32); outlier detection is
   success rate and failure percentage only (A50).
 - ClusterLoadAssignment: one locality per zone, at priority 0, weighted by the
   sum of its endpoints' weights (gRPC ignores a locality of weight 0); endpoint
@@ -36,6 +36,8 @@ _SUBSTITUTE = {
     "PEAK_EWMA": "gRPC has no peak-EWMA balancer",
     "LEAST_REQUEST": "gRPC's least request (gRFC A48) is Java-only",
     "RANDOM": "gRPC has no random balancer",
+    "WEIGHTED_ROUND_ROBIN": "meshgrpc does not translate it to gRPC's client_side_weighted_round_robin yet",
+    "PREQUAL": "gRPC has no probing balancer",
 }
 _HEALTH = {"HEALTHY": health_check_pb2.HEALTHY, "UNHEALTHY": health_check_pb2.UNHEALTHY,
            "DRAINING": health_check_pb2.DRAINING}
@@ -82,6 +84,11 @@ def _cluster_gaps(spec: ClusterSpec, gaps: Gaps) -> None:
     if spec.health_check is not None:
         gaps.add("health_check", "gRPC clients do not run active health checks; they skip only endpoints "
                                  "whose health_status is UNHEALTHY or DRAINING")
+    if spec.out_of_band_load_reports is not None:
+        gaps.add("out_of_band_load_reports", "gRPC opens load-report streams only for its weighted round robin; "
+                                             "not applied")
+    if spec.failure_penalty != default_of(ClusterSpec, "failure_penalty"):
+        gaps.add("failure_penalty", "gRPC's balancers have no failure penalty or pushback; not applied")
 
 
 def outlier_detection(spec: OutlierSpec, gaps: Gaps) -> outlier_detection_pb2.OutlierDetection:

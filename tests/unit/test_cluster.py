@@ -155,6 +155,7 @@ def test_describe_and_repr_show_state():
                        "health_check": None, "ejected_until": None, "ejected_for_s": None,
                        "times_ejected": 0, "unreachable_for_s": None,
                        "in_flight": 1, "pending": 1, "calls": 1, "failures": 0, "last_latency_s": None,
+                       "recent_failures": 0.0, "pushed_back_for_s": None, "load_report": None,
                        "metadata": {}}],
     }]}
     assert cs.snapshot().keys() == cs.describe().keys()

@@ -165,6 +165,16 @@ CASES = [
      lambda t: t.gap("cluster greeter: panic_threshold_percent", "no panic mode")),
     ("Cluster.retry_budget", lambda d: cluster(d, retry_budget={"retry_ratio": 0.5}),
      lambda t: t.gap("cluster greeter: retry_budget", "not applied")),
+    ("Cluster.weighted_round_robin",
+     lambda d: cluster(d, lb_policy="WEIGHTED_ROUND_ROBIN", weighted_round_robin={"blackout_period": "1s"}),
+     lambda t: t.cluster().lb_policy == cluster_pb2.Cluster.ROUND_ROBIN
+     and t.gap("lb_policy: WEIGHTED_ROUND_ROBIN is served as round_robin")),
+    ("Cluster.prequal", lambda d: cluster(d, lb_policy="PREQUAL", prequal={"probes_per_call": 2}),
+     lambda t: t.gap("lb_policy: PREQUAL is served as round_robin", "no probing balancer")),
+    ("Cluster.out_of_band_load_reports", lambda d: cluster(d, out_of_band_load_reports={"interval": "2s"}),
+     lambda t: t.gap("cluster greeter: out_of_band_load_reports", "not applied")),
+    ("Cluster.failure_penalty", lambda d: cluster(d, failure_penalty={"penalty": "1s"}),
+     lambda t: t.gap("cluster greeter: failure_penalty", "not applied")),
     # ---- endpoints
     ("EndpointSet.cluster", lambda d: None, lambda t: t.cla().cluster_name == "greeter"),
     ("EndpointSet.endpoints", lambda d: d["endpoints"][0]["endpoints"].append({"address": "127.0.0.2:1", "zone": "a"}),
@@ -271,6 +281,9 @@ CASES = [
      lambda t: t.fault().headers[0].name == "x-chaos" and t.fault().headers[0].present_match and not t.gaps),
     ("RouteAction.mirror", lambda d: action(d, mirror={"cluster": "canary"}),
      lambda t: t.gap("route.mirror", "do not mirror")),
+    # A proxyless client calls the backends itself: their load reports reach it whatever the route says.
+    ("RouteAction.keep_load_reports", lambda d: action(d, keep_load_reports=True),
+     lambda t: not t.gap("keep_load_reports")),
     ("MeshConfig.clusters", lambda d: None, lambda t: sorted(t.envoy[CDS].resources) == ["canary", "greeter"]),
     ("MeshConfig.endpoints", lambda d: None, lambda t: sorted(t.envoy[EDS].resources) == ["canary", "greeter"]),
     ("MeshConfig.routes", lambda d: None, lambda t: sorted(t.envoy[RDS].resources) == ["default"]),
@@ -280,6 +293,8 @@ CASES = [
 # Messages a case covers whole: every field inside one of these is decided by the
 # case of the field holding it (reported as a whole, or translated together).
 COVERED_WHOLE = {"Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_check", "Cluster.retry_budget",
+                 "Cluster.weighted_round_robin", "Cluster.prequal", "Cluster.out_of_band_load_reports",
+                 "Cluster.failure_penalty",
                  "RouteAction.hedge_policy", "RouteAction.rate_limit", "RouteAction.mirror",
                  "RouteAction.request_headers_to_add", "Cluster.ring_hash", "RouteAction.hash_policy"}
 # Fields inside Fault's delay and abort: the Fault.delay and Fault.abort cases check them.

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Cluster(_message.Message):
-    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget")
+    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget", "weighted_round_robin", "prequal", "out_of_band_load_reports", "failure_penalty")
     class LbPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LB_POLICY_UNSPECIFIED: _ClassVar[Cluster.LbPolicy]
@@ -21,12 +21,16 @@ class Cluster(_message.Message):
         PEAK_EWMA: _ClassVar[Cluster.LbPolicy]
         RING_HASH: _ClassVar[Cluster.LbPolicy]
         RANDOM: _ClassVar[Cluster.LbPolicy]
+        WEIGHTED_ROUND_ROBIN: _ClassVar[Cluster.LbPolicy]
+        PREQUAL: _ClassVar[Cluster.LbPolicy]
     LB_POLICY_UNSPECIFIED: Cluster.LbPolicy
     ROUND_ROBIN: Cluster.LbPolicy
     LEAST_REQUEST: Cluster.LbPolicy
     PEAK_EWMA: Cluster.LbPolicy
     RING_HASH: Cluster.LbPolicy
     RANDOM: Cluster.LbPolicy
+    WEIGHTED_ROUND_ROBIN: Cluster.LbPolicy
+    PREQUAL: Cluster.LbPolicy
     NAME_FIELD_NUMBER: _ClassVar[int]
     LB_POLICY_FIELD_NUMBER: _ClassVar[int]
     PEAK_EWMA_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +42,10 @@ class Cluster(_message.Message):
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     PANIC_THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
     RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_ROUND_ROBIN_FIELD_NUMBER: _ClassVar[int]
+    PREQUAL_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_BAND_LOAD_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_PENALTY_FIELD_NUMBER: _ClassVar[int]
     name: str
     lb_policy: Cluster.LbPolicy
     peak_ewma: PeakEwma
@@ -49,7 +57,55 @@ class Cluster(_message.Message):
     connect_timeout: _duration_pb2.Duration
     panic_threshold_percent: _wrappers_pb2.UInt32Value
     retry_budget: RetryBudget
-    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ...) -> None: ...
+    weighted_round_robin: WeightedRoundRobin
+    prequal: Prequal
+    out_of_band_load_reports: OutOfBandLoadReports
+    failure_penalty: FailurePenalty
+    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ..., weighted_round_robin: _Optional[_Union[WeightedRoundRobin, _Mapping]] = ..., prequal: _Optional[_Union[Prequal, _Mapping]] = ..., out_of_band_load_reports: _Optional[_Union[OutOfBandLoadReports, _Mapping]] = ..., failure_penalty: _Optional[_Union[FailurePenalty, _Mapping]] = ...) -> None: ...
+
+class WeightedRoundRobin(_message.Message):
+    __slots__ = ("blackout_period", "weight_expiration_period", "weight_update_period", "error_utilization_penalty")
+    BLACKOUT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_EXPIRATION_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_UPDATE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_UTILIZATION_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    blackout_period: _duration_pb2.Duration
+    weight_expiration_period: _duration_pb2.Duration
+    weight_update_period: _duration_pb2.Duration
+    error_utilization_penalty: _wrappers_pb2.DoubleValue
+    def __init__(self, blackout_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., weight_expiration_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., weight_update_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_utilization_penalty: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ...) -> None: ...
+
+class Prequal(_message.Message):
+    __slots__ = ("probes_per_call", "pool_size", "max_probe_age", "max_reuse", "hot_rif_quantile", "max_probes_per_second")
+    PROBES_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROBE_AGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_REUSE_FIELD_NUMBER: _ClassVar[int]
+    HOT_RIF_QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROBES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    probes_per_call: _wrappers_pb2.DoubleValue
+    pool_size: _wrappers_pb2.UInt32Value
+    max_probe_age: _duration_pb2.Duration
+    max_reuse: _wrappers_pb2.UInt32Value
+    hot_rif_quantile: _wrappers_pb2.DoubleValue
+    max_probes_per_second: _wrappers_pb2.UInt32Value
+    def __init__(self, probes_per_call: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ..., pool_size: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., max_probe_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_reuse: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., hot_rif_quantile: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ..., max_probes_per_second: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
+
+class OutOfBandLoadReports(_message.Message):
+    __slots__ = ("interval",)
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class FailurePenalty(_message.Message):
+    __slots__ = ("penalty", "decay", "max_pushback")
+    PENALTY_FIELD_NUMBER: _ClassVar[int]
+    DECAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_PUSHBACK_FIELD_NUMBER: _ClassVar[int]
+    penalty: _duration_pb2.Duration
+    decay: _duration_pb2.Duration
+    max_pushback: _duration_pb2.Duration
+    def __init__(self, penalty: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., decay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_pushback: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RetryBudget(_message.Message):
     __slots__ = ("retry_ratio", "min_retries_per_second", "ttl")
@@ -229,7 +285,7 @@ class HeaderMatcher(_message.Message):
     def __init__(self, name: _Optional[str] = ..., exact: _Optional[str] = ..., prefix: _Optional[str] = ..., suffix: _Optional[str] = ..., regex: _Optional[str] = ..., present: _Optional[bool] = ..., invert: _Optional[bool] = ...) -> None: ...
 
 class RouteAction(_message.Message):
-    __slots__ = ("cluster", "weighted_clusters", "timeout", "retry_policy", "request_headers_to_add", "request_headers_to_remove", "hash_policy", "hedge_policy", "idle_timeout", "retry_buffer_limit", "rate_limit", "fault", "mirror")
+    __slots__ = ("cluster", "weighted_clusters", "timeout", "retry_policy", "request_headers_to_add", "request_headers_to_remove", "hash_policy", "hedge_policy", "idle_timeout", "retry_buffer_limit", "rate_limit", "fault", "mirror", "keep_load_reports")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +299,7 @@ class RouteAction(_message.Message):
     RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
     MIRROR_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LOAD_REPORTS_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     weighted_clusters: _containers.RepeatedCompositeFieldContainer[ClusterWeight]
     timeout: _duration_pb2.Duration
@@ -256,7 +313,8 @@ class RouteAction(_message.Message):
     rate_limit: RateLimit
     fault: Fault
     mirror: Mirror
-    def __init__(self, cluster: _Optional[str] = ..., weighted_clusters: _Optional[_Iterable[_Union[ClusterWeight, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., request_headers_to_add: _Optional[_Iterable[_Union[HeaderValue, _Mapping]]] = ..., request_headers_to_remove: _Optional[_Iterable[str]] = ..., hash_policy: _Optional[_Union[HashPolicy, _Mapping]] = ..., hedge_policy: _Optional[_Union[HedgePolicy, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_buffer_limit: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., mirror: _Optional[_Union[Mirror, _Mapping]] = ...) -> None: ...
+    keep_load_reports: bool
+    def __init__(self, cluster: _Optional[str] = ..., weighted_clusters: _Optional[_Iterable[_Union[ClusterWeight, _Mapping]]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., request_headers_to_add: _Optional[_Iterable[_Union[HeaderValue, _Mapping]]] = ..., request_headers_to_remove: _Optional[_Iterable[str]] = ..., hash_policy: _Optional[_Union[HashPolicy, _Mapping]] = ..., hedge_policy: _Optional[_Union[HedgePolicy, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_buffer_limit: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., mirror: _Optional[_Union[Mirror, _Mapping]] = ..., keep_load_reports: _Optional[bool] = ...) -> None: ...
 
 class ClusterWeight(_message.Message):
     __slots__ = ("name", "weight")

@@ -10,8 +10,9 @@ defaults. Specs compare by value, so "did this cluster change?" is `==`.
 """
 
 from meshgrpc.config.specs.clusters import (
-    CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
-    PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
+    CircuitBreakerSpec, ClusterSpec, EndpointSpec, FailurePenaltySpec, HealthCheckSpec, LeastRequestSpec,
+    OutlierSpec, OutOfBandLoadReportsSpec, PeakEwmaSpec, PrequalSpec, RetryBudgetSpec, RingHashSpec,
+    WeightedRoundRobinSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
 from meshgrpc.config.specs.common import describe, seconds
 from meshgrpc.config.specs.routes import (
@@ -20,9 +21,10 @@ from meshgrpc.config.specs.routes import (
 )
 
 __all__ = [
-    "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
-    "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
-    "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
+    "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FailurePenaltySpec", "FaultSpec",
+    "HeaderMatcherSpec", "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec",
+    "MirrorSpec", "OutlierSpec", "OutOfBandLoadReportsSpec", "PeakEwmaSpec", "PrequalSpec", "RateLimitSpec",
+    "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec", "WeightedRoundRobinSpec",
     "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "listener_spec", "outlier_spec",
     "route_config_spec",
     "seconds",

@@ -27,6 +27,36 @@ class LeastRequestSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class WeightedRoundRobinSpec:
+    blackout_period: float = 10.0  # seconds an endpoint must report before its weight counts
+    weight_expiration_period: float = 180.0  # seconds after which an unrefreshed weight is dropped
+    weight_update_period: float = 1.0  # seconds between schedule rebuilds
+    error_utilization_penalty: float = 1.0  # multiplier on eps / qps
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrequalSpec:
+    probes_per_call: float = 3.0  # the paper's r_probe
+    pool_size: int = 16  # the paper's m
+    max_probe_age: float = 1.0  # seconds
+    max_reuse: int = 16  # cap on the paper's reuse budget b_reuse
+    hot_rif_quantile: float = 0.84  # the paper's q_rif
+    max_probes_per_second: int = 500  # probing cost bound, per proxy and cluster
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutOfBandLoadReportsSpec:
+    interval: float = 1.0  # seconds between reports asked of each endpoint
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailurePenaltySpec:
+    penalty: float = 0.1  # seconds added to PEAK_EWMA's estimate per recent failure; 0 disables
+    decay: float = 5.0  # seconds: time constant of the penalty's decay
+    max_pushback: float = 10.0  # seconds: longest server pushback honoured; 0 ignores pushback
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RingHashSpec:
     minimum_ring_size: int = 1024  # ring entries; 1024-1048576
 
@@ -82,6 +112,10 @@ class ClusterSpec:
     connect_timeout: float = 1.0  # seconds to open a connection to an endpoint
     panic_threshold_percent: int = 50  # below this share usable, balance over all
     retry_budget: RetryBudgetSpec = RetryBudgetSpec()
+    weighted_round_robin: WeightedRoundRobinSpec = WeightedRoundRobinSpec()
+    prequal: PrequalSpec = PrequalSpec()
+    out_of_band_load_reports: OutOfBandLoadReportsSpec | None = None  # None: no stream
+    failure_penalty: FailurePenaltySpec = FailurePenaltySpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,6 +146,40 @@ def cluster_spec(c: pb.Cluster) -> ClusterSpec:
         connect_timeout=duration_or(c, "connect_timeout", ClusterSpec),
         panic_threshold_percent=min(100, wrapped_or(c, "panic_threshold_percent", ClusterSpec)),
         retry_budget=retry_budget_spec(c.retry_budget),
+        weighted_round_robin=weighted_round_robin_spec(c.weighted_round_robin),
+        prequal=prequal_spec(c.prequal),
+        out_of_band_load_reports=(OutOfBandLoadReportsSpec(duration_or(c.out_of_band_load_reports, "interval",
+                                                                       OutOfBandLoadReportsSpec))
+                                  if c.HasField("out_of_band_load_reports") else None),
+        failure_penalty=failure_penalty_spec(c.failure_penalty),
+    )
+
+
+def weighted_round_robin_spec(w: pb.WeightedRoundRobin) -> WeightedRoundRobinSpec:
+    return WeightedRoundRobinSpec(
+        blackout_period=duration_or(w, "blackout_period", WeightedRoundRobinSpec),
+        weight_expiration_period=duration_or(w, "weight_expiration_period", WeightedRoundRobinSpec),
+        weight_update_period=duration_or(w, "weight_update_period", WeightedRoundRobinSpec),
+        error_utilization_penalty=wrapped_or(w, "error_utilization_penalty", WeightedRoundRobinSpec),
+    )
+
+
+def prequal_spec(p: pb.Prequal) -> PrequalSpec:
+    return PrequalSpec(
+        probes_per_call=wrapped_or(p, "probes_per_call", PrequalSpec),
+        pool_size=wrapped_or(p, "pool_size", PrequalSpec),
+        max_probe_age=duration_or(p, "max_probe_age", PrequalSpec),
+        max_reuse=wrapped_or(p, "max_reuse", PrequalSpec),
+        hot_rif_quantile=wrapped_or(p, "hot_rif_quantile", PrequalSpec),
+        max_probes_per_second=wrapped_or(p, "max_probes_per_second", PrequalSpec),
+    )
+
+
+def failure_penalty_spec(f: pb.FailurePenalty) -> FailurePenaltySpec:
+    return FailurePenaltySpec(
+        penalty=duration_or(f, "penalty", FailurePenaltySpec),
+        decay=duration_or(f, "decay", FailurePenaltySpec),
+        max_pushback=duration_or(f, "max_pushback", FailurePenaltySpec),
     )
 
 

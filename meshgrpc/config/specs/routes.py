@@ -76,6 +76,7 @@ class ActionSpec:
     rate_limit: RateLimitSpec | None = None
     fault: FaultSpec | None = None
     mirror: MirrorSpec | None = None
+    keep_load_reports: bool = False  # forward endpoint-load-metrics-bin to the client
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ def action_spec(a: pb.RouteAction) -> ActionSpec:
         rate_limit=rate_limit_spec(a.rate_limit) if a.HasField("rate_limit") else None,
         fault=fault_spec(a.fault) if a.HasField("fault") else None,
         mirror=mirror_spec(a.mirror) if a.HasField("mirror") else None,
+        keep_load_reports=a.keep_load_reports,
     )
 
 

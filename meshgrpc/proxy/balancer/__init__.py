@@ -12,11 +12,16 @@ The contract every policy implements (after grpc-go's balancer.Picker):
   called from the event loop thread only, so a picker may keep a cursor or other
   private mutable state without synchronisation; endpoint counters it reads
   (in_flight, ...) are updated on the same thread.
-- Time and randomness come from `env`, so tests run on a fake clock and seeded rng.
+- Time and randomness come from `env`, so tests run on a fake clock and seeded rng;
+  so does the proxy's prober (PREQUAL's probes), None where nothing probes.
+- Optionally, `Picker.scores(now) -> list[dict]`: each candidate endpoint with the
+  inputs of its score and the score (`meshgrpc explain`, /clusters), and
+  `Picker.describe() -> dict`: the picker's own state for /clusters. Neither is
+  on the call path.
 
 `POLICIES` maps each Cluster.LbPolicy to its factory (one module per policy:
-round_robin, least_request, peak_ewma, ring_hash, random_pick; single serves any
-policy with one endpoint). Which endpoints a picker gets is the cluster's
+round_robin, least_request, peak_ewma, ring_hash, random_pick,
+weighted_round_robin, prequal; single serves any policy with one endpoint). Which endpoints a picker gets is the cluster's
 business: health, ejection, panic.py (balance over all when too few are usable)
 and zones.py (prefer the proxy's own zone) run before the factory.
 """
@@ -29,7 +34,9 @@ import time
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from meshgrpc.config.specs import ClusterSpec
-from meshgrpc.proxy.balancer import least_request, peak_ewma, random_pick, ring_hash, round_robin
+from meshgrpc.proxy.balancer import (
+    least_request, peak_ewma, prequal, random_pick, ring_hash, round_robin, weighted_round_robin,
+)
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
@@ -42,11 +49,13 @@ class Picker(Protocol):
 @dataclasses.dataclass(frozen=True)
 class PickerEnv:
     """What a picker factory may draw on besides config: injected rng and clock,
-    and the proxy's own zone (--zone; "" = none) for the cluster's zone preference."""
+    the proxy's own zone (--zone; "" = none) for the cluster's zone preference, and
+    the proxy's prober for PREQUAL (prequal.ProbeSink; None: no probes are sent)."""
 
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
     local_zone: str = ""
+    prober: prequal.ProbeSink | None = None
 
 
 PickerFactory = Callable[[ClusterSpec, "tuple[EndpointState, ...]", PickerEnv], Picker]
@@ -58,6 +67,8 @@ POLICIES: dict[str, PickerFactory] = {
     "PEAK_EWMA": peak_ewma.build,
     "RING_HASH": ring_hash.build,
     "RANDOM": random_pick.build,
+    "WEIGHTED_ROUND_ROBIN": weighted_round_robin.build,
+    "PREQUAL": prequal.build,
 }
 
 

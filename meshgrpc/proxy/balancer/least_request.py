@@ -14,6 +14,13 @@ weight-3 endpoint takes 3 of every 4 calls, interleaved); a loaded endpoint is
 rescheduled further out. Bias 0 is plain weighted round robin; the default 1.0
 divides by the load. O(log n) per pick.
 
+Failures and pushback (FailurePenalty in resources.proto): an endpoint's load is
+multiplied by (1 + recent_failures), the decayed count of its UNAVAILABLE /
+RESOURCE_EXHAUSTED answers (meshgrpc/proxy/penalty.py), so an endpoint that fails
+fast does not draw calls for having few in flight (failure_penalty.penalty 0s turns
+this off); an endpoint the server pushed back is passed over until its time is up
+(pushed_back.py when the choice has nothing else).
+
 Concurrency: pick() never awaits and runs on the event loop thread only; the
 EDF heap is the picker's private state. In-flight counts are read from the
 endpoints' stats, updated by the relay on the same thread.
@@ -22,37 +29,83 @@ endpoints' stats, updated by the relay on the same thread.
 from __future__ import annotations
 
 import heapq
+import math
 from typing import TYPE_CHECKING
 
-from meshgrpc.config.specs import ClusterSpec
+from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
+from meshgrpc.proxy import penalty
 from meshgrpc.proxy.balancer.p2c import two_distinct
+from meshgrpc.proxy.balancer.pushed_back import first_available
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
 
+INF = math.inf
+
+
 def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
     if len({e.weight for e in endpoints}) == 1:
-        return P2CLeastRequestPicker(endpoints, env.rng.random)
-    return WeightedLeastRequestPicker(endpoints, cluster.least_request.active_request_bias, env.rng.random)
+        return P2CLeastRequestPicker(endpoints, env.rng.random, env.clock, cluster.failure_penalty)
+    return WeightedLeastRequestPicker(endpoints, cluster.least_request.active_request_bias, env.rng.random,
+                                      env.clock, cluster.failure_penalty)
+
+
+class Load:
+    """An endpoint's load as both pickers weigh it: (in_flight + 1) x (1 + recent
+    failures), or infinity while it is pushed back."""
+
+    __slots__ = ("_penalized", "_decay")
+
+    def __init__(self, failure_penalty: FailurePenaltySpec) -> None:
+        self._penalized = failure_penalty.penalty > 0.0
+        self._decay = failure_penalty.decay
+
+    def of(self, s, now: float) -> float:
+        if s.pushed_back_until > now:
+            return INF
+        load = s.in_flight + 1.0
+        if s.penalty and self._penalized:
+            load *= 1.0 + penalty.current(s.penalty, s.penalty_at, now, self._decay)
+        return load
+
+    def scores(self, endpoints, now: float) -> list[dict]:
+        return [{"address": e.address, "in_flight": e.stats.in_flight, "weight": e.weight,
+                 "recent_failures": penalty.current(e.stats.penalty, e.stats.penalty_at, now, self._decay),
+                 "pushed_back_for_s": max(0.0, e.stats.pushed_back_until - now), "load": self.of(e.stats, now)}
+                for e in endpoints]
 
 
 class P2CLeastRequestPicker:
-    __slots__ = ("_endpoints", "_stats", "_n", "_random")
+    __slots__ = ("_endpoints", "_stats", "_n", "_random", "_clock", "_load")
 
-    def __init__(self, endpoints: tuple[EndpointState, ...], random) -> None:
+    def __init__(self, endpoints: tuple[EndpointState, ...], random, clock,
+                 failure_penalty: FailurePenaltySpec = FailurePenaltySpec()) -> None:
         self._endpoints = endpoints
         self._stats = tuple(e.stats for e in endpoints)
         self._n = len(endpoints)
         self._random = random
+        self._clock = clock
+        self._load = Load(failure_penalty)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         i, j = two_distinct(self._n, self._random)
-        stats = self._stats
-        return self._endpoints[j if stats[j].in_flight < stats[i].in_flight else i]
+        now = self._clock()
+        load = self._load.of
+        best = load(self._stats[i], now)
+        other = load(self._stats[j], now)
+        if other < best:
+            i, best = j, other
+        if best == INF:
+            return first_available(self._endpoints, i, now)
+        return self._endpoints[i]
+
+    def scores(self, now: float | None = None) -> list[dict]:
+        """Every candidate's load and what it is made of (lower wins a draw)."""
+        return self._load.scores(self._endpoints, self._clock() if now is None else now)
 
     def __repr__(self) -> str:
         return f"<P2CLeastRequestPicker endpoints={self._n}>"
@@ -62,13 +115,16 @@ class WeightedLeastRequestPicker:
     """EDF on a heap of (deadline, sequence, index); the sequence breaks ties in
     scheduling order, so equal deadlines never compare endpoints."""
 
-    __slots__ = ("_endpoints", "_stats", "_weights", "_bias", "_heap", "_seq")
+    __slots__ = ("_endpoints", "_stats", "_weights", "_bias", "_heap", "_seq", "_clock", "_load")
 
-    def __init__(self, endpoints: tuple[EndpointState, ...], bias: float, random) -> None:
+    def __init__(self, endpoints: tuple[EndpointState, ...], bias: float, random, clock,
+                 failure_penalty: FailurePenaltySpec = FailurePenaltySpec()) -> None:
         self._endpoints = endpoints
         self._stats = tuple(e.stats for e in endpoints)
         self._weights = tuple(float(e.weight) for e in endpoints)
         self._bias = bias
+        self._clock = clock
+        self._load = Load(failure_penalty)
         # A random phase per endpoint within its first period, so proxies that
         # load the same config do not all start on the same endpoint.
         self._heap = [(random() / w, i, i) for i, w in enumerate(self._weights)]
@@ -76,8 +132,21 @@ class WeightedLeastRequestPicker:
         self._seq = len(endpoints)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
+        now = self._clock()
+        i = self._next(now)
+        if self._stats[i].pushed_back_until > now:
+            for _ in range(len(self._endpoints) - 1):  # take the next due that is not pushed back
+                i = self._next(now)
+                if self._stats[i].pushed_back_until <= now:
+                    break
+        return self._endpoints[i]
+
+    def _next(self, now: float) -> int:
         deadline, _, i = self._heap[0]
-        load = self._stats[i].in_flight + 1
+        s = self._stats[i]
+        load = s.in_flight + 1
+        if s.penalty:
+            load = min(self._load.of(s, now), 1e12)  # pushed back: rescheduled far out
         bias = self._bias
         if bias == 1.0:
             effective = self._weights[i] / load
@@ -87,7 +156,11 @@ class WeightedLeastRequestPicker:
             effective = self._weights[i] / load ** bias
         self._seq += 1
         heapq.heapreplace(self._heap, (deadline + 1.0 / effective, self._seq, i))
-        return self._endpoints[i]
+        return i
+
+    def scores(self, now: float | None = None) -> list[dict]:
+        """Every candidate's load (the weighted schedule divides weight by it)."""
+        return self._load.scores(self._endpoints, self._clock() if now is None else now)
 
     def __repr__(self) -> str:
         return f"<WeightedLeastRequestPicker endpoints={len(self._endpoints)} bias={self._bias:g}>"

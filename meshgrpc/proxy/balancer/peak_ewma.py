@@ -1,30 +1,39 @@
 """PEAK_EWMA (the default): power of two choices on expected latency.
 
 Two distinct endpoints are drawn at random and the call goes to the one with the
-lower cost = rtt_estimate x (pending + 1) / weight (ties to the first draw), as
-in linkerd2-proxy's balancer (tower's PeakEwma) and Finagle's P2C-PeakEWMA:
+lower cost = (rtt_estimate + recent_failures x penalty) x (pending + 1) / weight
+(ties to the first draw), as in linkerd2-proxy's balancer (tower's PeakEwma, with
+the failure penalty of linkerd2-proxy PR 4537) and Finagle's P2C-PeakEWMA:
 - rtt_estimate is the endpoint's peak-EWMA round trip (meshgrpc/proxy/ewma.py),
   read at the injected clock's now, so an endpoint that stopped getting calls
   because it was slow decays back into contention and is tried again;
+- recent_failures is the decayed count of its UNAVAILABLE / RESOURCE_EXHAUSTED
+  answers (meshgrpc/proxy/penalty.py) and `penalty` the cluster's
+  failure_penalty.penalty: an endpoint failing fast would otherwise look fastest;
 - pending counts the endpoint's calls still waiting for their first response
   (EndpointState.on_first_response), so a long stream does not weigh on an
   endpoint once it has answered;
 - weight scales the cost: a weight-2 endpoint looks half as expensive. Under
   concurrency this splits load about by weight; with one call at a time and
   equal estimates the heavier endpoint wins every pair it is in.
+An endpoint the server pushed back (EndpointState.pushed_back) costs infinity
+until its time is up; when both draws are pushed back, pushed_back.py chooses.
 
 The estimates live in EndpointStats and survive config rebuilds; the picker
-holds only the endpoints, their inverse weights and the decay constant.
+holds only the endpoints, their inverse weights and the decay constants.
 Concurrency: pick() never awaits and runs on the event loop thread only; it
 reads stats that the relay updates on that same thread, and writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from meshgrpc.config.specs import ClusterSpec
+from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
+from meshgrpc.proxy import penalty
 from meshgrpc.proxy.balancer.p2c import two_distinct
+from meshgrpc.proxy.balancer.pushed_back import first_available
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
 
@@ -32,16 +41,21 @@ if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
 
+INF = math.inf
+
+
 def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
         return SinglePicker(endpoints[0])
-    return PeakEwmaPicker(endpoints, cluster.peak_ewma.decay, env.rng.random, env.clock)
+    return PeakEwmaPicker(endpoints, cluster.peak_ewma.decay, env.rng.random, env.clock, cluster.failure_penalty)
 
 
 class PeakEwmaPicker:
-    __slots__ = ("_endpoints", "_stats", "_inverse_weights", "_n", "_decay", "_random", "_clock")
+    __slots__ = ("_endpoints", "_stats", "_inverse_weights", "_n", "_decay", "_random", "_clock",
+                 "_penalty", "_penalty_decay")
 
-    def __init__(self, endpoints: tuple[EndpointState, ...], decay: float, random, clock) -> None:
+    def __init__(self, endpoints: tuple[EndpointState, ...], decay: float, random, clock,
+                 failure_penalty: FailurePenaltySpec = FailurePenaltySpec()) -> None:
         self._endpoints = endpoints
         self._stats = tuple(e.stats for e in endpoints)
         self._inverse_weights = tuple(1.0 / e.weight for e in endpoints)
@@ -49,15 +63,37 @@ class PeakEwmaPicker:
         self._decay = decay
         self._random = random
         self._clock = clock
+        self._penalty = failure_penalty.penalty
+        self._penalty_decay = failure_penalty.decay
 
     def cost(self, i: int, now: float) -> float:
         s = self._stats[i]
-        return current(s.rtt, s.rtt_at, now, self._decay) * (s.pending + 1) * self._inverse_weights[i]
+        if s.pushed_back_until > now:
+            return INF
+        rtt = current(s.rtt, s.rtt_at, now, self._decay)
+        if s.penalty:
+            rtt += self._penalty * penalty.current(s.penalty, s.penalty_at, now, self._penalty_decay)
+        return rtt * (s.pending + 1) * self._inverse_weights[i]
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         i, j = two_distinct(self._n, self._random)
         now = self._clock()
-        return self._endpoints[j if self.cost(j, now) < self.cost(i, now) else i]
+        best = self.cost(i, now)
+        other = self.cost(j, now)
+        if other < best:
+            i, best = j, other
+        if best == INF:
+            return first_available(self._endpoints, i, now)
+        return self._endpoints[i]
+
+    def scores(self, now: float | None = None) -> list[dict]:
+        """Every candidate's cost and what it is made of (lower wins a draw)."""
+        now = self._clock() if now is None else now
+        return [{"address": e.address, "rtt_estimate_s": current(s.rtt, s.rtt_at, now, self._decay),
+                 "recent_failures": penalty.current(s.penalty, s.penalty_at, now, self._penalty_decay),
+                 "pending": s.pending, "weight": e.weight,
+                 "pushed_back_for_s": max(0.0, s.pushed_back_until - now), "cost": self.cost(i, now)}
+                for i, (e, s) in enumerate(zip(self._endpoints, self._stats))]
 
     def __repr__(self) -> str:
         return f"<PeakEwmaPicker endpoints={self._n} decay={self._decay:g}s>"

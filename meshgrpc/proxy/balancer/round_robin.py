@@ -78,17 +78,20 @@ class EdfPicker:
 
     __slots__ = ("_heap", "_endpoints", "_denominators", "_steps")
 
-    def __init__(self, endpoints: tuple[EndpointState, ...], skip: int = 0) -> None:
+    def __init__(self, endpoints: tuple[EndpointState, ...], skip: int = 0,
+                 weights: tuple[int, ...] | None = None) -> None:
+        """`weights`: positive integers, one per endpoint (default: their config weights)."""
         self._endpoints = endpoints
-        peers = Counter(e.weight for e in endpoints)
+        weights = weights if weights is not None else tuple(e.weight for e in endpoints)
+        peers = Counter(weights)
         seen: Counter[int] = Counter()
         self._denominators, self._steps, self._heap = [], [], []
-        for i, e in enumerate(endpoints):
-            m, j = peers[e.weight], seen[e.weight]
-            seen[e.weight] += 1
-            self._denominators.append(2 * m * e.weight)
+        for i, w in enumerate(weights):
+            m, j = peers[w], seen[w]
+            seen[w] += 1
+            self._denominators.append(2 * m * w)
             self._steps.append(2 * m)
-            self._heap.append(((2 * j + 1) / (2 * m * e.weight), -e.weight, i, 2 * j + 1))
+            self._heap.append(((2 * j + 1) / (2 * m * w), -w, i, 2 * j + 1))
         heapq.heapify(self._heap)
         for _ in range(skip):
             self.pick()

@@ -1,0 +1,225 @@
+"""PREQUAL: probing to reduce queuing and latency (Wydrowski, Kleinberg, Rumble and
+Archer, "Load is not what you should balance: Introducing Prequal", NSDI 2024).
+
+Per call, the picker
+1. sends `probes_per_call` asynchronous probes on average (the paper's r_probe,
+   3) to endpoints drawn at random, distinct within the call, through the proxy's
+   prober (load_reports/probes.py), at most `max_probes_per_second` per proxy and
+   cluster (a token bucket: the cost bound; calls over it send none). Answers come
+   back to `on_probe` later and join the pool (probe_pool.py), each with the
+   paper's reuse budget b = 1 + δ / ((1 - m/n) r_probe - r_remove), δ = 1, m the
+   pool size, n the endpoints, r_remove = r_probe / 3 (the paper's one removal per
+   query at its three probes; proportional, so a capped probe rate cannot drain
+   the pool faster than it fills), capped by `max_reuse` (and `max_reuse` when the
+   denominator is not positive: probes cannot keep up);
+2. chooses from the pool by the hot-cold rule (hot above the `hot_rif_quantile`,
+   the paper's q_rif = 0.84), skipping answers older than `max_probe_age`, of
+   endpoints pushed back by their server, or with a recent failure (one that
+   fails fast would report a short latency: the paper drops a failing replica's
+   probes the same way);
+3. with fewer than two answers pooled, falls back to PEAK_EWMA's choice, with its
+   failure penalty and pushback: the proxy's own view of pending calls and rtt.
+An endpoint that does not answer probes (UNIMPLEMENTED, or an answer without the
+`rif` metric) is pooled with the proxy's own view of it instead: its calls
+pending here as rif and its rtt estimate as latency. So a cluster whose backends
+do not cooperate is balanced on what this proxy sees, as PEAK_EWMA does.
+
+Concurrency: pick() never awaits and runs on the event loop thread only; probing
+hands endpoints to the prober (a deque append); answers arrive on the same thread.
+The pool, the probe credit and the token bucket are the picker's private state; a
+new picker (config or membership change) starts with an empty pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from meshgrpc.config.specs import ClusterSpec, PrequalSpec
+from meshgrpc.proxy import penalty
+from meshgrpc.proxy.balancer.peak_ewma import PeakEwmaPicker
+from meshgrpc.proxy.balancer.probe_pool import Answer, ProbePool
+from meshgrpc.proxy.balancer.single import SinglePicker
+from meshgrpc.proxy.ewma import current
+
+if TYPE_CHECKING:
+    from meshgrpc.proxy.balancer import PickerEnv
+    from meshgrpc.proxy.endpoint import EndpointState
+    from meshgrpc.proxy.load_reports.report import LoadReport
+
+REUSE_DELTA = 1.0  # the paper's δ in the reuse budget
+REMOVALS_PER_PROBE = 1.0 / 3.0  # the paper's r_remove = 1 per query at r_probe = 3
+
+
+class ProbeSink(Protocol):
+    """Where a picker sends its probes (load_reports/probes.py's Prober). `probe`
+    never awaits: it queues the probe and returns True, or returns False when the
+    endpoint does not answer probes (the picker then uses its own view). An answer,
+    later, is `reply_to.on_probe(index, report)`; a probe that fails or times out
+    (after `reply_to.probe_timeout` seconds) gets no answer."""
+
+    def probe(self, endpoint: EndpointState, reply_to, index: int) -> bool: ...
+
+
+class NoProbes:
+    """The sink of a proxy without a prober: every endpoint is seen by the proxy only."""
+
+    def probe(self, endpoint: EndpointState, reply_to, index: int) -> bool:
+        return False
+
+
+def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
+    if len(endpoints) == 1:
+        return SinglePicker(endpoints[0])
+    return PrequalPicker(endpoints, cluster, env)
+
+
+def reuse_budget(spec: PrequalSpec, endpoints: int) -> float:
+    """The paper's b_reuse for this pool and cluster size, within [1, max_reuse]."""
+    denominator = (1.0 - spec.pool_size / endpoints) * spec.probes_per_call \
+        - spec.probes_per_call * REMOVALS_PER_PROBE
+    if denominator <= 0.0:
+        return float(spec.max_reuse)
+    return min(float(spec.max_reuse), max(1.0, 1.0 + REUSE_DELTA / denominator))
+
+
+class ProbeCounts:
+    """What probing cost and how picks were made, since this picker was built."""
+
+    __slots__ = ("picks", "pooled", "fallback", "probes", "capped", "local")
+
+    def __init__(self) -> None:
+        self.picks = self.pooled = self.fallback = 0  # picks; by the pool; by PEAK_EWMA
+        self.probes = self.capped = self.local = 0  # sent; not sent (rate cap); own-view answers
+
+    def describe(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class PrequalPicker:
+    __slots__ = ("_endpoints", "_stats", "_n", "_spec", "_pool", "_fallback", "_sink", "_random", "_clock",
+                 "_owed", "_tokens", "_tokens_at", "_rate", "_burst", "_budget", "_max_age", "_rtt_decay",
+                 "_penalty_decay", "probe_timeout", "counts")
+
+    def __init__(self, endpoints: tuple[EndpointState, ...], cluster: ClusterSpec, env: PickerEnv) -> None:
+        spec = cluster.prequal
+        self._endpoints = endpoints
+        self._stats = tuple(e.stats for e in endpoints)
+        self._n = len(endpoints)
+        self._spec = spec
+        self._pool = ProbePool(min(spec.pool_size, self._n), spec.hot_rif_quantile)
+        self._fallback = PeakEwmaPicker(endpoints, cluster.peak_ewma.decay, env.rng.random, env.clock,
+                                        cluster.failure_penalty)
+        self._sink: ProbeSink = env.prober if env.prober is not None else NoProbes()
+        self._random = env.rng.random
+        self._clock = env.clock
+        self._owed = 0.0  # probes due, fractional
+        self._rate = float(spec.max_probes_per_second)
+        self._burst = max(spec.probes_per_call, self._rate / 10.0)  # a tenth of a second's probes
+        self._tokens, self._tokens_at = self._burst, self._clock()
+        self._budget = reuse_budget(spec, self._n)
+        self._max_age = spec.max_probe_age
+        self._rtt_decay = cluster.peak_ewma.decay
+        self._penalty_decay = cluster.failure_penalty.decay
+        self.probe_timeout = spec.max_probe_age  # an answer older than that is useless
+        self.counts = ProbeCounts()
+
+    # -- the call path ------------------------------------------------------------------
+
+    def pick(self, hash_key: bytes | None = None) -> EndpointState:
+        now = self._clock()
+        counts = self.counts
+        counts.picks += 1
+        self._send_probes(now)
+        pool = self._pool
+        while len(pool) >= 2:
+            answer = pool.best(now, self._max_age)
+            if answer is None:
+                break
+            if self._usable(answer.index, now):
+                pool.use(answer)
+                counts.pooled += 1
+                return self._endpoints[answer.index]
+            pool.drop(answer)
+        counts.fallback += 1
+        return self._fallback.pick()
+
+    def _usable(self, i: int, now: float) -> bool:
+        s = self._stats[i]
+        if s.pushed_back_until > now:
+            return False
+        return not s.penalty or penalty.current(s.penalty, s.penalty_at, now, self._penalty_decay) < 1.0
+
+    def _send_probes(self, now: float) -> None:
+        owed = self._owed + self._spec.probes_per_call
+        n = int(owed)
+        self._owed = owed - n
+        if n == 0:
+            return
+        tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+        if tokens < n:
+            self.counts.capped += n - int(tokens)
+            n = int(tokens)
+        self._tokens = tokens - n
+        if n == 0:
+            return
+        self._pool.owe_removals(n * REMOVALS_PER_PROBE)
+        for i in self._targets(min(n, self._n)):
+            self.counts.probes += 1
+            if not self._sink.probe(self._endpoints[i], self, i):
+                self._add_own_view(i, now)
+
+    def _targets(self, n: int) -> list[int]:
+        """`n` distinct endpoint positions drawn at random."""
+        chosen: list[int] = []
+        while len(chosen) < n:
+            i = int(self._random() * self._n)
+            if i not in chosen:
+                chosen.append(i)
+        return chosen
+
+    # -- answers ------------------------------------------------------------------------
+
+    def on_probe(self, index: int, report: LoadReport | None) -> None:
+        """A probe of endpoint `index` answered (`report`), or told that it does not
+        report requests in flight (None): pool the answer, or the proxy's own view."""
+        now = self._clock()
+        if report is None or report.rif is None:
+            self._add_own_view(index, now)
+            return
+        latency = report.latency_s if report.latency_s is not None else self._rtt(index, now)
+        self._pool.add(Answer(index, report.rif, latency, now, self._uses()), now, self._max_age)
+
+    def _add_own_view(self, index: int, now: float) -> None:
+        self.counts.local += 1
+        answer = Answer(index, float(self._stats[index].pending), self._rtt(index, now), now, self._uses())
+        self._pool.add(answer, now, self._max_age)
+
+    def _rtt(self, index: int, now: float) -> float:
+        s = self._stats[index]
+        return current(s.rtt, s.rtt_at, now, self._rtt_decay)
+
+    def _uses(self) -> int:
+        """The reuse budget, rounded at random to an integer with the same mean."""
+        whole = int(self._budget)
+        return whole + (self._random() < self._budget - whole)
+
+    # -- observing ------------------------------------------------------------------------
+
+    def scores(self, now: float | None = None) -> list[dict]:
+        """The pooled answers (the candidates of the next pick), best first, with
+        their keys; the fallback's scores are PeakEwmaPicker.scores."""
+        now = self._clock() if now is None else now
+        pool = self._pool
+        rows = [{"address": self._endpoints[a.index].address, "rif": a.rif, "latency_s": a.latency,
+                 "hot": a.rif > pool.threshold, "age_s": now - a.at, "uses_left": a.uses,
+                 "usable": self._usable(a.index, now) and now - a.at <= self._max_age}
+                for a in pool.answers()]
+        return sorted(rows, key=lambda r: (not r["usable"], r["hot"], r["rif"] if r["hot"] else r["latency_s"]))
+
+    def describe(self) -> dict:
+        return {"pool": self.scores(), "hot_rif_above": self._pool.threshold, "reuse_budget": self._budget,
+                "counts": self.counts.describe()}
+
+    def __repr__(self) -> str:
+        return f"<PrequalPicker endpoints={self._n} {self._pool!r}>"
