@@ -30,6 +30,9 @@ from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
 from meshgrpc.proxy.listener import serve
+from meshgrpc.proxy.load_reports.oob import OobSubscriber
+from meshgrpc.proxy.load_reports.probes import Prober
+from meshgrpc.proxy.load_reports.streams import GrpcioStreams
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -64,9 +67,14 @@ class Proxy:
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
+        # Backend load reports (ORCA): out-of-band streams and PREQUAL's probes, on one stream seam.
+        self.streams = GrpcioStreams()
+        self.load_reports = OobSubscriber(
+            self.streams, lambda c, a, report: self.holder.current.clusters.record_load(c, a, report), rng=rng)
+        self.prober = Prober(self.streams)
         self.configurator = ProxyConfigurator(
             self.holder, args.route_config, self.pools, local_zone=args.zone,
-            on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng)
+            on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng, prober=self.prober)
         self.configured = asyncio.Event()  # set once a complete config is applied
         self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
                            replay_memory=args.replay_memory)
@@ -80,6 +88,8 @@ class Proxy:
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
+        self.load_reports.sync(state.clusters)
+        self.streams.sync(state.clusters.addresses())
         if self.configurator.ready:
             self.configured.set()
 
@@ -94,6 +104,7 @@ class Proxy:
             loop.add_signal_handler(sig, stop.set)
         self.client.start()
         self.outliers.start()
+        self.prober.start()
         if self.reuse_port:
             # The kernel hands connections to every worker bound to the port, and /ready
             # (worker 0's) cannot speak for the others: a worker joins the port only once
@@ -122,6 +133,9 @@ class Proxy:
         await self.client.stop()
         await self.outliers.stop()
         await self.health.stop()
+        await self.load_reports.stop()
+        await self.prober.stop()
+        await self.streams.close()
         await self.pools.close()
         if admin is not None:
             await admin.close()

@@ -41,6 +41,7 @@ BIG = 64 << 20
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", BIG), ("grpc.max_send_message_length", BIG),
                    ("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1))
 BACKEND_MODULES = {"interop": "tests.support.interop_server", "greeter": "tests.support.greeter",
+                   "demo": "meshgrpc.demo_backends",
                    "echo": "tests.integration.relay_harness"}
 TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig"}
 START_TIMEOUT = 20.0
@@ -203,7 +204,7 @@ class Mesh:
         return proc
 
     def start_backend(self, name: str, kind: str = "interop", *extra: str) -> str:
-        """Starts a backend process (`kind`: interop, greeter, echo); returns its address."""
+        """Starts a backend process (`kind`: interop, greeter, demo, echo); returns its address."""
         module = BACKEND_MODULES[kind]
         args = [] if kind == "echo" else ["--port", "0", "--name", name, *extra]
         proc = self._own(Proc([_python(), "-m", module, *args]))

@@ -27,6 +27,10 @@ ROUTER = "unit/test_router.py::"
 CLUSTER = "unit/test_cluster.py::"
 OUTLIER = "unit/test_outlier.py::"
 PROXYLESS = "integration/test_proxyless.py::"
+WRR = "unit/test_balancer_weighted_round_robin.py::"
+PREQUAL = "unit/test_balancer_prequal.py::"
+PENALTY = "unit/test_balancer_failure_penalty.py::"
+LOADS = "integration/test_load_reports.py::"
 
 # field (message.field) -> tests that show what it does
 BEHAVIOUR: dict[str, tuple[str, ...]] = {
@@ -44,6 +48,32 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
                                         "test_panic_threshold_is_configurable_and_zero_disables_it",),
     "Cluster.retry_budget": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",
                              RELAY + "test_budget_spent_lets_the_original_failure_through"),
+    "Cluster.weighted_round_robin": (WRR + "test_weights_are_qps_over_utilization_so_utilization_09_gets_a_third_of_03",
+                                     LOADS + "test_weighted_round_robin_follows_out_of_band_reports_and_forgets_stale_ones"),
+    "WeightedRoundRobin.blackout_period": (WRR + "test_blackout_period_holds_a_weight_back_until_the_endpoint_reported_that_long",),
+    "WeightedRoundRobin.weight_expiration_period": (
+        WRR + "test_weight_expires_after_the_expiration_period_and_the_blackout_applies_again",
+        LOADS + "test_weighted_round_robin_follows_out_of_band_reports_and_forgets_stale_ones"),
+    "WeightedRoundRobin.weight_update_period": (WRR + "test_weights_are_recomputed_every_weight_update_period",),
+    "WeightedRoundRobin.error_utilization_penalty": (
+        WRR + "test_error_utilization_penalty_adds_the_error_rate_to_utilization",),
+    "Cluster.prequal": (PREQUAL + "test_answers_arrive_asynchronously_and_route_the_next_calls",
+                        LOADS + "test_prequal_probes_backends_and_falls_back_to_its_own_view_without_orca"),
+    "Prequal.probes_per_call": (PREQUAL + "test_each_call_probes_probes_per_call_distinct_endpoints",),
+    "Prequal.pool_size": (PREQUAL + "test_pool_keeps_one_answer_per_endpoint_and_at_most_pool_size",),
+    "Prequal.max_probe_age": (PREQUAL + "test_answers_older_than_max_probe_age_are_not_used",),
+    "Prequal.max_reuse": (PREQUAL + "test_an_answer_routes_at_most_its_reuse_budget_and_counts_each_call",),
+    "Prequal.hot_rif_quantile": (PREQUAL + "test_hot_rif_quantile_is_read_from_config",),
+    "Prequal.max_probes_per_second": (PREQUAL + "test_max_probes_per_second_caps_the_probes_and_counts_the_rest",),
+    "Cluster.out_of_band_load_reports": (
+        LOADS + "test_weighted_round_robin_follows_out_of_band_reports_and_forgets_stale_ones",
+        "unit/test_load_report_streams.py::test_sync_follows_config_streams_start_stop_and_restart_on_a_new_interval"),
+    "OutOfBandLoadReports.interval": (
+        "unit/test_load_report_streams.py::test_reports_reach_the_endpoint_and_the_interval_is_asked_for",),
+    "Cluster.failure_penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",),
+    "FailurePenalty.penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",),
+    "FailurePenalty.decay": (PENALTY + "test_penalty_decay_is_read_from_config",),
+    "FailurePenalty.max_pushback": (PENALTY + "test_pushback_is_capped_by_max_pushback_and_zero_ignores_it",),
     "RetryBudget.retry_ratio": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.min_retries_per_second": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.ttl": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),

@@ -218,8 +218,10 @@ class PrequalPicker:
         return sorted(rows, key=lambda r: (not r["usable"], r["hot"], r["rif"] if r["hot"] else r["latency_s"]))
 
     def describe(self) -> dict:
+        prober_counts = getattr(self._sink, "counts", None)
         return {"pool": self.scores(), "hot_rif_above": self._pool.threshold, "reuse_budget": self._budget,
-                "counts": self.counts.describe()}
+                "picks": self.counts.describe(),
+                "probes": prober_counts(self._endpoints[0].cluster) if prober_counts is not None else None}
 
     def __repr__(self) -> str:
         return f"<PrequalPicker endpoints={self._n} {self._pool!r}>"

@@ -15,10 +15,12 @@ sent there) and spends one use; an answer with none left leaves the pool.
 What a pick costs: each answer carries a precomputed key (its latency when cold,
 HOT + rif when hot), and the best answer is `keys.index(min(keys))`, a C loop over
 at most `size` floats. The quantile and the keys are recomputed when an answer
-arrives, not per pick (a pick re-keys only the answer it used, against the same
-threshold). The paper removes answers per query, alternately the oldest and the
+arrives or leaves, or when a pick turns the answer it used hot (its counted call
+moves the quantile; against a stale threshold, the answers used would all turn hot
+and leave the slowest one the only cold choice); otherwise a pick re-keys only the
+answer it used. The paper removes answers per query, alternately the oldest and the
 worst; here picks owe those removals and the next arrival makes them, before it
-joins, so a pick stays O(1) in Python.
+joins (and only from a full pool: they make room), so a pick stays O(1) in Python.
 """
 
 from __future__ import annotations
@@ -84,13 +86,15 @@ class ProbePool:
         self._owed += n
 
     def _pay_removals(self) -> None:
-        while self._owed >= 1.0 and self._answers:
+        """Removals make room for fresh answers: a pool that has room keeps what it
+        has (in a cluster of a few endpoints the pool is never fuller than they are)."""
+        while self._owed >= 1.0 and len(self._answers) >= self.size:
             self._owed -= 1.0
             victim = min(self._answers, key=_age_key) if self._oldest_next else self._worst()
             self._answers.remove(victim)
             self._oldest_next = not self._oldest_next
-        if not self._answers:
-            self._owed = 0.0  # nothing left to remove: do not carry a debt into the next arrivals
+        if len(self._answers) < self.size:
+            self._owed = 0.0  # room enough: do not carry a debt into the next arrivals
 
     def _worst(self) -> Answer:
         self._rekey()
@@ -120,12 +124,18 @@ class ProbePool:
         return None
 
     def use(self, answer: Answer) -> None:
-        """One call goes to `answer`'s endpoint: one more in flight there, one use less."""
+        """One call goes to `answer`'s endpoint: one more in flight there, one use less.
+        An answer that turns hot, or leaves, changes the quantile: the pool is re-keyed
+        (O(size log size), a few times per reuse budget); otherwise only its key moves."""
+        was_cold = answer.rif <= self.threshold
         answer.rif += 1.0
         answer.uses -= 1
         position = self._answers.index(answer)
         if answer.uses <= 0:
             self._drop_at(position)
+            self._rekey()
+        elif was_cold and answer.rif > self.threshold:
+            self._rekey()
         else:
             self._keys[position] = self._key(answer)
 

@@ -73,7 +73,7 @@ def parse(data: bytes) -> LoadReport | None:
 def decode_trailer(value: bytes) -> LoadReport | None:
     """The report in an `endpoint-load-metrics-bin` value (base64, padding optional)."""
     try:
-        return parse(binascii.a2b_base64(value + b"=" * (-len(value) % 4)))
+        return parse(binascii.a2b_base64(value + b"=" * (-len(value) % 4), strict_mode=True))
     except binascii.Error:
         return None
 

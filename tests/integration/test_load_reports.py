@@ -1,0 +1,245 @@
+"""Backend load reports end to end (issue 14): grpcio servers using meshgrpc.orca
+report per call in trailers and out of band, and a real `meshgrpc proxy` balances
+on what they report: WEIGHTED_ROUND_ROBIN on out-of-band reports (gRFC A58's
+weights, and the mean once a backend stops reporting), PREQUAL on probes (and on
+its own view of a backend that does not serve ORCA).
+
+The proxy reads per-call reports once the relay calls
+load_reports.report.take_load_report on response trailers; until then these tests
+drive the out-of-band path, which the proxy runs today."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from h2 import events as ev
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from xds.data.orca.v3.orca_load_report_pb2 import OrcaLoadReport
+from xds.service.orca.v3.orca_pb2 import OrcaLoadReportRequest
+from google.protobuf.duration_pb2 import Duration
+
+from helloworld import helloworld_pb2, helloworld_pb2_grpc
+from meshgrpc import orca, orca_wire
+from meshgrpc.proxy.load_reports.report import TRAILER, decode_trailer
+from tests.integration.test_balancing import CLUSTER, one_cluster, share
+from tests.support.mesh import Load, Mesh, backend_of
+from tests.support.procs import poll_until
+
+SAY_HELLO = "/helloworld.Greeter/SayHello"
+
+
+def greet(channel: grpc.Channel) -> str:
+    _, call = helloworld_pb2_grpc.GreeterStub(channel).SayHello.with_call(
+        helloworld_pb2.HelloRequest(name="mesh"), timeout=5)
+    return backend_of(call)
+
+
+# ---------------------------------------------------------------- the helper, on both servers
+
+class Greeter(helloworld_pb2_grpc.GreeterServicer):
+    def SayHello(self, request, context):
+        context.set_trailing_metadata((("x-app", "kept"),))
+        time.sleep(0.005)
+        return helloworld_pb2.HelloReply(message="hi")
+
+
+class AioGreeter(helloworld_pb2_grpc.GreeterServicer):
+    async def SayHello(self, request, context):
+        context.set_trailing_metadata((("x-app", "kept"),))
+        await asyncio.sleep(0.005)
+        return helloworld_pb2.HelloReply(message="hi")
+
+
+def sync_server(reporter: orca.LoadReporter) -> tuple[grpc.Server, str]:
+    server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[reporter.interceptor()])
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    reporter.add_service(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+class AioServer:
+    """A grpc.aio server with the helper, on its own loop in a thread."""
+
+    def __init__(self, reporter: orca.LoadReporter) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server, self.address = asyncio.run_coroutine_threadsafe(self._start(reporter), self.loop).result(10)
+
+    async def _start(self, reporter):
+        server = grpc.aio.server(interceptors=[reporter.aio_interceptor()])
+        helloworld_pb2_grpc.add_GreeterServicer_to_server(AioGreeter(), server)
+        reporter.add_service(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, f"127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) -> dict[bytes, bytes]:
+    """The trailers of one unary gRPC call made over raw HTTP/2 (grpcio's client keeps
+    endpoint-load-metrics-bin to itself; the proxy, like this client, sees the wire)."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        conn.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
+                              (b":authority", address.encode()), (b"content-type", b"application/grpc"),
+                              (b"te", b"trailers")])
+        conn.send_data(1, b"\0" + struct.pack(">I", len(message)) + message, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        while True:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before the trailers"
+            for e in conn.receive_data(chunk):
+                if isinstance(e, ev.DataReceived):
+                    conn.acknowledge_received_data(e.flow_controlled_length, 1)
+                elif isinstance(e, ev.TrailersReceived):
+                    return dict(e.headers)
+            sock.sendall(conn.data_to_send())
+
+
+def oob_reports(address: str, interval: float, count: int) -> tuple[list[OrcaLoadReport], list[float]]:
+    """`count` reports of a StreamCoreMetrics stream and when each arrived (s after the call)."""
+    with grpc.insecure_channel(address) as channel:
+        stream = channel.unary_stream(orca_wire.STREAM_METHOD,
+                                      request_serializer=OrcaLoadReportRequest.SerializeToString,
+                                      response_deserializer=OrcaLoadReport.FromString)
+        started = time.monotonic()
+        call = stream(OrcaLoadReportRequest(report_interval=Duration(nanos=int(interval * 1e9))), timeout=10)
+        reports, times = [], []
+        for report in call:
+            reports.append(report)
+            times.append(time.monotonic() - started)
+            if len(reports) == count:
+                call.cancel()
+                break
+    return reports, times
+
+
+def check_backend(address: str) -> None:
+    request = helloworld_pb2.HelloRequest(name="x").SerializeToString()
+    for _ in range(5):
+        trailers = raw_trailers(address, SAY_HELLO, request)
+    assert trailers[b"grpc-status"] == b"0" and trailers[b"x-app"] == b"kept"  # the application's trailers stay
+    report = decode_trailer(trailers[TRAILER])
+    assert report.rif == 0.0  # the call itself is done when its report is made
+    assert report.qps > 0 and report.latency_s >= 0.004 and report.application_utilization == 0.25
+    reports, times = oob_reports(address, 0.2, 3)
+    assert times[0] < 0.2, f"the first report should come at once, came after {times[0]:.3f}s"
+    assert times[2] - times[0] >= 0.35, f"reports every 0.2 s: {times}"
+    assert all(r.named_metrics[orca_wire.RIF] == 0.0 for r in reports)
+    assert reports[0].rps_fractional > 0
+
+
+def test_sync_server_reports_in_trailers_and_out_of_band():
+    reporter = orca.LoadReporter()
+    reporter.set_utilization(0.25)
+    server, address = sync_server(reporter)
+    try:
+        check_backend(address)
+    finally:
+        server.stop(0)
+
+
+def test_aio_server_reports_in_trailers_and_out_of_band():
+    reporter = orca.LoadReporter()
+    reporter.set_utilization(0.25)
+    server = AioServer(reporter)
+    try:
+        check_backend(server.address)
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- through a real proxy
+
+def weights(proxy) -> dict[str, float]:
+    cluster = next(c for c in proxy.json("/clusters")["clusters"] if c["name"] == CLUSTER)
+    return cluster["balancer"]["weights"]
+
+
+def wait_weights(proxy, predicate, timeout: float, what: str) -> dict[str, float]:
+    def check():
+        got = weights(proxy)
+        return got if predicate(got) else None
+    return poll_until(check, timeout, what, interval=0.1)
+
+
+def third_of(counts, slow: str, others: tuple[str, str]) -> float:
+    """`slow`'s calls over the mean of the others'."""
+    return counts[slow] / ((counts[others[0]] + counts[others[1]]) / 2)
+
+
+def test_weighted_round_robin_follows_out_of_band_reports_and_forgets_stale_ones(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        # Each reports an application utilization of its qps x cost: at equal qps, 0.9 : 0.3 : 0.3.
+        a = mesh.start_backend("a", "demo", "--cost-ms", "9")
+        b = mesh.start_backend("b", "demo", "--cost-ms", "3")
+        c = mesh.start_backend("c", "demo", "--cost-ms", "3")
+        mesh.start_control_plane(one_cluster(
+            {a: 1, b: 1, c: 1}, "WEIGHTED_ROUND_ROBIN", out_of_band_load_reports={"interval": "0.2s"},
+            weighted_round_robin={"blackout_period": "1s", "weight_expiration_period": "2s",
+                                  "weight_update_period": "0.2s"}))
+        proxy = mesh.start_proxy("wrr-proxy")
+        with Load(proxy.address, greet, threads=6) as load:
+            got = wait_weights(proxy, lambda w: w[a] < 0.5 * w[b], 30, "a weighted below b")
+            measured = time.monotonic()
+            load.wait_calls(1500, after=measured, timeout=60)
+            weighted = load.labels(after=measured)
+            ratio = third_of(weighted, "a", ("b", "c"))
+            assert abs(ratio - 1 / 3) <= 0.2 / 3, f"a got {ratio:.2f}x the calls of b and c: {weighted} {got}"
+            assert abs(share(weighted, "b") - share(weighted, "c")) < 0.05, weighted
+            # a stops reporting: after weight_expiration_period its weight is the mean of b's and c's.
+            os.kill(mesh.backend_procs["a"].pid, signal.SIGUSR1)
+            stopped = time.monotonic()
+            wait_weights(proxy, lambda w: abs(w[a] - (w[b] + w[c]) / 2) < 1e-6 * w[b], 15, "a back to the mean")
+            assert time.monotonic() - stopped >= 1.9, "a's weight expired before weight_expiration_period"
+            measured = time.monotonic()
+            load.wait_calls(1500, after=measured, timeout=60)
+            even = load.labels(after=measured)
+            assert abs(third_of(even, "a", ("b", "c")) - 1.0) <= 0.2, f"a at the mean weight: {even}"
+        assert load.failures == []
+        print(f"\nwrr: weighted {dict(weighted)} (a/b,c {ratio:.3f}); a silent {dict(even)}")
+
+
+def test_prequal_probes_backends_and_falls_back_to_its_own_view_without_orca(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        fast = mesh.start_backend("fast", "demo")
+        slow = mesh.start_backend("slow", "demo", "--delay-ms", "40")
+        plain = mesh.start_backend("plain", "greeter")  # no ORCA: answers probes UNIMPLEMENTED
+        mesh.start_control_plane(one_cluster({fast: 1, slow: 1, plain: 1}, "PREQUAL",
+                                             prequal={"max_probes_per_second": 200}))
+        proxy = mesh.start_proxy("prequal-proxy")
+        with Load(proxy.address, greet, threads=6) as load:
+            load.wait_calls(300, timeout=30)
+            measured = time.monotonic()
+            load.wait_calls(1000, after=measured, timeout=60)
+            counts = load.labels(after=measured)
+        cluster = next(c for c in proxy.json("/clusters")["clusters"] if c["name"] == CLUSTER)
+        probes, picks = cluster["balancer"]["probes"], cluster["balancer"]["picks"]
+        rows = {e["address"]: e for e in cluster["endpoints"]}
+    assert load.failures == []
+    # Probes already in flight when the first UNIMPLEMENTED came back are answered alike; no more after.
+    assert probes["answered"] > 50 and 1 <= probes["unimplemented"] <= 32, probes
+    assert picks["local"] > 0 and picks["pooled"] > picks["fallback"], picks
+    assert rows[fast]["load_report"]["rif"] is not None and rows[plain]["load_report"] is None
+    # Round robin would give the slow one a third; PEAK_EWMA gives it under a tenth (test_balancing).
+    assert share(counts, "slow") < 0.10 and counts["plain"] > 0, counts
+    print(f"\nprequal: {dict(counts)}; probes {probes}; picks {picks}")
