@@ -43,7 +43,9 @@ demo: install
 	$(VENV)/bin/meshgrpc demo $(if $(DURATION),--duration $(DURATION))
 
 # Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
-# (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
+# (about 6 minutes; BENCH_ARGS=--quick for about one), then the balancing policies head to
+# head (bench/balancing.py, about 15 minutes; BALANCING_ARGS=--quick for about three).
+# Installs h2load and nginx as root.
 bench: install etcd
 	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
 		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
@@ -53,6 +55,7 @@ bench: install etcd
 		|| echo "bench: nginx is not installed and cannot be: the nginx comparison will be skipped"
 	$(VPY) -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(VPY) -m bench.run $(BENCH_ARGS)
+	PYTHONPATH=. $(VPY) -m bench.balancing $(BALANCING_ARGS)
 
 clean:
 	rm -rf $(VENV) .meshgrpc
