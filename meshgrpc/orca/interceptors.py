@@ -31,7 +31,9 @@ def _ok(context) -> bool:
     return code is None or code == grpc.StatusCode.OK or code == 0
 
 
-def _attach(context, recorder: LoadRecorder) -> None:
+def _finish(recorder: LoadRecorder, context, started: float, ok: bool) -> None:
+    """Counts the call's end and puts the report after the handler's own trailers."""
+    recorder.finished(started, ok)
     report = recorder.report()
     if report is not None:
         trailers = tuple(context.trailing_metadata() or ())
@@ -65,8 +67,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 ok = _ok(context)
                 return response
             finally:
-                recorder.finished(started, ok)
-                _attach(context, recorder)
+                _finish(recorder, context, started, ok)
         return reported
 
     def _streaming(self, behaviour):
@@ -78,8 +79,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 yield from behaviour(request, context)
                 ok = _ok(context)
             finally:
-                recorder.finished(started, ok)
-                _attach(context, recorder)
+                _finish(recorder, context, started, ok)
         return reported
 
 
@@ -110,8 +110,7 @@ class AioServerInterceptor(grpc.aio.ServerInterceptor):
                 ok = _ok(context)
                 return response
             finally:
-                recorder.finished(started, ok)
-                _attach(context, recorder)
+                _finish(recorder, context, started, ok)
         return reported
 
     def _generator(self, behaviour):
@@ -124,6 +123,5 @@ class AioServerInterceptor(grpc.aio.ServerInterceptor):
                     yield response
                 ok = _ok(context)
             finally:
-                recorder.finished(started, ok)
-                _attach(context, recorder)
+                _finish(recorder, context, started, ok)
         return reported

@@ -49,7 +49,8 @@ CASES = [
     ("plain integer out of range", lambda d: cluster(d).update(ring_hash={"minimum_ring_size": 2**32}),
      "clusters[0].ring_hash.minimum_ring_size", "out of range for uint32"),
     ("bad enum name", lambda d: cluster(d).update(lb_policy="PEAK_EMWA"), "clusters[0].lb_policy",
-     'unknown LbPolicy "PEAK_EMWA"; valid: ROUND_ROBIN, LEAST_REQUEST, PEAK_EWMA, RING_HASH, RANDOM; '
+     'unknown LbPolicy "PEAK_EMWA"; valid: ROUND_ROBIN, LEAST_REQUEST, PEAK_EWMA, RING_HASH, RANDOM, '
+     'WEIGHTED_ROUND_ROBIN, PREQUAL; '
      'did you mean "PEAK_EWMA"?'),
     ("enum as bool", lambda d: endpoint(d).update(health_status=True), "endpoints[0].endpoints[0].health_status",
      "expected one of HEALTHY, UNHEALTHY, DRAINING"),

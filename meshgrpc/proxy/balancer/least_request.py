@@ -29,21 +29,16 @@ endpoints' stats, updated by the relay on the same thread.
 from __future__ import annotations
 
 import heapq
-import math
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
 from meshgrpc.proxy import penalty
-from meshgrpc.proxy.balancer.p2c import two_distinct
-from meshgrpc.proxy.balancer.pushed_back import first_available
+from meshgrpc.proxy.balancer.p2c import INF, choose
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
-
-INF = math.inf
-
 
 def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
@@ -92,16 +87,10 @@ class P2CLeastRequestPicker:
         self._load = Load(failure_penalty)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        i, j = two_distinct(self._n, self._random)
-        now = self._clock()
-        load = self._load.of
-        best = load(self._stats[i], now)
-        other = load(self._stats[j], now)
-        if other < best:
-            i, best = j, other
-        if best == INF:
-            return first_available(self._endpoints, i, now)
-        return self._endpoints[i]
+        return choose(self._endpoints, self._random, self._clock(), self.load)
+
+    def load(self, i: int, now: float) -> float:
+        return self._load.of(self._stats[i], now)
 
     def scores(self, now: float | None = None) -> list[dict]:
         """Every candidate's load and what it is made of (lower wins a draw)."""

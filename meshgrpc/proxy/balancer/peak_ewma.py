@@ -27,22 +27,17 @@ reads stats that the relay updates on that same thread, and writes nothing.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
 from meshgrpc.proxy import penalty
-from meshgrpc.proxy.balancer.p2c import two_distinct
-from meshgrpc.proxy.balancer.pushed_back import first_available
+from meshgrpc.proxy.balancer.p2c import INF, choose
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
-
-INF = math.inf
-
 
 def build(cluster: ClusterSpec, endpoints: tuple[EndpointState, ...], env: PickerEnv):
     if len(endpoints) == 1:
@@ -76,15 +71,7 @@ class PeakEwmaPicker:
         return rtt * (s.pending + 1) * self._inverse_weights[i]
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        i, j = two_distinct(self._n, self._random)
-        now = self._clock()
-        best = self.cost(i, now)
-        other = self.cost(j, now)
-        if other < best:
-            i, best = j, other
-        if best == INF:
-            return first_available(self._endpoints, i, now)
-        return self._endpoints[i]
+        return choose(self._endpoints, self._random, self._clock(), self.cost)
 
     def scores(self, now: float | None = None) -> list[dict]:
         """Every candidate's cost and what it is made of (lower wins a draw)."""
