@@ -2,8 +2,8 @@
 
 A Call goes through one explicit state:
 
-    DELAYED ─▶ ATTEMPTING ⇄ BACKOFF ─▶ RESPONDING ─▶ DONE
-    (a fault delay)  (attempts in flight)  (waiting to retry)  (one attempt answers)
+    RECEIVED ─▶ (DELAYED) ─▶ ATTEMPTING ⇄ BACKOFF ─▶ RESPONDING ─▶ DONE
+               (a fault delay)  (attempts in flight)  (waiting to retry)  (one attempt answers)
 
 While ATTEMPTING, nothing has gone to the client yet, so a failed attempt may be
 replaced (retry.py decides whether and when; the cluster's ClusterLoad holds the
@@ -45,6 +45,7 @@ MIRROR_TIMEOUT = 15.0
 
 
 class CallState(enum.Enum):
+    RECEIVED = "received"  # routed; its first attempt goes once the read that brought it is handled
     DELAYED = "delayed"  # held by an injected fault delay
     ATTEMPTING = "attempting"  # attempts in flight, nothing sent to the client yet
     BACKOFF = "backoff"  # waiting to start a retry
@@ -64,7 +65,7 @@ class Call:
         self.relay = relay
         self.down, self.down_sid = down, down_sid
         self.grpc = grpc
-        self.state = CallState.ATTEMPTING
+        self.state = CallState.RECEIVED
         self.t0 = t0
         self.deadline: float | None = None
         self.route = self.cluster = None
@@ -89,6 +90,11 @@ class Call:
         return f"<Call down={self.down_sid} {self.state.value} attempts={self.attempts!r}>"
 
     # -- starting -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Called once the read that brought the request is handled."""
+        if self.state is CallState.RECEIVED:
+            self.relay.start(self)
+
     def begin(self) -> None:
         """First attempt (and mirror, and the hedge timer)."""
         self.state = CallState.ATTEMPTING

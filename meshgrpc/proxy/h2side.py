@@ -28,7 +28,7 @@ from meshgrpc.codec.errors import CANCEL
 log = logging.getLogger(__name__)
 
 # Bytes of one read handled before other connections get the event loop.
-READ_BUDGET = 64 << 10
+READ_BUDGET = 16 << 10
 # Transport write buffer: above HIGH the peer is not reading (stop reading from
 # it); below LOW it is again.
 WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
@@ -164,8 +164,12 @@ class H2Side(asyncio.Protocol):
             log.info("%r: connection error from peer (code %d): %s", self, e.code, e)
             self.hang_up()
             return
+        self.after_receive()
         self.touch()
         self.flusher.flush()
+
+    def after_receive(self) -> None:
+        """Called once the codec has handled a read, before its output is written."""
 
     # -- backpressure from the peer ----------------------------------------------
     def pause_writing(self) -> None:

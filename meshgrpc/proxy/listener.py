@@ -41,20 +41,40 @@ class EdgeLimits:
     stall_timeout: float = 30.0  # seconds a client may leave our writes unread
     buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
 
+    @classmethod
+    def parse(cls, settings: list[str]) -> EdgeLimits:
+        """From NAME=VALUE settings (`meshgrpc proxy --limit`): any field here or of
+        the codec's Limits; raises ValueError naming what is wrong."""
+        own, http2 = {}, {}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "http2"}
+        codec_fields = {f.name: f for f in dataclasses.fields(Limits)}
+        for setting in settings:
+            name, sep, text = setting.partition("=")
+            target = own if name in fields else http2 if name in codec_fields else None
+            if not sep or target is None:
+                known = ", ".join(sorted([*fields, *codec_fields]))
+                raise ValueError(f"{setting!r} is not NAME=VALUE with NAME one of: {known}")
+            kind = (fields.get(name) or codec_fields[name]).type
+            try:
+                target[name] = float(text) if kind in ("float", float) else int(text)
+            except ValueError:
+                raise ValueError(f"{name}: {text!r} is not a number") from None
+        return cls(http2=Limits(**http2), **own)
+
 
 class ListenerCounters:
     """What the listener's limits did (the codec's own counters are in `http2`)."""
 
-    __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering")
+    __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering",
+                 "slow_readers_closed")
 
     def __init__(self) -> None:
         self.http2 = Counters()
-        self.refused_connections = self.preface_timeouts = self.idle_closed = self.refused_for_buffering = 0
+        self.refused_connections = self.preface_timeouts = self.idle_closed = 0
+        self.refused_for_buffering = self.slow_readers_closed = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {**self.http2.as_dict(), "refused_connections": self.refused_connections,
-                "preface_timeouts": self.preface_timeouts, "idle_closed": self.idle_closed,
-                "refused_for_buffering": self.refused_for_buffering}
+        return {**self.http2.as_dict(), **{n: getattr(self, n) for n in self.__slots__ if n != "http2"}}
 
 
 class DownstreamConnection(H2Side):
@@ -70,7 +90,9 @@ class DownstreamConnection(H2Side):
         self.peer_gone = False  # the client sent GOAWAY
         self.buffered = 0  # response bytes relayed to this client's streams and not yet sent
         self.last_active = 0.0  # when its last call started or ended (idle timeout)
+        self.starting: list = []  # calls of this read, started once the whole read is handled
         self._preface_timer: asyncio.TimerHandle | None = None
+        self._budget_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<DownstreamConnection calls={len(self.calls)} goaway={self.goaway_last} closed={self.closed}>"
@@ -94,6 +116,29 @@ class DownstreamConnection(H2Side):
         if self._preface_timer is not None and self.h2.peer_settings_received():
             self._preface_timer.cancel()
             self._preface_timer = None
+
+    def after_receive(self) -> None:
+        # A stream the client reset in the same read as it opened it never becomes
+        # an upstream call (rapid reset, CVE-2023-44487, costs us no upstream work).
+        starting, self.starting = self.starting, []
+        for call in starting:
+            call.start()
+
+    def over_budget(self) -> None:
+        """Its unread responses passed buffer_budget: no new streams (on_request);
+        if it still has not read them after stall_timeout, it is closed."""
+        loop = running_loop()
+        if self._budget_timer is None and loop is not None:
+            self._budget_timer = loop.call_later(self.listener.limits.stall_timeout, self._still_over_budget)
+
+    def _still_over_budget(self) -> None:
+        self._budget_timer = None
+        if self.buffered > self.listener.limits.buffer_budget and not self.closed:
+            self.listener.counters.slow_readers_closed += 1
+            log.info("%r: %d response bytes unread for %gs; closing", self, self.buffered,
+                     self.listener.limits.stall_timeout)
+            self.h2.goaway(ENHANCE_YOUR_CALM, None, b"responses left unread")
+            self.hang_up()
 
     def _no_preface(self) -> None:
         self._preface_timer = None
@@ -158,9 +203,11 @@ class DownstreamConnection(H2Side):
 
     def connection_lost(self, exc) -> None:
         self.forget()
-        if self._preface_timer is not None:
-            self._preface_timer.cancel()
-            self._preface_timer = None
+        self.starting = []
+        for timer in (self._preface_timer, self._budget_timer):
+            if timer is not None:
+                timer.cancel()
+        self._preface_timer = self._budget_timer = None
         calls, self.calls = list(self.calls.values()), {}
         for call in calls:
             call.on_downstream_lost()

@@ -108,6 +108,9 @@ class Pipe:
 
     def _keep(self) -> None:
         """Bytes stay buffered: own them, and free the shared connection window."""
+        dst = self.dst
+        if dst.buffered > dst.listener.limits.buffer_budget:
+            dst.over_budget()
         chunks = self.chunks
         for i, chunk in enumerate(chunks):
             if type(chunk) is memoryview:

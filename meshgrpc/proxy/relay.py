@@ -108,7 +108,13 @@ class Relay:
         cluster.budget.deposit(call.t0)
         call.counted = True
         self._arm_timers(call, route, head.timeout)
-        if route.fault is not None and self._fault(call, route, regular):
+        down.starting.append(call)  # its first attempt once the whole read is handled
+
+    def start(self, call: Call) -> None:
+        """The call's read is handled and the client did not reset it: apply the
+        route's fault injection, then send its first attempt."""
+        route = call.route
+        if route.fault is not None and self._fault(call, route, call.up_headers):
             return
         call.begin()
 
