@@ -61,6 +61,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--loads", default="0.6,0.9", help="shares of the capacity offered")
     ap.add_argument("--scenarios", default="homogeneous,heterogeneous,antagonist")
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--prequal", default="{}", help='PREQUAL tuning as JSON, e.g. \'{"max_probes_per_second": 100}\' '
+                                                    "(default: the cluster defaults)")
     ap.add_argument("--quick", action="store_true", help="a short pass (1 s warm-up, 4 s per run) to check the harness")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=RESULTS)
@@ -72,14 +74,17 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- the mesh
 
-def fleet_mesh(backends: list[str], victim: str, policies: list[str]) -> dict:
+def fleet_mesh(backends: list[str], victim: str, policies: list[str], prequal: dict) -> dict:
     """A cluster per policy over every backend (WEIGHTED_ROUND_ROBIN with its
-    out-of-band reports; every policy at its defaults), the antagonist's cluster of
-    the victim alone, and a route per cluster chosen by the x-policy header."""
+    out-of-band reports; every policy at its defaults but for `prequal`), the
+    antagonist's cluster of the victim alone, and a route per cluster chosen by
+    the x-policy header."""
     clusters = [{"name": f"fleet-{SHORT[p]}", "lb_policy": p} for p in policies]
     for c in clusters:
         if c["lb_policy"] == "WEIGHTED_ROUND_ROBIN":
             c["out_of_band_load_reports"] = {}
+        if c["lb_policy"] == "PREQUAL" and prequal:
+            c["prequal"] = prequal
     clusters.append({"name": ANTAGONIST, "lb_policy": "ROUND_ROBIN"})
     endpoints = [{"cluster": c["name"], "endpoints": [{"address": b} for b in backends]} for c in clusters[:-1]]
     endpoints.append({"cluster": ANTAGONIST, "endpoints": [{"address": victim}]})
@@ -100,7 +105,7 @@ class Fleet:
                          for i in range(args.backends)]
         self.addresses = [b.address("backend", 30) for b in self.backends]
         self.victim = self.addresses[0]
-        config = mesh.write_config(fleet_mesh(self.addresses, self.victim, args.policies),
+        config = mesh.write_config(fleet_mesh(self.addresses, self.victim, args.policies, json.loads(args.prequal)),
                                    os.path.join(workdir, "fleet.json"))
         cp, cp_address = mesh.start_control_plane(config, os.path.join(workdir, "data"))
         self._own(cp)
@@ -156,6 +161,7 @@ class Stream:
     def __init__(self, target: str, cluster: str, rate: float, rng: random.Random) -> None:
         self.target, self.cluster, self.rate, self.rng = target, cluster, rate, rng
         self.outcomes: list[tuple[float, float, str]] = []  # (start, seconds, status name) of measured calls
+        self.by_backend: dict[str, list[float]] = {}  # seconds of the measured calls each backend answered
         self.outstanding = 0
 
     async def run(self, measure_from: float, until: float) -> None:
@@ -182,15 +188,19 @@ class Stream:
             return
         self.outstanding += 1
         started = loop.time()
+        backend = ""
         try:
-            await call(b"", metadata=metadata, timeout=DEADLINE)
+            backend = (await call(b"", metadata=metadata, timeout=DEADLINE)).decode()
             status = "OK"
         except grpc.aio.AioRpcError as e:
             status = e.code().name
         finally:
             self.outstanding -= 1
         if measured:
-            self.outcomes.append((started, loop.time() - started, status))
+            seconds = loop.time() - started
+            self.outcomes.append((started, seconds, status))
+            if backend:
+                self.by_backend.setdefault(backend, []).append(seconds)
 
 
 async def backend_stats(addresses: list[str]) -> list[dict]:
@@ -267,7 +277,16 @@ def summarize(streams, before, after, proxy_cpu, probes, scenario, load, policy,
         "utilization": utilization, "proxy_cpu_us_per_call": proxy_cpu / calls * 1e6,
         "probes_per_call": probes / calls,
         "backend_calls": [a["calls"] - b["calls"] for b, a in zip(before, after)],
+        "backend_p50_ms": {name: statistics.median(v) * 1e3 for name, v in sorted(_merged(streams).items())},
     }
+
+
+def _merged(streams) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for s in streams:
+        for name, values in s.by_backend.items():
+            out.setdefault(name, []).extend(values)
+    return out
 
 
 async def run_all(fleet: Fleet, args) -> list[dict]:
