@@ -14,7 +14,9 @@ capacity left to the clients:
   with half its capacity; the other proxies cannot see that load in their counters.
 Per scenario, load and policy: client p50 / p99 / p99.9 (failed calls count at the
 time they failed), error rate, the backends' max and mean utilization (busy share
-of their slots), the proxies' CPU per call and PREQUAL's probes per call.
+of their slots), the proxies' CPU per call and PREQUAL's probe RPCs per call.
+PREQUAL runs twice: probing by RPC, and with probes answered from a 100 ms
+out-of-band report stream (PREQUAL+OOB).
 Results: bench/results/balancing-<timestamp>.json, bench/results/balancing.md and a PNG.
 """
 
@@ -39,9 +41,20 @@ from bench import mesh, procstat
 from tests.support.procs import Proc
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-POLICIES = ["ROUND_ROBIN", "LEAST_REQUEST", "PEAK_EWMA", "WEIGHTED_ROUND_ROBIN", "PREQUAL"]
+# What each compared policy's cluster says beyond its endpoints: every policy at its
+# defaults; WEIGHTED_ROUND_ROBIN with the out-of-band reports it weighs by; PREQUAL
+# twice, probing by RPC (the paper's way) and answering probes from a 100 ms
+# out-of-band stream.
+POLICIES = {
+    "ROUND_ROBIN": {"lb_policy": "ROUND_ROBIN"},
+    "LEAST_REQUEST": {"lb_policy": "LEAST_REQUEST"},
+    "PEAK_EWMA": {"lb_policy": "PEAK_EWMA"},
+    "WEIGHTED_ROUND_ROBIN": {"lb_policy": "WEIGHTED_ROUND_ROBIN", "out_of_band_load_reports": {}},
+    "PREQUAL": {"lb_policy": "PREQUAL"},
+    "PREQUAL+OOB": {"lb_policy": "PREQUAL", "out_of_band_load_reports": {"interval": "0.1s"}},
+}
 SHORT = {"ROUND_ROBIN": "rr", "LEAST_REQUEST": "lr", "PEAK_EWMA": "ewma", "WEIGHTED_ROUND_ROBIN": "wrr",
-         "PREQUAL": "prequal"}
+         "PREQUAL": "prequal", "PREQUAL+OOB": "prequal-oob"}
 ANTAGONIST = "antagonist"
 WORK = "/bench.Fleet/Work"
 HEADER = "x-policy"
@@ -60,7 +73,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=1, help="passes over the policies (the order rotates)")
     ap.add_argument("--loads", default="0.6,0.9", help="shares of the capacity offered")
     ap.add_argument("--scenarios", default="homogeneous,heterogeneous,antagonist")
-    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--policies", default=",".join(POLICIES), help=f"of {', '.join(POLICIES)}")
     ap.add_argument("--prequal", default="{}", help='PREQUAL tuning as JSON, e.g. \'{"max_probes_per_second": 100}\' '
                                                     "(default: the cluster defaults)")
     ap.add_argument("--quick", action="store_true", help="a short pass (1 s warm-up, 4 s per run) to check the harness")
@@ -75,14 +88,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 # ---------------------------------------------------------------- the mesh
 
 def fleet_mesh(backends: list[str], victim: str, policies: list[str], prequal: dict) -> dict:
-    """A cluster per policy over every backend (WEIGHTED_ROUND_ROBIN with its
-    out-of-band reports; every policy at its defaults but for `prequal`), the
-    antagonist's cluster of the victim alone, and a route per cluster chosen by
-    the x-policy header."""
-    clusters = [{"name": f"fleet-{SHORT[p]}", "lb_policy": p} for p in policies]
+    """A cluster per compared policy over every backend (POLICIES; PREQUAL's tuning
+    from `prequal`), the antagonist's cluster of the victim alone, and a route per
+    cluster chosen by the x-policy header."""
+    clusters = [{"name": f"fleet-{SHORT[p]}", **POLICIES[p]} for p in policies]
     for c in clusters:
-        if c["lb_policy"] == "WEIGHTED_ROUND_ROBIN":
-            c["out_of_band_load_reports"] = {}
         if c["lb_policy"] == "PREQUAL" and prequal:
             c["prequal"] = prequal
     clusters.append({"name": ANTAGONIST, "lb_policy": "ROUND_ROBIN"})
@@ -225,7 +235,7 @@ def probe_counts(fleet: Fleet, cluster: str) -> int:
         for c in json.loads(body)["clusters"]:
             if c["name"] == cluster and c.get("balancer", {}).get("probes"):
                 sent += c["balancer"]["probes"]["sent"]
-    return sent
+    return sent  # probe RPCs only: answers from an out-of-band stream cost none
 
 
 async def run_one(fleet: Fleet, args, scenario: str, load: float, policy: str, rng: random.Random) -> dict:

@@ -14,4 +14,4 @@ STREAM_METHOD = "/xds.service.orca.v3.OpenRcaService/StreamCoreMetrics"
 SERVICE = "xds.service.orca.v3.OpenRcaService"
 
 RIF = "rif"  # named metric: calls in flight at the backend when the report was made
-LATENCY_MS = "latency_ms"  # named metric: median time of the backend's recent calls, ms
+LATENCY_MS = "latency_ms"  # named metric: the latency a call arriving now may expect, ms (Prequal's estimate)

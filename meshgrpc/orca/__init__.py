@@ -10,7 +10,8 @@
 
 Every call then carries the backend's load in its `endpoint-load-metrics-bin`
 trailer, and proxies can subscribe to it out of band or probe it (PREQUAL): calls
-in flight (named metric `rif`), the median latency of recent calls (`latency_ms`),
+in flight (named metric `rif`), the latency a call arriving now may expect
+(`latency_ms`, Prequal's estimate by calls in flight),
 qps and errors per second, this process's CPU utilization (from /proc) and the
 application's utilization when it sets one. See recorder.py for how each is kept.
 """

@@ -31,7 +31,7 @@ def _ok(context) -> bool:
     return code is None or code == grpc.StatusCode.OK or code == 0
 
 
-def _finish(recorder: LoadRecorder, context, started: float, ok: bool) -> None:
+def _finish(recorder: LoadRecorder, context, started: tuple[float, int], ok: bool) -> None:
     """Counts the call's end and puts the report after the handler's own trailers."""
     recorder.finished(started, ok)
     report = recorder.report()

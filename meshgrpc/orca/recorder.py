@@ -3,7 +3,9 @@ passed in, safe to call from a sync server's handler threads (one lock, held for
 few attribute updates).
 
 - `rif`: calls started and not finished (requests in flight, Prequal's signal);
-- `latency_ms`: the median time of the last `latency_samples` calls;
+- `latency_ms`: Prequal's latency estimate at the current rif (LatencyByRif): what
+  a call arriving now may expect, so it rises with a queue at once rather than
+  after the slow calls have finished;
 - qps and eps: calls and failed calls finished per second over the last `window`
   seconds (two buckets, the older one weighed by how much of it is still in the
   window: a sliding count without a timestamp per call);
@@ -57,13 +59,40 @@ class SlidingRate:
             self._start = now - passed % self._window
 
 
+class LatencyByRif:
+    """Prequal's latency estimate (Wydrowski et al., NSDI 2024, §4): the median
+    latency of recent calls that arrived when as many others were in flight as now.
+    Calls are kept by their rif at arrival, the last `samples` per level, levels
+    above `max_rif` together. A level without samples is estimated from the nearest
+    one that has them, scaled by (rif + 1) / (its rif + 1): each call ahead adds
+    about as much again (a queue of equal calls)."""
+
+    __slots__ = ("_levels", "_max_rif")
+
+    def __init__(self, samples: int = 16, max_rif: int = 64) -> None:
+        self._levels = [deque(maxlen=samples) for _ in range(max_rif + 1)]
+        self._max_rif = max_rif
+
+    def add(self, rif_at_arrival: int, seconds: float) -> None:
+        self._levels[min(rif_at_arrival, self._max_rif)].append(seconds)
+
+    def estimate(self, rif: int) -> float | None:
+        """Seconds a call arriving at `rif` may expect; None before any call finished."""
+        level = min(rif, self._max_rif)
+        for distance in range(self._max_rif + 1):
+            for known in (level - distance, level + distance):
+                if 0 <= known <= self._max_rif and self._levels[known]:
+                    return statistics.median(self._levels[known]) * (level + 1) / (known + 1)
+        return None
+
+
 class LoadRecorder:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, window: float = 1.0,
-                 latency_samples: int = 32, cpu: ProcessCpu | None = None) -> None:
+                 latency_samples: int = 16, cpu: ProcessCpu | None = None) -> None:
         now = clock()
         self._clock = clock
         self._lock = threading.Lock()
-        self._latencies: deque[float] = deque(maxlen=latency_samples)
+        self._latency = LatencyByRif(latency_samples)
         self._calls = SlidingRate(window, now)
         self._errors = SlidingRate(window, now)
         self._cpu = cpu if cpu is not None else ProcessCpu(clock=clock)
@@ -74,17 +103,19 @@ class LoadRecorder:
 
     # -- the interceptor's side ---------------------------------------------------------
 
-    def started(self) -> float:
-        """A call began; returns its start time for `finished`."""
+    def started(self) -> tuple[float, int]:
+        """A call began; returns (its start time, the calls in flight it found) for `finished`."""
         with self._lock:
+            found = self.in_flight
             self.in_flight += 1
-        return self._clock()
+        return self._clock(), found
 
-    def finished(self, started_at: float, ok: bool) -> None:
+    def finished(self, started: tuple[float, int], ok: bool) -> None:
         now = self._clock()
+        started_at, found = started
         with self._lock:
             self.in_flight -= 1
-            self._latencies.append(now - started_at)
+            self._latency.add(found, now - started_at)
             self._calls.add(now)
             if not ok:
                 self._errors.add(now)
@@ -119,11 +150,11 @@ class LoadRecorder:
         now = self._clock()
         with self._lock:
             rif = self.in_flight
-            latencies = list(self._latencies)
+            latency = self._latency.estimate(rif)
             qps, eps = self._calls.rate(now), self._errors.rate(now)
         named = {**self._named, orca_wire.RIF: float(rif)}
-        if latencies:
-            named[orca_wire.LATENCY_MS] = statistics.median(latencies) * 1000.0
+        if latency is not None:
+            named[orca_wire.LATENCY_MS] = latency * 1000.0
         return OrcaLoadReport(cpu_utilization=self._cpu.utilization(), application_utilization=self._utilization,
                               rps_fractional=qps, eps=eps, named_metrics=named)
 

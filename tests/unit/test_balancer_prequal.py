@@ -208,6 +208,28 @@ def test_a_pool_with_room_owes_no_removals():
     assert len(pool) == 3
 
 
+def test_with_out_of_band_reports_a_fresh_report_answers_the_probe_without_an_rpc():
+    clock = FakeClock()
+    eps = endpoints("a", "b", "c", clock=clock)
+    prober = FakeProber()
+    env = PickerEnv(rng=random.Random(0), clock=clock, prober=prober)
+    spec = cluster("PREQUAL", prequal={"probes_per_call": 3}, out_of_band_load_reports={"interval": "0.1s"})
+    picker = build_picker(spec, eps, env)
+    eps[0].on_load_report(rif(1, 10))
+    clock.advance(0.2)  # older than 1.5 intervals: the stream may be stuck, so a probe goes out
+    eps[1].on_load_report(rif(2, 20))
+    eps[2].on_load_report(rif(0, 30))
+    clock.advance(0.1)
+    picker.pick()
+    assert picker.counts.streamed == 2 and [e.host for e, _, _ in prober.queued] == ["a"]
+    assert sorted(eps[a.index].host for a in picker._pool.answers()) == ["b", "c"]
+    assert {a.at for a in picker._pool.answers()} == {clock() - 0.1}  # aged from when the reports came
+    chosen = picker.pick()
+    picker.pick()  # the same reports are not pooled again: the calls counted against them stand
+    assert picker.counts.streamed == 2
+    assert max(a.rif for a in picker._pool.answers() if eps[a.index] is chosen) >= 1
+
+
 # ---------------------------------------------------------------- falling back
 
 def test_endpoints_that_do_not_answer_probes_are_pooled_with_the_proxys_own_view():

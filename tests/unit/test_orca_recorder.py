@@ -9,7 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from xds.service.orca.v3.orca_pb2 import OrcaLoadReportRequest
 
 from meshgrpc.orca.cpu import ProcessCpu, process_cpu_seconds
-from meshgrpc.orca.recorder import LoadRecorder, SlidingRate
+from meshgrpc.orca.recorder import LatencyByRif, LoadRecorder, SlidingRate
 from meshgrpc.orca.service import interval_of
 from tests.support.clock import FakeClock
 
@@ -26,17 +26,35 @@ def recorder(clock: FakeClock, **kw) -> LoadRecorder:
     return LoadRecorder(clock=clock, cpu=FakeCpu(0.25), **kw)
 
 
-def test_requests_in_flight_and_the_median_latency_of_recent_calls():
+def test_requests_in_flight_and_the_latency_a_call_arriving_now_may_expect():
     clock = FakeClock()
-    r = recorder(clock, latency_samples=3)
-    starts = [r.started() for _ in range(4)]
+    r = recorder(clock)
+    assert "latency_ms" not in r.report().named_metrics  # nothing finished yet
+    first = r.started()  # arrives at rif 0
+    clock.advance(0.010)
+    r.finished(first, ok=True)
+    assert r.report().named_metrics["latency_ms"] == pytest.approx(10.0)
+    queued = [r.started() for _ in range(4)]  # arrive at rif 0, 1, 2, 3
     assert r.report().named_metrics["rif"] == 4.0
-    for latency, start in zip((0.010, 0.030, 0.020, 0.500), starts):
-        clock.now = start + latency
+    # Nobody at rif 4 has finished: the nearest level (0, 10 ms), scaled by 5 calls ahead.
+    assert r.report().named_metrics["latency_ms"] == pytest.approx(50.0)
+    for latency, start in zip((0.010, 0.020, 0.030, 0.040), queued):
+        clock.now = start[0] + latency
         r.finished(start, ok=True)
-    report = r.report()
-    assert report.named_metrics["rif"] == 0.0
-    assert report.named_metrics["latency_ms"] == pytest.approx(30.0)  # median of the last 3: 30, 20, 500
+    assert r.report().named_metrics["rif"] == 0.0
+    assert r.report().named_metrics["latency_ms"] == pytest.approx(10.0)  # the level-0 calls' median
+
+
+def test_latency_by_rif_takes_the_median_of_each_level_and_scales_from_the_nearest():
+    latency = LatencyByRif(samples=3, max_rif=8)
+    assert latency.estimate(0) is None
+    for seconds in (0.010, 0.030, 0.020, 0.500):  # level 2 keeps the last 3: 30, 20, 500 ms
+        latency.add(2, seconds)
+    assert latency.estimate(2) == pytest.approx(0.030)
+    assert latency.estimate(5) == pytest.approx(0.030 * 6 / 3)
+    assert latency.estimate(0) == pytest.approx(0.030 / 3)
+    latency.add(100, 1.0)  # beyond max_rif: the last level
+    assert latency.estimate(50) == pytest.approx(1.0)
 
 
 def test_qps_and_eps_over_a_sliding_window():

@@ -19,6 +19,14 @@ Per call, the picker
    probes the same way);
 3. with fewer than two answers pooled, falls back to PEAK_EWMA's choice, with its
    failure penalty and pushback: the proxy's own view of pending calls and rtt.
+When the cluster also has `out_of_band_load_reports`, a probe of an endpoint whose
+latest report is younger than 1.5 stream intervals is answered from that report at
+once, without an RPC (ORCA's OOB stream as the probe's carrier, gRFC A51), aged from
+when the report came and pooled once (pooling it again would undo the calls counted
+against the answer since, and herd every call onto a stale "idle"): probing
+then costs one stream per endpoint at its interval, whatever the call rate, instead
+of probes_per_call RPCs per call. Either way the pool, its age and reuse bounds and
+the hot-cold rule are the same.
 An endpoint that does not answer probes (UNIMPLEMENTED, or an answer without the
 `rif` metric) is pooled with the proxy's own view of it instead: its calls
 pending here as rif and its rtt estimate as latency. So a cluster whose backends
@@ -85,11 +93,12 @@ def reuse_budget(spec: PrequalSpec, endpoints: int) -> float:
 class ProbeCounts:
     """What probing cost and how picks were made, since this picker was built."""
 
-    __slots__ = ("picks", "pooled", "fallback", "probes", "capped", "local")
+    __slots__ = ("picks", "pooled", "fallback", "probes", "capped", "local", "streamed")
 
     def __init__(self) -> None:
         self.picks = self.pooled = self.fallback = 0  # picks; by the pool; by PEAK_EWMA
-        self.probes = self.capped = self.local = 0  # sent; not sent (rate cap); own-view answers
+        self.probes = self.capped = self.local = 0  # probes made; not made (rate cap); own-view answers
+        self.streamed = 0  # probes answered from the out-of-band stream's latest report (no RPC)
 
     def describe(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -98,7 +107,7 @@ class ProbeCounts:
 class PrequalPicker:
     __slots__ = ("_endpoints", "_stats", "_n", "_spec", "_pool", "_fallback", "_sink", "_random", "_clock",
                  "_owed", "_tokens", "_tokens_at", "_rate", "_burst", "_budget", "_max_age", "_rtt_decay",
-                 "_penalty_decay", "probe_timeout", "counts")
+                 "_penalty_decay", "_streamed_age", "_streamed_at", "probe_timeout", "counts")
 
     def __init__(self, endpoints: tuple[EndpointState, ...], cluster: ClusterSpec, env: PickerEnv) -> None:
         spec = cluster.prequal
@@ -120,6 +129,9 @@ class PrequalPicker:
         self._max_age = spec.max_probe_age
         self._rtt_decay = cluster.peak_ewma.decay
         self._penalty_decay = cluster.failure_penalty.decay
+        oob = cluster.out_of_band_load_reports
+        self._streamed_age = 1.5 * oob.interval if oob is not None else None
+        self._streamed_at = [0.0] * self._n  # when each endpoint's last pooled streamed report came
         self.probe_timeout = spec.max_probe_age  # an answer older than that is useless
         self.counts = ProbeCounts()
 
@@ -164,10 +176,23 @@ class PrequalPicker:
         if n == 0:
             return
         self._pool.owe_removals(n * REMOVALS_PER_PROBE)
+        answered = []
         for i in self._targets(min(n, self._n)):
             self.counts.probes += 1
+            if self._streamed_age is not None:
+                load = self._stats[i].load
+                report = load.fresh(now, self._streamed_age)
+                if report is not None and report.rif is not None:
+                    if load.received_at > self._streamed_at[i]:  # a report pooled once is not pooled again
+                        self._streamed_at[i] = load.received_at
+                        self.counts.streamed += 1
+                        answered.append(self._answer(i, report, load.received_at))
+                    continue
             if not self._sink.probe(self._endpoints[i], self, i):
-                self._add_own_view(i, now)
+                self.counts.local += 1
+                answered.append(self._own_view(i, now))
+        if answered:
+            self._pool.add_all(answered, now, self._max_age)
 
     def _targets(self, n: int) -> list[int]:
         """`n` distinct endpoint positions drawn at random."""
@@ -185,15 +210,18 @@ class PrequalPicker:
         report requests in flight (None): pool the answer, or the proxy's own view."""
         now = self._clock()
         if report is None or report.rif is None:
-            self._add_own_view(index, now)
-            return
-        latency = report.latency_s if report.latency_s is not None else self._rtt(index, now)
-        self._pool.add(Answer(index, report.rif, latency, now, self._uses()), now, self._max_age)
-
-    def _add_own_view(self, index: int, now: float) -> None:
-        self.counts.local += 1
-        answer = Answer(index, float(self._stats[index].pending), self._rtt(index, now), now, self._uses())
+            self.counts.local += 1
+            answer = self._own_view(index, now)
+        else:
+            answer = self._answer(index, report, now)
         self._pool.add(answer, now, self._max_age)
+
+    def _answer(self, index: int, report: LoadReport, at: float) -> Answer:
+        latency = report.latency_s if report.latency_s is not None else self._rtt(index, at)
+        return Answer(index, report.rif, latency, at, self._uses())
+
+    def _own_view(self, index: int, now: float) -> Answer:
+        return Answer(index, float(self._stats[index].pending), self._rtt(index, now), now, self._uses())
 
     def _rtt(self, index: int, now: float) -> float:
         s = self._stats[index]

@@ -73,13 +73,19 @@ class ProbePool:
     # -- arrivals -----------------------------------------------------------------------
 
     def add(self, answer: Answer, now: float, max_age: float) -> None:
-        """Pools `answer` (replacing its endpoint's older one), after dropping answers
-        older than `max_age` and making the removals owed; the oldest goes when full."""
-        self._answers = [a for a in self._answers if now - a.at <= max_age and a.index != answer.index]
+        self.add_all((answer,), now, max_age)
+
+    def add_all(self, answers: tuple[Answer, ...] | list[Answer], now: float, max_age: float) -> None:
+        """Pools `answers` (each replacing its endpoint's older one), after dropping
+        answers older than `max_age` and making the removals owed; the oldest goes
+        when full. One re-keying for all of them."""
+        fresh = {a.index for a in answers}
+        self._answers = [a for a in self._answers if now - a.at <= max_age and a.index not in fresh]
         self._pay_removals()
-        if len(self._answers) >= self.size:
-            self._answers.remove(min(self._answers, key=_age_key))
-        self._answers.append(answer)
+        for answer in answers:
+            if len(self._answers) >= self.size:
+                self._answers.remove(min(self._answers, key=_age_key))
+            self._answers.append(answer)
         self._rekey()
 
     def owe_removals(self, n: float) -> None:
