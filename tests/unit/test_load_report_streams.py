@@ -173,7 +173,7 @@ def endpoint_of(address: str):
 def test_a_probe_reads_the_first_report_records_it_and_answers_the_picker():
     async def scenario():
         streams = FakeStreams()
-        prober = Prober(streams, workers=2)
+        prober = Prober(streams, max_in_flight=2)
         prober.start()
         ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
         streams.script(ep.address).put_nowait(report(rif=4))
@@ -189,7 +189,7 @@ def test_a_probe_reads_the_first_report_records_it_and_answers_the_picker():
 def test_a_probe_not_answered_within_the_timeout_is_abandoned():
     async def scenario():
         streams = FakeStreams()
-        prober = Prober(streams, workers=1)
+        prober = Prober(streams, max_in_flight=1)
         prober.start()
         ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
         prober.probe(ep, reply, 0)  # the fake never answers
@@ -202,7 +202,7 @@ def test_a_probe_not_answered_within_the_timeout_is_abandoned():
 def test_an_endpoint_answering_unimplemented_is_not_probed_again():
     async def scenario():
         streams = FakeStreams()
-        prober = Prober(streams, workers=1)
+        prober = Prober(streams, max_in_flight=1)
         prober.start()
         ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
         streams.script(ep.address).put_nowait(RpcFailed(UNIMPLEMENTED))
@@ -217,9 +217,25 @@ def test_an_endpoint_answering_unimplemented_is_not_probed_again():
 def test_probes_beyond_the_queue_are_dropped_and_counted():
     async def scenario():
         streams = FakeStreams()
-        prober = Prober(streams, workers=1, queue_limit=2)  # not started: nothing leaves the queue
+        prober = Prober(streams, queue_limit=2)  # not started: nothing leaves the queue
         ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
         for _ in range(5):
             prober.probe(ep, reply, 0)
         assert prober.counts("api")["dropped"] == 3
+    asyncio.run(scenario())
+
+
+def test_at_most_max_in_flight_probes_run_at_once():
+    async def scenario():
+        streams = FakeStreams()
+        prober = Prober(streams, max_in_flight=2)
+        prober.start()
+        ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
+        for i in range(5):
+            prober.probe(ep, reply, i)  # the fake never answers: each waits out its timeout
+        await wait_for(lambda: len(streams.opened) == 2, "two probes started")
+        await asyncio.sleep(0.05)
+        assert len(streams.opened) == 2
+        await wait_for(lambda: prober.counts("api")["timed_out"] == 5, "every probe timed out in turn")
+        await prober.stop()
     asyncio.run(scenario())

@@ -8,22 +8,24 @@ then cancelled: any ORCA backend answers it, meshgrpc.orca's reports carry the
 endpoint (EndpointState.on_load_report) and handed to the picker that asked
 (`reply_to.on_probe(index, report)`).
 
-Bounds: `probe()` never awaits; it puts the probe on a queue of `queue_limit`
-(a probe that does not fit is dropped and counted) for `workers` worker tasks, so
-at most that many probes are in flight; each waits at most the picker's
-`probe_timeout` (its max_probe_age: a later answer would be too old to use). The
-per-cluster rate bound is the picker's (max_probes_per_second). An endpoint that
-answers UNIMPLEMENTED is not probed again: `probe()` then returns False at once and
-the picker uses its own view of it. Counts per cluster are in `counts(cluster)`.
+Bounds: `probe()` never awaits and costs a deque append: the probe waits in a
+queue of `queue_limit` (one that does not fit is dropped and counted) for the
+dispatcher task, woken once per batch, which starts at most `max_in_flight` probes
+at a time; each waits at most the picker's `probe_timeout` (its max_probe_age: a
+later answer would be too old to use). The per-cluster rate bound is the picker's
+(max_probes_per_second). An endpoint that answers UNIMPLEMENTED is not probed
+again: `probe()` then returns False at once and the picker uses its own view of
+it. Counts per cluster are in `counts(cluster)`.
 
-Lifecycle: `start()` in the running loop starts the workers; `await stop()`
-cancels them (and the probes they run) and waits.
+Lifecycle: `start()` in the running loop starts the dispatcher; `await stop()`
+cancels it and the probes in flight, and waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from meshgrpc import orca_wire
 from meshgrpc.proxy.load_reports.oob import request_for
@@ -49,30 +51,40 @@ class ProbeCounts:
 
 
 class Prober:
-    def __init__(self, streams: StreamOpener, *, workers: int = 32, queue_limit: int = 1024) -> None:
+    def __init__(self, streams: StreamOpener, *, max_in_flight: int = 32, queue_limit: int = 1024) -> None:
         self._streams = streams
-        self._queue: asyncio.Queue = asyncio.Queue(maxsize=queue_limit)
-        self._workers = [OwnedTask(f"prober-{i}", self._work) for i in range(workers)]
+        self._queue: deque = deque()
+        self._queue_limit = queue_limit
+        self._max_in_flight = max_in_flight
+        self._in_flight: set[asyncio.Task] = set()
+        self._wake: asyncio.Event | None = None  # made in the running loop, by start()
+        self._dispatcher = OwnedTask("prober", self._dispatch)
         self._unimplemented: set[str] = set()  # addresses
         self._counts: dict[str, ProbeCounts] = {}
 
     def start(self) -> None:
-        for worker in self._workers:
-            worker.start()
+        self._wake = asyncio.Event()
+        self._dispatcher.start()
 
     async def stop(self) -> None:
-        for worker in self._workers:
-            await worker.stop()
+        await self._dispatcher.stop()
+        for task in list(self._in_flight):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     # -- the picker's side (prequal.ProbeSink) ------------------------------------------
 
     def probe(self, endpoint, reply_to, index: int) -> bool:
         if endpoint.address in self._unimplemented:
             return False
-        try:
-            self._queue.put_nowait((endpoint, reply_to, index))
-        except asyncio.QueueFull:
+        if len(self._queue) >= self._queue_limit:
             self._count(endpoint.cluster).dropped += 1
+            return True
+        self._queue.append((endpoint, reply_to, index))
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
         return True
 
     def counts(self, cluster: str) -> dict:
@@ -86,10 +98,22 @@ class Prober:
 
     # -- the workers --------------------------------------------------------------------
 
-    async def _work(self) -> None:
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            endpoint, reply_to, index = await self._queue.get()
-            await self._probe(endpoint, reply_to, index)
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and len(self._in_flight) < self._max_in_flight:
+                task = loop.create_task(self._probe(*self._queue.popleft()))
+                self._in_flight.add(task)
+                task.add_done_callback(self._probe_done)
+
+    def _probe_done(self, task: asyncio.Task) -> None:
+        self._in_flight.discard(task)
+        if self._queue and self._wake is not None:
+            self._wake.set()  # room for the next one
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a load probe failed", exc_info=task.exception())
 
     async def _probe(self, endpoint, reply_to, index: int) -> None:
         counts = self._count(endpoint.cluster)
@@ -122,5 +146,5 @@ class Prober:
         reply_to.on_probe(index, report)
 
     def __repr__(self) -> str:
-        return (f"<Prober queued={self._queue.qsize()} workers={len(self._workers)} "
+        return (f"<Prober queued={len(self._queue)} in_flight={len(self._in_flight)} "
                 f"unimplemented={len(self._unimplemented)}>")
