@@ -219,13 +219,13 @@ def test_weighted_round_robin_follows_out_of_band_reports_and_forgets_stale_ones
         print(f"\nwrr: weighted {dict(weighted)} (a/b,c {ratio:.3f}); a silent {dict(even)}")
 
 
-def test_prequal_probes_backends_and_falls_back_to_its_own_view_without_orca(tmp_path):
+def prequal_run(tmp_path, kind: str) -> tuple[dict, dict, dict]:
+    """Calls through a PREQUAL proxy to two backends and one 40 ms slower, all of
+    `kind`; returns the calls each answered, the probe counts and the pick counts."""
     with Mesh(tmp_path) as mesh:
-        fast = mesh.start_backend("fast", "demo")
-        slow = mesh.start_backend("slow", "demo", "--delay-ms", "40")
-        plain = mesh.start_backend("plain", "greeter")  # no ORCA: answers probes UNIMPLEMENTED
-        mesh.start_control_plane(one_cluster({fast: 1, slow: 1, plain: 1}, "PREQUAL",
-                                             prequal={"max_probes_per_second": 200}))
+        a, b = mesh.start_backend("a", kind), mesh.start_backend("b", kind)
+        slow = mesh.start_backend("slow", kind, "--delay-ms", "40")
+        mesh.start_control_plane(one_cluster({a: 1, b: 1, slow: 1}, "PREQUAL", prequal={"max_probes_per_second": 200}))
         proxy = mesh.start_proxy("prequal-proxy")
         with Load(proxy.address, greet, threads=6) as load:
             load.wait_calls(300, timeout=30)
@@ -233,13 +233,25 @@ def test_prequal_probes_backends_and_falls_back_to_its_own_view_without_orca(tmp
             load.wait_calls(1000, after=measured, timeout=60)
             counts = load.labels(after=measured)
         cluster = next(c for c in proxy.json("/clusters")["clusters"] if c["name"] == CLUSTER)
-        probes, picks = cluster["balancer"]["probes"], cluster["balancer"]["picks"]
         rows = {e["address"]: e for e in cluster["endpoints"]}
+        assert all((rows[x]["load_report"] is not None) == (kind == "demo") for x in (a, b, slow)), rows
     assert load.failures == []
-    # Probes already in flight when the first UNIMPLEMENTED came back are answered alike; no more after.
-    assert probes["answered"] > 50 and 1 <= probes["unimplemented"] <= 32, probes
-    assert picks["local"] > 0 and picks["pooled"] > picks["fallback"], picks
-    assert rows[fast]["load_report"]["rif"] is not None and rows[plain]["load_report"] is None
+    return counts, cluster["balancer"]["probes"], cluster["balancer"]["picks"]
+
+
+def test_prequal_balances_on_what_probes_answer(tmp_path):
+    counts, probes, picks = prequal_run(tmp_path, "demo")  # meshgrpc.orca backends
+    assert probes["answered"] > 50 and probes["unimplemented"] == 0, probes
+    assert picks["pooled"] > 10 * picks["fallback"] and picks["local"] == 0, picks
     # Round robin would give the slow one a third; PEAK_EWMA gives it under a tenth (test_balancing).
-    assert share(counts, "slow") < 0.10 and counts["plain"] > 0, counts
+    assert share(counts, "slow") < 0.10, counts
     print(f"\nprequal: {dict(counts)}; probes {probes}; picks {picks}")
+
+
+def test_prequal_without_orca_balances_on_its_own_view(tmp_path):
+    counts, probes, picks = prequal_run(tmp_path, "greeter")  # no ORCA service: probes get UNIMPLEMENTED
+    # Probes already in flight when the first UNIMPLEMENTED came back are answered alike; no more after.
+    assert 3 <= probes["unimplemented"] <= 3 * 32 and probes["answered"] == 0, probes
+    assert picks["local"] > 100 and picks["pooled"] > 10 * picks["fallback"], picks
+    assert share(counts, "slow") < 0.10, counts
+    print(f"\nprequal, own view: {dict(counts)}; probes {probes}; picks {picks}")

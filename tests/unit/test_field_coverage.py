@@ -58,7 +58,8 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "WeightedRoundRobin.error_utilization_penalty": (
         WRR + "test_error_utilization_penalty_adds_the_error_rate_to_utilization",),
     "Cluster.prequal": (PREQUAL + "test_answers_arrive_asynchronously_and_route_the_next_calls",
-                        LOADS + "test_prequal_probes_backends_and_falls_back_to_its_own_view_without_orca"),
+                        LOADS + "test_prequal_balances_on_what_probes_answer",
+                        LOADS + "test_prequal_without_orca_balances_on_its_own_view"),
     "Prequal.probes_per_call": (PREQUAL + "test_each_call_probes_probes_per_call_distinct_endpoints",),
     "Prequal.pool_size": (PREQUAL + "test_pool_keeps_one_answer_per_endpoint_and_at_most_pool_size",),
     "Prequal.max_probe_age": (PREQUAL + "test_answers_older_than_max_probe_age_are_not_used",),
