@@ -157,7 +157,8 @@ class EndpointState:
             stats.failures += 1
         if not responded:
             self._finish_unanswered(stats, ok, latency_s)
-        if penalty.penalized(grpc_status) and self._penalty.penalty > 0.0:
+        if (grpc_status == penalty.UNAVAILABLE or grpc_status == penalty.RESOURCE_EXHAUSTED) \
+                and self._penalty.penalty > 0.0:  # penalty.penalized, inlined on the per-call path
             now = self._clock()
             stats.penalty = penalty.add_failure(stats.penalty, stats.penalty_at, now, self._penalty.decay)
             stats.penalty_at = now
