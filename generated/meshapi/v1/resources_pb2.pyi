@@ -171,12 +171,14 @@ class Endpoint(_message.Message):
     def __init__(self, address: _Optional[str] = ..., weight: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., health_status: _Optional[_Union[Endpoint.HealthStatus, str]] = ...) -> None: ...
 
 class RouteConfig(_message.Message):
-    __slots__ = ("name", "virtual_hosts")
+    __slots__ = ("name", "virtual_hosts", "services")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VIRTUAL_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     name: str
     virtual_hosts: _containers.RepeatedCompositeFieldContainer[VirtualHost]
-    def __init__(self, name: _Optional[str] = ..., virtual_hosts: _Optional[_Iterable[_Union[VirtualHost, _Mapping]]] = ...) -> None: ...
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., virtual_hosts: _Optional[_Iterable[_Union[VirtualHost, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VirtualHost(_message.Message):
     __slots__ = ("name", "domains", "routes")
