@@ -147,13 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_plane_flag(p)
 
     p = sub.add_parser("get", help="print resources as served")
-    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "listeners", "all"])
+    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "listeners", "authorization-policies", "all"])
     p.add_argument("name", nargs="?", default="")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("delete", help="delete one resource")
-    p.add_argument("kind", choices=["cluster", "endpoints", "route", "listener"])
+    p.add_argument("kind", choices=["cluster", "endpoints", "route", "listener", "authorization-policy"])
     p.add_argument("name")
     p.add_argument("--dry-run", action="store_true")
     _add_control_plane_flag(p)
@@ -193,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("proxy", help="run the sidecar proxy")
     p.add_argument("--node-id", required=True)
+    p.add_argument("--service", default="",
+                   help="join as a workload of this service: the token (--token-file or MESHGRPC_TOKEN, a join "
+                        "token from `meshgrpc token create --service NAME`) buys a certificate, renewed at "
+                        "half-life, which then authenticates the discovery stream (default: none; the token "
+                        "alone authenticates)")
     _add_control_plane_flag(p)
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import enum
 import inspect
 import logging
 from collections.abc import Callable
@@ -60,29 +59,39 @@ class Principal:
 INSECURE = Principal(ADMIN, via="insecure")
 
 
-class Rule(enum.Enum):
-    OPEN = ()                               # health checks
-    READ = (ADMIN, READ)
-    ADMIN = (ADMIN,)
-    WORKLOAD = (ADMIN, WORKLOAD)            # registration and certificates: admin, or for oneself
-    DISCOVERY = (ADMIN, READ, WORKLOAD)     # config streams (scoped for workloads)
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The roles that may call a method."""
+
+    name: str
+    roles: tuple[str, ...]
+
+
+class Rules:
+    """(Roles are spelled out: inside this class ADMIN would name the rule.)"""
+
+    OPEN = Rule("open", ())                                              # health checks
+    READ = Rule("read", ("admin", "read"))
+    ADMIN = Rule("admin", ("admin",))
+    WORKLOAD = Rule("workload", ("admin", "workload"))                   # registration, certificates: for oneself
+    DISCOVERY = Rule("discovery", ("admin", "read", "workload"))         # config streams (scoped for workloads)
 
 
 RULES: dict[str, Rule] = {
-    "/grpc.health.v1.Health/Check": Rule.OPEN,
-    "/grpc.health.v1.Health/Watch": Rule.OPEN,
-    "/meshapi.v1.Management/Apply": Rule.ADMIN,
-    "/meshapi.v1.Management/Delete": Rule.ADMIN,
-    "/meshapi.v1.Management/CreateToken": Rule.ADMIN,
-    "/meshapi.v1.Management/RevokeToken": Rule.ADMIN,
-    "/meshapi.v1.Management/ListTokens": Rule.ADMIN,
-    "/meshapi.v1.Management/Get": Rule.READ,
-    "/meshapi.v1.Management/ProxyStatus": Rule.READ,
-    "/meshapi.v1.Management/Register": Rule.WORKLOAD,
-    "/meshapi.v1.Management/IssueCertificate": Rule.WORKLOAD,
-    "/meshapi.v1.Discovery/StreamResources": Rule.DISCOVERY,
-    "/meshapi.v1.Discovery/DeltaResources": Rule.DISCOVERY,
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": Rule.DISCOVERY,
+    "/grpc.health.v1.Health/Check": Rules.OPEN,
+    "/grpc.health.v1.Health/Watch": Rules.OPEN,
+    "/meshapi.v1.Management/Apply": Rules.ADMIN,
+    "/meshapi.v1.Management/Delete": Rules.ADMIN,
+    "/meshapi.v1.Management/CreateToken": Rules.ADMIN,
+    "/meshapi.v1.Management/RevokeToken": Rules.ADMIN,
+    "/meshapi.v1.Management/ListTokens": Rules.ADMIN,
+    "/meshapi.v1.Management/Get": Rules.READ,
+    "/meshapi.v1.Management/ProxyStatus": Rules.READ,
+    "/meshapi.v1.Management/Register": Rules.WORKLOAD,
+    "/meshapi.v1.Management/IssueCertificate": Rules.WORKLOAD,
+    "/meshapi.v1.Discovery/StreamResources": Rules.DISCOVERY,
+    "/meshapi.v1.Discovery/DeltaResources": Rules.DISCOVERY,
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": Rules.DISCOVERY,
 }
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("meshgrpc_caller", default=INSECURE)
@@ -137,8 +146,8 @@ def _bearer(metadata) -> str | None:
 
 def check(rule: Rule, principal: Principal, method: str) -> None:
     """Raises PermissionDenied when `principal` may not call `method` under `rule`."""
-    if principal.role not in rule.value:
-        needs = " or ".join("a workload identity" if r == WORKLOAD else f"the {r} role" for r in rule.value)
+    if principal.role not in rule.roles:
+        needs = " or ".join("a workload identity" if r == WORKLOAD else f"the {r} role" for r in rule.roles)
         raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} needs {needs}; this call's credential is "
                                f"{principal.describe()}")
 
@@ -156,7 +165,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         rule = RULES.get(method)
-        if self._authenticator is None or rule is Rule.OPEN:
+        if self._authenticator is None or rule is Rules.OPEN:
             return handler
         return _wrapped(handler, lambda context: self._admit(method, rule, context))
 

@@ -41,9 +41,11 @@ DEADLINE = 10.0  # seconds allowed for each call to the control plane
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 GET_KINDS = {"clusters": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
              "routes": management_pb2.ROUTE, "listeners": management_pb2.LISTENER,
+             "authorization-policies": management_pb2.AUTHORIZATION_POLICY,
              "all": management_pb2.RESOURCE_KIND_UNSPECIFIED}
 DELETE_KINDS = {"cluster": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
-                "route": management_pb2.ROUTE, "listener": management_pb2.LISTENER}
+                "route": management_pb2.ROUTE, "listener": management_pb2.LISTENER,
+                "authorization-policy": management_pb2.AUTHORIZATION_POLICY}
 
 
 class _Failed(Exception):

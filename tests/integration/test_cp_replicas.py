@@ -29,7 +29,7 @@ from tests.conftest import Backing
 from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, start_control_plane, versions_of
 from tests.integration.test_cp_registration import served_addresses
 from tests.support.mesh import Load, Mesh, interop_unary, mesh_config, route
-from tests.support.procs import meshgrpc, poll_until
+from tests.support.procs import credentials, meshgrpc, poll_until
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ class Applier:
         self._thread.join(30)
 
     def _run(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        with credentials(self.target).channel(self.target) as channel:
             stub = management_pb2_grpc.ManagementStub(channel)
             i = 0
             while not self._stop.is_set():
