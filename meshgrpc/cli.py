@@ -165,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", required=True, help="the client's node id, as status shows it")
     p.add_argument("--zone", default="", help="the client's zone (its locality)")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
+    p.add_argument("--service", default="", help="the client's service: its certificate's identity (needed "
+                                                 "unless --insecure)")
+    p.add_argument("--cert-dir", default="", metavar="DIR",
+                   help="where the client's key, certificate and CA bundle are written (needed unless --insecure)")
+    p.add_argument("--renew", action="store_true",
+                   help="keep running, renewing the certificate in --cert-dir at half-life, until SIGTERM")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("token", help="create, revoke and list the control plane's tokens (admin only)")

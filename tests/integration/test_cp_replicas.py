@@ -243,7 +243,8 @@ def _mover(client_class, targets: str, seed: int, like=None):
     it starts from (a proxy that restarts its stream, holding what it had)."""
     seen = Recorder()
     client = client_class(targets, discovery_pb2.Node(id="mover"),
-                          {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed))
+                          {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed),
+                          credentials=credentials(targets))
     client.wire = []
     if isinstance(like, DeltaClient):
         client.subs = like.subs

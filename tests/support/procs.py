@@ -134,7 +134,7 @@ def _control_plane_of(targets: str) -> tuple[str, bool] | None:
     """(data dir, insecure) of the control plane started here that listens on one of `targets`."""
     wanted = set(targets.split(","))
     for proc, data_dir, insecure in reversed(_CONTROL_PLANES):
-        if proc.addresses.get("control-plane") in wanted:
+        if proc.popen.poll() is None and proc.addresses.get("control-plane") in wanted:
             return data_dir, insecure
     return None
 
