@@ -191,17 +191,20 @@ async def _first_answer(target: str, creds: ClientCredentials, node_id: str, met
     async with creds.aio_channel(target) as channel:
         stub = discovery_pb2_grpc.DiscoveryStub(channel)
         node = discovery_pb2.Node(id=node_id)
-        if method == "sotw":
-            call = stub.StreamResources()
-            await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=resources.ROUTES))
-        else:
-            call = stub.DeltaResources()
-            await call.write(discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=resources.ROUTES,
-                                                                 resource_names_subscribe=["*"]))
+        call = stub.StreamResources() if method == "sotw" else stub.DeltaResources()
         try:
+            if method == "sotw":
+                await call.write(discovery_pb2.DiscoveryRequest(node=node, type_url=resources.ROUTES))
+            else:
+                await call.write(discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=resources.ROUTES,
+                                                                     resource_names_subscribe=["*"]))
             return await asyncio.wait_for(call.read(), 10)
-        except grpc.aio.AioRpcError as e:
+        except grpc.aio.AioRpcError as e:   # refused before or after the first request went out
             return e
+        except asyncio.InvalidStateError:
+            await call.code()
+            return grpc.aio.AioRpcError(await call.code(), grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                        await call.details())
         finally:
             call.cancel()
 
