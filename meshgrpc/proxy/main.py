@@ -26,7 +26,9 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
-from meshgrpc.control_channel import Keepalive, client_options
+from meshgrpc.control_channel import CredentialError, Keepalive, client_options
+from meshgrpc.identity.issuer import IssueFailed
+from meshgrpc.identity.joining import discovery_credentials
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
@@ -73,10 +75,12 @@ class Proxy:
                            replay_memory=args.replay_memory)
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
+        self.identity, credentials = discovery_credentials(args)
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
+            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
+            credentials=credentials)
         self.draining = False
         self.listener = None
 
@@ -97,6 +101,14 @@ class Proxy:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.identity is not None:
+            try:
+                await self.identity.join()
+            except IssueFailed as e:
+                print(f"meshgrpc proxy: the control plane refused a certificate for {self.args.service}: {e}",
+                      file=sys.stderr)
+                return 1
+            self.identity.start()
         self.client.start()
         self.outliers.start()
         if self.reuse_port:
@@ -126,6 +138,8 @@ class Proxy:
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
         drained = await listener.drain(self.args.drain_timeout)
         await self.client.stop()
+        if self.identity is not None:
+            await self.identity.stop()
         await self.outliers.stop()
         await self.health.stop()
         await self.pools.close()
@@ -165,6 +179,11 @@ def run(args) -> int:
         split_targets(args.control_plane)
     except ValueError as e:
         print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
+        return 2
+    try:
+        discovery_credentials(args)
+    except CredentialError as e:
+        print(f"meshgrpc proxy: {e}", file=sys.stderr)
         return 2
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
