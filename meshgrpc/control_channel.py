@@ -17,6 +17,15 @@ server must permit the clients' interval: by default it permits pings twice as
 often as proxies send them, as timers drift and a client told "too_many_pings"
 doubles its interval anyway.
 
+Credentials. The control plane serves TLS with a certificate from the mesh's CA
+(controlplane/trust.py) and wants a credential on every call: a bearer token
+(`authorization: Bearer ...`, sent as gRPC access-token call credentials, which
+grpcio sends only over TLS) or, on its mTLS port, a workload certificate. A
+client's `ClientCredentials` carry the CA bundle and one of those; by default the
+CLI finds both where a local control plane writes them (`.meshgrpc/ca.pem`,
+`.meshgrpc/admin.token`), MESHGRPC_TOKEN overriding the token. `--insecure`
+(plaintext) talks to a control plane run with --insecure.
+
 Message sizes. A config file may be 16 MiB (config/bounds.py); as a protobuf
 message it is usually smaller, but lists of one-letter strings grow 1.5x, and `get`
 adds registered endpoints, so both ends allow twice that instead of gRPC's default
@@ -26,6 +35,9 @@ adds registered endpoints, so both ends allow twice that instead of gRPC's defau
 from __future__ import annotations
 
 import dataclasses
+import os
+
+import grpc
 
 from meshgrpc.config.bounds import MAX_FILE_BYTES
 
@@ -65,3 +77,82 @@ def server_options(min_ping_interval: float = SERVER_MIN_INTERVAL) -> tuple[tupl
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
+
+
+DEFAULT_DATA_DIR = ".meshgrpc"
+DEFAULT_TOKEN_FILE = os.path.join(DEFAULT_DATA_DIR, "admin.token")
+DEFAULT_CA_FILE = os.path.join(DEFAULT_DATA_DIR, "ca.pem")
+TOKEN_ENV = "MESHGRPC_TOKEN"
+
+
+class CredentialError(Exception):
+    """A client's credentials cannot be read; the message says which file and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientCredentials:
+    """What a client presents to the control plane. `insecure`: plaintext, nothing
+    else. Otherwise TLS checked against `ca_bundle`, with `token` as a bearer token
+    and/or `key_pem`+`chain_pem` as a client certificate."""
+
+    insecure: bool = False
+    ca_bundle: bytes = b""
+    token: str = ""
+    key_pem: bytes = b""
+    chain_pem: bytes = b""
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        tls = grpc.ssl_channel_credentials(self.ca_bundle, self.key_pem or None, self.chain_pem or None)
+        if not self.token:
+            return tls
+        return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(self.token))
+
+    def channel(self, target: str, options=()) -> grpc.Channel:
+        if self.insecure:
+            return grpc.insecure_channel(target, options=options)
+        return grpc.secure_channel(target, self.channel_credentials(), options=options)
+
+    def aio_channel(self, target: str, options=()) -> grpc.aio.Channel:
+        if self.insecure:
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, self.channel_credentials(), options=options)
+
+    def __repr__(self) -> str:   # never the token
+        kind = "insecure" if self.insecure else "tls" + (" +token" if self.token else "") + \
+            (" +certificate" if self.chain_pem else "")
+        return f"ClientCredentials({kind})"
+
+
+INSECURE = ClientCredentials(insecure=True)
+
+
+def credentials_from_args(args) -> ClientCredentials:
+    """The credentials --insecure, --ca-file, --token-file and MESHGRPC_TOKEN say.
+    Raises CredentialError."""
+    if getattr(args, "insecure", False):
+        return INSECURE
+    ca_file = getattr(args, "ca_file", None) or DEFAULT_CA_FILE
+    try:
+        with open(ca_file, "rb") as f:
+            ca_bundle = f.read()
+    except OSError as e:
+        raise CredentialError(f"cannot read the control plane's CA bundle {ca_file}: {e.strerror} (a control "
+                              f"plane writes it into its data dir; pass --ca-file, or --insecure for a control "
+                              f"plane run with --insecure)") from None
+    return ClientCredentials(ca_bundle=ca_bundle, token=read_token(getattr(args, "token_file", None)))
+
+
+def read_token(token_file: str | None) -> str:
+    """MESHGRPC_TOKEN, else the token in `token_file`, else the default admin token
+    file when this user can read it, else "" (the control plane then says
+    UNAUTHENTICATED). Raises CredentialError for a named file that cannot be read."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    path = token_file or DEFAULT_TOKEN_FILE
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        if token_file:
+            raise CredentialError(f"cannot read --token-file {token_file}: {e.strerror}") from None
+        return ""

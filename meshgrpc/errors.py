@@ -56,3 +56,19 @@ class FailedPrecondition(MeshError):
 
 class Unavailable(MeshError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(MeshError):
+    """The call carries no credential the control plane accepts."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(MeshError):
+    """The caller is known but may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(MeshError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

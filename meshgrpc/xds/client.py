@@ -26,6 +26,7 @@ from meshgrpc.addresses import split_targets
 from meshgrpc.backoff import Backoff
 from meshgrpc.tasks import OwnedTask
 from meshgrpc.config.resources import TYPE_ORDER, unpack
+from meshgrpc.control_channel import INSECURE
 from meshgrpc.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,10 @@ class DiscoveryClient:
                  on_update: OnUpdate, *, rng: random.Random | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  initial_backoff: float = 0.1, max_backoff: float = 5.0,
-                 channel_options: tuple = ()) -> None:
+                 channel_options: tuple = (), credentials=INSECURE) -> None:
+        """`credentials`: what opens each stream's channel (`aio_channel(target,
+        options)`): control_channel.ClientCredentials, or a workload's identity,
+        whose certificate is the current one at every reconnect."""
         unknown = [t for t in subscriptions if t not in TYPE_ORDER]
         if unknown:
             raise ValueError(f"unknown resource types {unknown}")
@@ -55,6 +59,7 @@ class DiscoveryClient:
         self._sleep = sleep
         self._initial_backoff, self._max_backoff = initial_backoff, max_backoff
         self._channel_options = channel_options
+        self._credentials = credentials
         self.versions: dict[str, str] = {}
         self.connected = False
         self.connects = 0  # streams established so far (observable in tests and admin)
@@ -90,7 +95,7 @@ class DiscoveryClient:
 
     async def _stream_once(self) -> bool:
         """Runs one stream until it ends; True if it was established."""
-        async with grpc.aio.insecure_channel(self.target, options=self._channel_options) as channel:
+        async with self._credentials.aio_channel(self.target, options=self._channel_options) as channel:
             call = channel.stream_stream(
                 METHOD, request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
                 response_deserializer=discovery_pb2.DiscoveryResponse.FromString)()

@@ -182,7 +182,7 @@ class DeltaClient(DiscoveryClient):
         self.versions = self.subs.versions
 
     async def _stream_once(self) -> bool:
-        async with grpc.aio.insecure_channel(self.target, options=self._channel_options) as channel:
+        async with self._credentials.aio_channel(self.target, options=self._channel_options) as channel:
             call = channel.stream_stream(
                 METHOD, request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
                 response_deserializer=discovery_pb2.DeltaDiscoveryResponse.FromString)()

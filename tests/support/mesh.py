@@ -182,6 +182,7 @@ class Mesh:
         self.backend_procs: dict[str, Proc] = {}
         self.control_plane: Proc | None = None
         self.cp_address: str | None = None
+        self.cp_mtls_address: str | None = None
         self.proxies: dict[str, ProxyHandle] = {}
         self._files = 0
 
@@ -233,13 +234,19 @@ class Mesh:
         """Starts `meshgrpc control-plane` on the mesh's data dir (with `config` as
         --config when given, and `extra` flags); returns its address. `attempts` > 1
         retries a bind failure (restarting on a port the previous process just released)."""
+        # A restart on the same address keeps the mTLS port too (clients' bootstraps name it).
+        mtls = self.cp_mtls_address if listen == self.cp_address and self.cp_mtls_address else "127.0.0.1:0"
         args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
+        if "--insecure" not in extra and "--listen-mtls" not in extra:
+            args += ["--listen-mtls", mtls]
         if config is not None:
             args += ["--config", self.write_config(config)]
         for attempt in range(attempts):
             proc = self._own(meshgrpc(*args))
             try:
                 self.cp_address = proc.address("control-plane", START_TIMEOUT)
+                if "--listen-mtls" in args:
+                    self.cp_mtls_address = proc.address("control-plane-mtls", START_TIMEOUT)
                 self.control_plane = proc
                 return self.cp_address
             except AssertionError:

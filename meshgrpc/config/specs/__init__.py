@@ -9,6 +9,7 @@ with the meaning documented in resources.proto; validation reads the same
 defaults. Specs compare by value, so "did this cluster change?" is `==`.
 """
 
+from meshgrpc.config.specs.authz import AuthorizationPolicySpec, AuthorizationRuleSpec, authorization_policy_spec
 from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, FailurePenaltySpec, HealthCheckSpec, LeastRequestSpec,
     OutlierSpec, OutOfBandLoadReportsSpec, PeakEwmaSpec, PrequalSpec, RetryBudgetSpec, RingHashSpec,
@@ -21,6 +22,7 @@ from meshgrpc.config.specs.routes import (
 )
 
 __all__ = [
+    "AuthorizationPolicySpec", "AuthorizationRuleSpec", "authorization_policy_spec",
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FailurePenaltySpec", "FaultSpec",
     "HeaderMatcherSpec", "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec",
     "MirrorSpec", "OutlierSpec", "OutOfBandLoadReportsSpec", "PeakEwmaSpec", "PrequalSpec", "RateLimitSpec",
