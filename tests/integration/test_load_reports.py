@@ -1,5 +1,7 @@
 """Backend load reports end to end (issue 14): grpcio servers using meshgrpc.orca
-report per call in trailers and out of band, and a real `meshgrpc proxy` balances
+report per call in trailers (read and stripped by the relay's hook,
+take_load_report, on the bytes a real server sends) and out of band (the proxy's
+grpcio streams: a backend without ORCA is not asked again), and a real `meshgrpc proxy` balances
 on what they report: WEIGHTED_ROUND_ROBIN on out-of-band reports (gRFC A58's
 weights, and the mean once a backend stops reporting), PREQUAL on probes (and on
 its own view of a backend that does not serve ORCA).
@@ -29,10 +31,16 @@ from google.protobuf.duration_pb2 import Duration
 
 from helloworld import helloworld_pb2, helloworld_pb2_grpc
 from meshgrpc import orca, orca_wire
-from meshgrpc.proxy.load_reports.report import TRAILER, decode_trailer
+from meshgrpc.config import specs
+from meshgrpc.proxy.cluster import ClusterSet
+from meshgrpc.proxy.load_reports.oob import OobSubscriber
+from meshgrpc.proxy.load_reports.report import TRAILER, decode_trailer, take_load_report
+from meshgrpc.proxy.load_reports.streams import GrpcioStreams
 from tests.integration.test_balancing import CLUSTER, one_cluster, share
 from tests.support.mesh import Load, Mesh, backend_of
+from tests.support.clock import FakeClock
 from tests.support.procs import poll_until
+from tests.unit.balancer_helpers import endpoints
 
 SAY_HELLO = "/helloworld.Greeter/SayHello"
 
@@ -92,7 +100,7 @@ class AioServer:
         self.loop.close()
 
 
-def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) -> dict[bytes, bytes]:
+def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) -> list[tuple[bytes, bytes]]:
     """The trailers of one unary gRPC call made over raw HTTP/2 (grpcio's client keeps
     endpoint-load-metrics-bin to itself; the proxy, like this client, sees the wire)."""
     host, port = address.rsplit(":", 1)
@@ -111,7 +119,7 @@ def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) 
                 if isinstance(e, ev.DataReceived):
                     conn.acknowledge_received_data(e.flow_controlled_length, 1)
                 elif isinstance(e, ev.TrailersReceived):
-                    return dict(e.headers)
+                    return list(e.headers)
             sock.sendall(conn.data_to_send())
 
 
@@ -136,11 +144,19 @@ def oob_reports(address: str, interval: float, count: int) -> tuple[list[OrcaLoa
 def check_backend(address: str) -> None:
     request = helloworld_pb2.HelloRequest(name="x").SerializeToString()
     for _ in range(5):
-        trailers = raw_trailers(address, SAY_HELLO, request)
+        wire = raw_trailers(address, SAY_HELLO, request)
+    trailers = dict(wire)
     assert trailers[b"grpc-status"] == b"0" and trailers[b"x-app"] == b"kept"  # the application's trailers stay
     report = decode_trailer(trailers[TRAILER])
     assert report.rif == 0.0  # the call itself is done when its report is made
     assert report.qps > 0 and report.latency_s >= 0.004 and report.application_utilization == 0.25
+    # The relay's hook on these very trailers: the report reaches the endpoint and is
+    # stripped from what goes downstream, the rest kept in order; kept when the route says so.
+    endpoint = endpoints(address, clock=FakeClock())[0]
+    forwarded = take_load_report(wire, endpoint, keep=False)
+    assert forwarded == [h for h in wire if h[0] != TRAILER] and dict(forwarded)[b"x-app"] == b"kept"
+    assert endpoint.stats.load.report == report
+    assert take_load_report(wire, endpoint, keep=True) is wire and endpoint.stats.load.reports == 2
     reports, times = oob_reports(address, 0.2, 3)
     assert times[0] < 0.2, f"the first report should come at once, came after {times[0]:.3f}s"
     assert times[2] - times[0] >= 0.35, f"reports every 0.2 s: {times}"
@@ -166,6 +182,63 @@ def test_aio_server_reports_in_trailers_and_out_of_band():
         check_backend(server.address)
     finally:
         server.stop()
+
+
+class CountingStreams(GrpcioStreams):
+    """The proxy's grpcio stream opener, counting the streams it opens per address."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[str, int] = {}
+
+    def open(self, address: str, method: str, request: bytes):
+        self.opened[address] = self.opened.get(address, 0) + 1
+        return super().open(address, method, request)
+
+
+def test_out_of_band_streams_on_grpcio_stop_asking_a_backend_without_orca():
+    reporter = orca.LoadReporter()
+    reporter.set_utilization(0.25)
+    reporting, reporting_address = sync_server(reporter)
+    plain = grpc.server(futures.ThreadPoolExecutor(2))  # a greeter without OpenRcaService
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), plain)
+    plain_address = f"127.0.0.1:{plain.add_insecure_port('127.0.0.1:0')}"
+    plain.start()
+
+    async def scenario():
+        spec = specs.ClusterSpec(name="api", out_of_band_load_reports=specs.OutOfBandLoadReportsSpec(0.1))
+        eps = tuple(specs.EndpointSpec(a, "127.0.0.1", int(a.rsplit(":", 1)[1]))
+                    for a in (reporting_address, plain_address))
+        clusters = ClusterSet.build({"api": spec}, {"api": eps})
+        streams = CountingStreams()
+        oob = OobSubscriber(streams, clusters.record_load)
+        oob.sync(clusters)
+        load = clusters.get("api").endpoint(reporting_address).stats.load
+        try:
+            await wait_async(lambda: oob.unimplemented() == {("api", plain_address)}, 10, "the refusal")
+            seen = load.reports
+            # Ten more reports at 0.1 s: a second on which the refused backend is not asked again.
+            await wait_async(lambda: load.reports >= seen + 10, 10, "reports at 0.1s")
+            assert streams.opened == {reporting_address: 1, plain_address: 1}, streams.opened
+            assert oob.subscribed() == {("api", reporting_address)}
+            assert load.report.application_utilization == 0.25
+            assert clusters.get("api").endpoint(plain_address).stats.load.report is None
+        finally:
+            await oob.stop()
+            await streams.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reporting.stop(0)
+        plain.stop(0)
+
+
+async def wait_async(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- through a real proxy
