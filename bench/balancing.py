@@ -353,10 +353,57 @@ def markdown(result: dict, chart: str | None) -> str:
                      f"| {row['p99_ms']:.1f} | {row['p999_ms']:.1f} | {row['error_rate']:.2%} "
                      f"| {row['utilization_max']:.2f} / {row['utilization_mean']:.2f} "
                      f"| {row['proxy_cpu_us_per_call']:.0f} | {row['probes_per_call']:.2f} | {versus} |")
+    lines += ["", *verdict(rows)]
     if chart:
         lines += ["", f"![p99 per scenario and policy]({os.path.basename(chart)})"]
     lines += ["", f"Raw numbers per run: `{os.path.basename(result['json'])}`."]
     return "\n".join(lines) + "\n"
+
+
+def verdict(rows: dict[tuple[str, float, str], dict], load: float = 0.9) -> list[str]:
+    """Issue 14's test of a default policy, read off the medians at `load`: where
+    backends differ (heterogeneous, antagonist) a p99 at most half ROUND_ROBIN's and
+    below PEAK_EWMA's (the default it would replace); where they do not, at most 10%
+    above ROUND_ROBIN's. Lines for the report: each policy's p99 as a multiple of
+    ROUND_ROBIN's and PEAK_EWMA's, whether it passes, and the policy these numbers
+    recommend: of those that pass, the lowest geometric-mean p99 over the uneven
+    scenarios; PEAK_EWMA (kept) when none does."""
+    def p99(scenario: str, policy: str) -> float | None:
+        row = rows.get((scenario, load, policy))
+        return row["p99_ms"] if row else None
+
+    uneven = [s for s in ("heterogeneous", "antagonist") if p99(s, "ROUND_ROBIN") and p99(s, "PEAK_EWMA")]
+    if not uneven:
+        return [f"No verdict: ROUND_ROBIN and PEAK_EWMA did not both run at {load:.0%} in an uneven scenario."]
+    policies = sorted({p for s, l, p in rows if l == load and s in uneven} - {"ROUND_ROBIN", "PEAK_EWMA"})
+    lines = [f"Verdict at {load:.0%} load, p99 as a multiple of ROUND_ROBIN's / PEAK_EWMA's (issue 14 asks of a "
+             "new default at most 0.5× / below 1× where backends differ, at most 1.1× ROUND_ROBIN's where "
+             "they do not):", ""]
+    passing: dict[str, float] = {}
+    for policy in ["PEAK_EWMA", *policies]:
+        parts, ok = [], True
+        for s in uneven:
+            mine = p99(s, policy)
+            if mine is None:
+                ok = False
+                continue
+            versus_rr, versus_ewma = mine / p99(s, "ROUND_ROBIN"), mine / p99(s, "PEAK_EWMA")
+            parts.append(f"{s} {versus_rr:.2f}× / {versus_ewma:.2f}×")
+            ok &= versus_rr <= 0.5 and versus_ewma < 1.0
+        homogeneous, rr_homogeneous = p99("homogeneous", policy), p99("homogeneous", "ROUND_ROBIN")
+        if homogeneous and rr_homogeneous:
+            parts.append(f"homogeneous {homogeneous / rr_homogeneous:.2f}× ROUND_ROBIN's")
+            ok &= homogeneous <= 1.1 * rr_homogeneous
+        if policy == "PEAK_EWMA":
+            lines.append(f"- PEAK_EWMA (the default today): {'; '.join(parts)}")
+            continue
+        if ok:
+            passing[policy] = statistics.geometric_mean([p99(s, policy) for s in uneven])
+        lines.append(f"- {policy}: {'; '.join(parts)} — {'passes' if ok else 'does not pass'}")
+    best = min(passing, key=passing.get) if passing else None
+    lines += ["", f"Recommended default from this run: {best}." if best else
+              "Recommended default from this run: PEAK_EWMA stays (no other policy passes every test)."]
+    return lines
 
 
 def plot(result: dict, path: str) -> str | None:
