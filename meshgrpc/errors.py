@@ -56,3 +56,9 @@ class FailedPrecondition(MeshError):
 
 class Unavailable(MeshError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(MeshError):
+    """A bound the server keeps was reached (e.g. how many proxies may report load)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -59,6 +59,13 @@ class ProxyMetrics:
     def on_nack(self) -> None:
         self.nacks += 1
 
+    def route_calls(self) -> dict[tuple[str, str], int]:
+        """Calls finished so far per (route, cluster), every status together (for load reports)."""
+        totals: dict[tuple[str, str], int] = {}
+        for (route, cluster, _, _), stats in list(self._calls.items()):
+            totals[route, cluster] = totals.get((route, cluster), 0) + stats.count
+        return totals
+
     def render(self) -> bytes:
         return generate_latest(self._registry)
 

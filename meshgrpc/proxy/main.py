@@ -16,6 +16,7 @@ import random
 import signal
 import socket
 import sys
+import time
 
 import uvloop
 
@@ -29,7 +30,9 @@ from meshgrpc.control_channel import Keepalive, client_options
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
+from meshgrpc.proxy import load_report, load_stream
 from meshgrpc.proxy.listener import serve
+from meshgrpc.proxy.load_reporter import LoadReporter
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -76,7 +79,18 @@ class Proxy:
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
+        self.load_reporter = self._load_reporter(rng)
         self.draining = False
+
+    def _load_reporter(self, rng: random.Random) -> LoadReporter:
+        """Load reports to the control plane, on the discovery stream's channel options."""
+        routes = load_report.RouteCallDeltas(self.metrics.route_calls)
+        return LoadReporter(
+            self.client.targets, lambda: load_report.hello(self.client.node, self.configurator.versions),
+            lambda window_s: load_report.build_report(self.holder.current.clusters, routes.take(),
+                                                      self.configurator.versions, window_s, time.monotonic()),
+            load_stream.connector(discovery_channel_options(self.args.discovery_keepalive)),
+            clock=time.monotonic, rng=rng)
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
@@ -94,6 +108,7 @@ class Proxy:
             loop.add_signal_handler(sig, stop.set)
         self.client.start()
         self.outliers.start()
+        self.load_reporter.start()
         if self.reuse_port:
             # The kernel hands connections to every worker bound to the port, and /ready
             # (worker 0's) cannot speak for the others: a worker joins the port only once
@@ -120,6 +135,7 @@ class Proxy:
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
         drained = await listener.drain(self.args.drain_timeout)
         await self.client.stop()
+        await self.load_reporter.stop()
         await self.outliers.stop()
         await self.health.stop()
         await self.pools.close()
