@@ -45,7 +45,8 @@ def write_config(mesh: dict, path: str) -> str:
 
 
 def start_control_plane(config: str, data_dir: str) -> tuple[Proc, str]:
-    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--data-dir", data_dir)
+    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--data-dir", data_dir)
     return cp, _address(cp, "control-plane")
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 
 DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
+DEFAULT_HTTP = "127.0.0.1:15014"   # Istio's monitoring port
 
 
 def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="clients may send keepalive pings this often on a connection without data; sooner "
                         "ones draw GOAWAY too_many_pings after 2 strikes. Keep it at most the proxies' "
                         "--discovery-keepalive (default 10)")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the dashboard, its JSON (/api/v1/mesh) and /metrics, read-only (default {DEFAULT_HTTP}; "
+                        "'' turns it off)")
+    p.add_argument("--load-report-interval", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="how often proxies send load reports (told to each proxy; default 2)")
     # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
     # (tests make configs gRPC rejects with it).
     p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from google.protobuf import json_format
 
-from meshgrpc.admin.http import Response
+from meshgrpc.admin.http import Handler, Response, no_query
 from meshgrpc.config import resources
 from meshgrpc.config.specs import describe
 
@@ -31,9 +31,10 @@ class AdminViews:
         self._draining = draining
         self._in_flight = in_flight
 
-    def routes(self) -> dict[str, Callable[[], Response]]:
-        return {"/ready": self.ready, "/config_dump": self.config_dump, "/clusters": self.clusters,
-                "/metrics": self.metrics}
+    def routes(self) -> dict[str, Handler]:
+        pages = {"/ready": self.ready, "/config_dump": self.config_dump, "/clusters": self.clusters,
+                 "/metrics": self.metrics}
+        return {path: no_query(page) for path, page in pages.items()}
 
     def ready(self) -> Response:
         """200 only once a complete config is applied and while not draining."""

@@ -21,20 +21,27 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from meshgrpc.addresses import split_address
+from meshgrpc.admin.http import AdminServer
 from meshgrpc.control_channel import server_options
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
 from meshgrpc.controlplane.etcd_store import EtcdStore, parse_store_url
 from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
 from meshgrpc.controlplane.guard import removal_limit
+from meshgrpc.controlplane.load_book import LoadBook
+from meshgrpc.controlplane.load_service import LoadReportingServicer
 from meshgrpc.controlplane.management import ManagementServicer
+from meshgrpc.controlplane.metrics import ControlPlaneMetrics
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.store import SqliteStore, Store
+from meshgrpc.dashboard.server import DashboardPages
 from meshgrpc.errors import MeshError
 from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
@@ -102,11 +109,46 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
     return await _run_server(args, controller, publisher, registry, cache, watcher)
 
 
+class _Visibility:
+    """What the control plane shows of itself: load reports, metrics, the dashboard."""
+
+    def __init__(self, args, controller: Controller, publisher: Publisher, cache: SnapshotCache) -> None:
+        self.book = LoadBook(args.load_report_interval)
+        translator = load_translator(getattr(args, "proxyless_translator", ""))
+        self.servers: list[DiscoveryServer] = []
+        self.metrics = ControlPlaneMetrics(self.servers, lambda: len(self.book),
+                                           lambda: controller.state.registration_count(), clock=time.monotonic)
+        self.servers += [DiscoveryServer(cache, observer=self.metrics),
+                         AdsServer(cache, translator=translator, observer=self.metrics)]
+        controller.on_commit, publisher.on_published = self.metrics.on_commit, self.metrics.on_published
+        self.pages = DashboardPages(cache, self.book, self.servers,
+                                    lambda: {t: tv.version for t, tv in publisher.versions.items()}, self.metrics)
+        self.http: AdminServer | None = None
+
+    async def start_http(self, listen: str) -> bool:
+        """Serves the dashboard on `listen` ("" = not at all); False if it cannot bind."""
+        if not listen:
+            return True
+        try:
+            host, port = split_address(listen, listen=True)
+            self.http = AdminServer(self.pages.routes())
+            host, port = await self.http.start(host, port)
+        except (ValueError, OSError) as e:
+            print(f"meshgrpc control-plane: --http {listen}: {e}", file=sys.stderr)
+            return False
+        log.info("dashboard listening on %s:%d (http://%s:%d/)", host, port, host, port)
+        return True
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
-    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval,
-                                            load_translator(getattr(args, "proxyless_translator", "")))
+    seen = _Visibility(args, controller, publisher, cache)
+    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval, seen)
     port = _bind(server, args.listen)
-    if port is None:
+    if port is None or not await seen.start_http(args.http):
         return 1
     await server.start()
     log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], port)
@@ -122,6 +164,7 @@ async def _run_server(args, controller, publisher, registry, cache, watcher) -> 
         await health_servicer.enter_graceful_shutdown()
         await registry.stop()   # first: streams ended by the shutdown must not unregister
         await server.stop(GRACE_SECONDS)
+        await seen.close()
         for component in owned:
             await component.stop()
     return 1 if failed else 0
@@ -155,14 +198,13 @@ def _file_applier(controller: Controller):
     return apply
 
 
-def _build_server(controller, publisher, registry, cache, min_ping_interval: float, translator):
+def _build_server(controller, publisher, registry, cache, min_ping_interval: float, seen: _Visibility):
     server = grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS])
-    discovery = DiscoveryServer(cache)
-    discovery.add_to(server)
-    # Proxyless gRPC clients: Envoy xDS v3 on the same port.
-    ads = AdsServer(cache, translator=translator)
-    ads.add_to(server)
-    ManagementServicer(controller, publisher, registry, cache, (discovery, ads)).add_to(server)
+    # Sidecars' discovery, and proxyless gRPC clients' Envoy xDS v3, on the same port.
+    for discovery in seen.servers:
+        discovery.add_to(server)
+    ManagementServicer(controller, publisher, registry, cache, tuple(seen.servers)).add_to(server)
+    LoadReportingServicer(seen.book).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer

@@ -24,7 +24,8 @@ def start_control_plane(backing, *extra: str) -> tuple[Proc, str]:
     """A control plane on `backing`: tests/conftest.py's Backing (SQLite or etcd), or
     a data dir for the SQLite store."""
     store = backing.args if hasattr(backing, "args") else ("--data-dir", str(backing))
-    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", *store, *extra)
+    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", *store,
+                    *extra)
     return proc, proc.address("control-plane")
 
 

@@ -232,7 +232,7 @@ class Mesh:
         """Starts `meshgrpc control-plane` on the mesh's data dir (with `config` as
         --config when given, and `extra` flags); returns its address. `attempts` > 1
         retries a bind failure (restarting on a port the previous process just released)."""
-        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
+        args = ["control-plane", "--listen", listen, "--http", "127.0.0.1:0", "--data-dir", self.data_dir, *extra]
         if config is not None:
             args += ["--config", self.write_config(config)]
         for attempt in range(attempts):
