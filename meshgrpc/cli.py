@@ -156,6 +156,16 @@ def _parser() -> argparse.ArgumentParser:
                         "is not answered within 10 s more; the control plane must permit it (its "
                         "--min-ping-interval, default 10) (default 20)")
 
+    p = sub.add_parser("explain", help="ask a proxy which route, cluster and endpoint it would take for a call, "
+                                       "and why")
+    p.add_argument("path", metavar="/pkg.Service/Method")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="a request header of the call (repeatable)")
+    p.add_argument("--authority", default="", help="the call's :authority (default: the proxy's listen address)")
+    p.add_argument("--proxy", default="127.0.0.1:15000", metavar="ADMIN_ADDR",
+                   help="the proxy's admin address (default 127.0.0.1:15000)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
     p = sub.add_parser("demo", help="run a control plane, a proxy and sample backends with a live table")
     p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
                    help="stop after this long (default 0: until Ctrl-C); the canary change comes halfway")
@@ -163,6 +173,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="when to apply the canary change if --duration is 0 (default 20)")
     p.add_argument("--rate", type=float, default=200.0, help="client calls per second (default 200)")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs after a clean exit")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the control plane's dashboard (default {DEFAULT_HTTP}; its URL is printed first)")
     return parser
 
 
@@ -183,6 +195,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "proxy":
         from meshgrpc.proxy import main
         return main.run(args)
+    if args.command == "explain":
+        from meshgrpc import explain_command
+        return explain_command.run(args)
     if args.command == "demo":
         from meshgrpc import demo
         return demo.run(args)

@@ -101,9 +101,23 @@ class EndpointState:
     @property
     def usable(self) -> bool:
         """Should get calls: eligible, healthy by config and checks, not ejected."""
+        return self.unusable_reason() is None
+
+    def unusable_reason(self, now: float | None = None) -> str | None:
+        """Why the endpoint gets no calls (outside panic mode); None when it is usable."""
         s = self.stats
-        return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
-                and (s.check_healthy or not self._checked) and s.unreachable_until <= self._clock())
+        if self.weight <= 0:
+            return "weight 0"
+        if self.health in _NOT_PICKED:
+            return f"{self.health} by the control plane"
+        if s.outlier.ejected_until is not None:
+            return "ejected by outlier detection"
+        if self._checked and not s.check_healthy:
+            return "failing its active health checks"
+        now = self._clock() if now is None else now
+        if s.unreachable_until > now:
+            return f"unreachable: in its reconnect back-off for {s.unreachable_until - now:.2f}s"
+        return None
 
     @property
     def in_flight(self) -> int:

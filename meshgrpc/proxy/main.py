@@ -122,7 +122,8 @@ class Proxy:
 
     async def _start_admin(self, listener) -> AdminServer:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
-                           draining=lambda: self.draining, in_flight=listener.in_flight)
+                           draining=lambda: self.draining, in_flight=listener.in_flight,
+                           authority=f"{listener.host}:{listener.port}")
         admin = AdminServer(views.routes())
         host, port = split_address(self.args.admin, listen=True)
         bound_host, bound_port = await admin.start(host, port)

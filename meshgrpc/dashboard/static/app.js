@@ -38,7 +38,7 @@ function badge(state) {
 function topology(mesh) {
   const svg = document.getElementById("topology");
   svg.replaceChildren();
-  const rowH = 30, top = 14, width = svg.clientWidth || 1000;
+  const rowH = 38, top = 18, width = svg.clientWidth || 1000;
   const x = { route: 8, cluster: Math.round(width * 0.42), endpoint: Math.round(width * 0.72) };
   const nodeW = { route: Math.round(width * 0.25), cluster: Math.round(width * 0.17), endpoint: Math.round(width * 0.26) };
   const endpointY = new Map(), clusterY = new Map();
@@ -68,7 +68,7 @@ function topology(mesh) {
       if (!clusterY.has(split.cluster)) continue;
       const label = `${percent(split.weight_share)} \u00b7 ${perSecond(split.calls_per_s)}/s`;
       edge(edges, x.route + nodeW.route, routeY[i], x.cluster, clusterY.get(split.cluster),
-           stroke(split.calls_per_s), split.weight === 0 || split.calls_per_s === 0, label);
+           stroke(split.calls_per_s), split.weight === 0 || split.calls_per_s === 0, label, 0.3);
     }
     node(nodes, x.route, routeY[i], nodeW.route, route.name, route.match, "route");
   });
@@ -77,28 +77,32 @@ function topology(mesh) {
     for (const ep of cluster.endpoints) {
       const ey = endpointY.get(cluster.name + "|" + ep.address);
       edge(edges, x.cluster + nodeW.cluster, cy, x.endpoint, ey, stroke(ep.calls_per_s || 0),
-           !ep.calls_per_s, `${perSecond(ep.calls_per_s)}/s`);
+           !ep.calls_per_s, `${perSecond(ep.calls_per_s)}/s`, 0.85);
       node(nodes, x.endpoint, ey, nodeW.endpoint, ep.address, ep.health, "endpoint " + ep.health);
     }
     node(nodes, x.cluster, cy, nodeW.cluster, cluster.name, cluster.lb_policy, "cluster");
   }
 }
 
+// A box with its name on top and a detail line under it.
 function node(parent, x, y, w, title, subtitle, kind) {
   const g = svgEl("g", { class: kind });
-  g.append(svgEl("rect", { class: "node", x, y: y - 11, width: w, height: 22, rx: 4 }));
-  g.append(svgEl("text", { x: x + 6, y: y + 4 }, title));
-  if (subtitle) g.append(svgEl("text", { class: "label", x: x + w - 6, y: y + 4, "text-anchor": "end" }, subtitle));
+  g.append(svgEl("rect", { class: "node", x, y: y - 15, width: w, height: 30, rx: 4 }));
+  g.append(svgEl("text", { x: x + 6, y: y - 2 }, title));
+  if (subtitle) g.append(svgEl("text", { class: "label", x: x + 6, y: y + 11 }, subtitle));
   parent.append(g);
 }
 
-function edge(parent, x1, y1, x2, y2, width, idle, label) {
+// `labelAt` 0..1: where along the edge its label goes (near the source for a
+// route's splits, which fan out; near the target for a cluster's endpoints).
+function edge(parent, x1, y1, x2, y2, width, idle, label, labelAt) {
   const mid = (x1 + x2) / 2;
   parent.append(svgEl("path", {
     class: "edge" + (idle ? " idle" : ""), "stroke-width": width.toFixed(1),
     d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
   }));
-  parent.append(svgEl("text", { class: "label", x: mid, y: (y1 + y2) / 2 - 4, "text-anchor": "middle" }, label));
+  const lx = x1 + (x2 - x1) * labelAt, ly = y1 + (y2 - y1) * labelAt - 5;
+  parent.append(svgEl("text", { class: "label", x: lx, y: ly, "text-anchor": "middle" }, label));
 }
 
 // ------------------------------------------------------------------ endpoint table
@@ -110,7 +114,7 @@ function endpointTable(mesh) {
     for (const ep of cluster.endpoints) {
       const share = ep.share || 0;
       const bar = el("span", { class: "bar" }, el("span", { style: `width:${(share * 100).toFixed(1)}%` }));
-      rows.push(el("tr", { dataset: { cluster: cluster.name, endpoint: ep.address } },
+      rows.push(el("tr", { dataset: { cluster: cluster.name, endpoint: ep.address, calls: String(ep.calls_per_s || 0) } },
         el("td", { text: cluster.name }),
         el("td", { text: ep.address }),
         el("td", { text: ep.zone || "" }),
