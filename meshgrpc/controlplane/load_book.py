@@ -99,6 +99,7 @@ class ProxyWindow:
 @dataclasses.dataclass(slots=True)
 class _Slot:
     calls: float = 0.0
+    failures: float = 0.0
     p50_weighted: float = 0.0    # sum of p50 x calls
     p50_calls: float = 0.0
     p99: float | None = None
@@ -127,7 +128,9 @@ class Series:
             if overlap <= 0 and span > 0:
                 continue
             slot = self._by_slot.setdefault(k, {}).setdefault(key, _Slot())
-            slot.calls += e.calls * (overlap / span if span > 0 else 1.0)
+            share = overlap / span if span > 0 else 1.0
+            slot.calls += e.calls * share
+            slot.failures += e.failures * share
         if e.p50_s is not None:
             slot = self._by_slot.setdefault(last, {}).setdefault(key, _Slot())
             slot.p50_weighted += e.p50_s * e.calls
@@ -141,7 +144,8 @@ class Series:
 
     def points(self, cluster: str, now: float) -> list[dict]:
         """The finished slots of the last `history_s`, oldest first: for each, its
-        start time and per endpoint calls/s, p50 and p99 (seconds, None if no call)."""
+        start time and per endpoint calls/s, failures/s, p50 and p99 (seconds, None
+        if no call)."""
         self._prune(now)
         current = int(now // self.step)
         points = []
@@ -154,7 +158,7 @@ class Series:
 
 def _point(slot: _Slot, step: float) -> dict:
     p50 = slot.p50_weighted / slot.p50_calls if slot.p50_calls else None
-    return {"calls_per_s": slot.calls / step, "p50_s": p50, "p99_s": slot.p99}
+    return {"calls_per_s": slot.calls / step, "failures_per_s": slot.failures / step, "p50_s": p50, "p99_s": slot.p99}
 
 
 class LoadBook:
