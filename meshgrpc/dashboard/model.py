@@ -3,7 +3,7 @@ proxies' load reports and their sync state, as plain JSON-ready data.
 
 Pure: it reads the served snapshot, the LoadBook and the discovery servers'
 statuses it is given, and builds new dicts. The JSON is documented for scripts
-in docs/dashboard.md; its shape:
+in the README ("Seeing the mesh"); its shape:
 
 - `routes`: one per route of every route config: its match, and the clusters it
   splits to (weight, share of the weights, calls/s the proxies sent that way);
