@@ -40,6 +40,14 @@ def _bytes(text: str) -> int:
     return int(number) * _UNITS[unit]
 
 
+def _report_interval(text: str) -> float:
+    from meshgrpc.proxy.load_reporter import MAX_INTERVAL_S, MIN_INTERVAL_S
+    value = float(text)
+    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds")
+    return value
+
+
 def _settle_seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -88,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
                    help=f"the dashboard, its JSON (/api/v1/mesh) and /metrics, read-only (default {DEFAULT_HTTP}; "
                         "'' turns it off)")
-    p.add_argument("--load-report-interval", type=_seconds, default=2.0, metavar="SECONDS",
-                   help="how often proxies send load reports (told to each proxy; default 2)")
+    p.add_argument("--load-report-interval", type=_report_interval, default=2.0, metavar="SECONDS",
+                   help="how often proxies send load reports, 0.2 to 60 (told to each proxy; default 2)")
     # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
     # (tests make configs gRPC rejects with it).
     p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)

@@ -132,3 +132,10 @@ def test_explain_lists_the_greeter_endpoints_scores_and_the_pick_the_slow_one_co
     text = _explain(demo)
     assert all(e["address"] in text for e in greeter["endpoints"]) and "<- takes" in text
     assert re.search(r"^=> route default -> cluster greeter(-canary)? -> endpoint", text, re.M), text
+
+
+def test_explain_refuses_bad_input_and_says_when_the_proxy_cannot_be_reached(demo):
+    refused = run_meshgrpc("explain", "helloworld.Greeter/SayHello", "--proxy", demo.admin)
+    assert refused.returncode == 1 and "path must start with '/'" in refused.stderr, refused.stderr
+    unreachable = run_meshgrpc("explain", "/x", "--proxy", "127.0.0.1:1")
+    assert unreachable.returncode == 2 and "cannot ask the proxy at 127.0.0.1:1" in unreachable.stderr
