@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.support import browser
-from tests.support.procs import MESHGRPC, Proc, run_meshgrpc
+from tests.support.procs import MESHGRPC, Proc, poll_until, run_meshgrpc
 
 SHARE_DEADLINE_S = 15.0
 
@@ -48,19 +48,9 @@ def _four(rows: dict) -> dict | None:
     return rows if len(rows) == 4 else None
 
 
-def _below(share: float | None, limit: float) -> float | None:
-    return share if share is not None and share < limit else None
-
-
-def _poll(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout}s (last: {last!r})")
+def _below(share: float | None, limit: float) -> tuple[float] | None:
+    """(share,) when below `limit` (a tuple: a share of 0 is an answer too)."""
+    return (share,) if share is not None and share < limit else None
 
 
 class Demo:
@@ -88,11 +78,11 @@ def test_dashboard_shows_the_demo_mesh_and_the_slow_endpoint_losing_traffic(demo
     assert demo.proc.output().splitlines()[0].startswith("dashboard: "), "the dashboard's URL comes first"
     with browser.chromium() as driver:
         driver.get(demo.url)
-        rows = _poll(lambda: _four(_rows(driver)), 30, "four endpoints on the page")
+        rows = poll_until(lambda: _four(_rows(driver)), 30, "four endpoints on the page")
         shown = time.monotonic()
         assert sorted(r["cluster"] for r in rows.values()) == ["greeter"] * 3 + ["greeter-canary"]
         assert rows[demo.slow]["cluster"] == "greeter"
-        share = _poll(lambda: _below(_slow_share(driver, demo.slow), 0.10), SHARE_DEADLINE_S,
+        (share,) = poll_until(lambda: _below(_slow_share(driver, demo.slow), 0.10), SHARE_DEADLINE_S,
                       f"the slow endpoint {demo.slow}'s share below 10%")
         took = time.monotonic() - shown
         driver.save_screenshot(os.path.join(browser.artifacts_dir(), "dashboard.png"))
@@ -123,7 +113,7 @@ def test_explain_lists_the_greeter_endpoints_scores_and_the_pick_the_slow_one_co
         greeter = next(c for c in data["clusters"] if c["cluster"] == "greeter")
         rtts = {e["address"]: e["rtt_estimate_s"] for e in greeter["endpoints"]}
         return data if max(rtts, key=rtts.get) == demo.slow else None
-    data = _poll(slow_is_costliest, 30, "the slow endpoint's estimate the highest")
+    data = poll_until(slow_is_costliest, 30, "the slow endpoint's estimate the highest")
     assert "no match: header x-canary: wanted exact 'true', got absent" in \
         next(r["verdict"] for r in data["routing"]["routes"] if r["route"] == "canary")
     greeter = next(c for c in data["clusters"] if c["cluster"] == "greeter")
