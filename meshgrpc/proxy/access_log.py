@@ -56,7 +56,11 @@ class AccessRecord:
     attempts: int             # upstream attempts: the first, retries and hedges (mirrors not counted)
 
     def line(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":")) + "\n"
+        return _ENCODE({name: getattr(self, name) for name in _FIELDS}) + "\n"
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(AccessRecord))
+_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 class AccessLog:
