@@ -31,6 +31,7 @@ cdef class Connection:
     cdef Py_ssize_t _max_frame_size, _max_header_list_size
     cdef long long _stream_window, _connection_window
 
+    cpdef detach(self)
     cdef _bind(self, handler)
     cdef _start(self)
     cpdef bytes data_to_send(self)
@@ -84,8 +85,11 @@ cdef class Connection:
     cdef _queue_data(self, long long stream_id, data, Py_ssize_t n, bint end_stream)
     @cython.locals(stream=Stream)
     cpdef reset_stream(self, long long stream_id, int code=*)
-    @cython.locals(stream=Stream, credit=cython.longlong)
     cpdef acknowledge(self, long long stream_id, long long n)
+    @cython.locals(stream=Stream, credit=cython.longlong)
+    cpdef acknowledge_stream(self, long long stream_id, long long n)
+    cpdef acknowledge_connection(self, long long n)
+    cpdef bint peer_settings_received(self)
     @cython.locals(credit=cython.longlong)
     cdef _credit_connection(self, long long n)
     cpdef ping(self, bytes payload=*)

@@ -126,6 +126,12 @@ class Connection:
         self._connection_window = limits.connection_window
         self._start()
 
+    def detach(self) -> None:
+        """Forget the handler (its callbacks hold it, and it holds this connection):
+        a connection its owner dropped is freed at once, not at the next full GC,
+        and later input reaches nobody."""
+        self._bind(_NO_HANDLER)
+
     def _bind(self, handler) -> None:
         # Bound once: a callback costs one call, no attribute lookup on the handler.
         self._on_request = handler.on_request
@@ -677,6 +683,15 @@ class Connection:
         (h2's rule), so small calls cost no WINDOW_UPDATE at all."""
         if n <= 0 or self.failed is not None:
             return
+        self.acknowledge_stream(stream_id, n)
+        self._credit_connection(n)
+
+    def acknowledge_stream(self, stream_id: int, n: int) -> None:
+        """The stream-window half of acknowledge(): a relay that already gave the
+        connection window back when it buffered the octets gives the stream's
+        back when they are consumed (backpressure stays per stream)."""
+        if n <= 0 or self.failed is not None:
+            return
         stream = self.streams.get(stream_id)
         if stream is not None and stream.state in _RECEIVING:
             stream.unacked += n
@@ -686,7 +701,15 @@ class Connection:
                 stream.recv_window += credit
                 self._out.append(F.window_update(stream_id, credit))
                 self._queued_control += 1
-        self._credit_connection(n)
+
+    def acknowledge_connection(self, n: int) -> None:
+        """The connection-window half of acknowledge()."""
+        if n > 0 and self.failed is None:
+            self._credit_connection(n)
+
+    def peer_settings_received(self) -> bool:
+        """The peer's preface (server role) and first SETTINGS frame have arrived."""
+        return not self._await_preface and not self._await_settings
 
     def _credit_connection(self, n: int) -> None:
         self._conn_unacked += n
@@ -715,6 +738,19 @@ class Connection:
 
 
 _RECEIVING = frozenset({OPEN, HALF_CLOSED_LOCAL})
+
+
+class _NoHandler:
+    """What a detached connection calls: nothing."""
+
+    def _ignore(self, *args) -> None:
+        return None
+
+    on_request = on_response = on_trailers = on_data = on_reset = _ignore
+    on_window_update = on_settings = on_goaway = on_ping_ack = _ignore
+
+
+_NO_HANDLER = _NoHandler()
 
 
 def _credit(unacked: int, window: int, maximum: int) -> int:

@@ -24,15 +24,17 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from hpack import NeverIndexedHeaderTuple
+from meshgrpc.codec import NeverIndexed
+from meshgrpc.codec import errors
+from meshgrpc.codec.errors import CANCEL, REFUSED_STREAM
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.pipe import Pipe
 from meshgrpc.proxy.resilience.retry import Failure, Kind
 
+from meshgrpc.proxy.seams import CallHooks, RelayServices, StreamSide
+
 if TYPE_CHECKING:
-    from meshgrpc.proxy.call import Call
     from meshgrpc.proxy.cluster import ClusterState
     from meshgrpc.proxy.endpoint import EndpointState
 
@@ -42,10 +44,11 @@ class RequestBody:
 
     `chunks[i]` is chunk number `first + i`; attempts hold absolute chunk numbers."""
 
-    __slots__ = ("call", "chunks", "first", "size", "kept", "owed", "end", "trailers")
+    __slots__ = ("relay", "down", "down_sid", "chunks", "first", "size", "kept", "owed", "end", "trailers")
 
-    def __init__(self, call: Call) -> None:
-        self.call = call
+    def __init__(self, relay: RelayServices, down: StreamSide, down_sid: int) -> None:
+        # No reference to the call: the call holds the body, and nothing makes a cycle.
+        self.relay, self.down, self.down_sid = relay, down, down_sid
         self.chunks: list = []
         self.first = 0
         self.size = 0  # bytes kept for replay (counted in the relay's replay memory)
@@ -59,16 +62,16 @@ class RequestBody:
         (the caller then stops replaying and calls `add` again)."""
         n = len(data)
         if self.kept:
-            if not self.call.relay.reserve_replay(self.size + n, limit, n):
+            if not self.relay.reserve_replay(self.size + n, limit, n):
                 return False
             self.size += n
-            self.chunks.append(data)
-            self.call.down.ack(self.call.down_sid, flow_len)
+            self.chunks.append(bytes(data))  # kept past the codec's callback: own it
+            self.down.ack(self.down_sid, flow_len)
             return True
         if flow_len > n:
-            self.call.down.ack(self.call.down_sid, flow_len - n)  # padding is never forwarded
+            self.down.ack(self.down_sid, flow_len - n)  # padding is never forwarded
         if n:
-            self.chunks.append(data)
+            self.chunks.append(bytes(data))
             self.owed += n
         return True
 
@@ -76,7 +79,7 @@ class RequestBody:
         """Stop keeping bytes for replay (the single attempt left sends the rest)."""
         if self.kept:
             self.kept = False
-            self.call.relay.release_replay(self.size)
+            self.relay.release_replay(self.size)
             self.size = 0
 
     def sent(self, attempt: Attempt, n: int) -> None:
@@ -90,14 +93,14 @@ class RequestBody:
         n = min(n, self.owed)
         if n:
             self.owed -= n
-            self.call.down.ack(self.call.down_sid, n)
+            self.down.ack(self.down_sid, n)
 
     def drop(self) -> None:
         """The call is over: forget every byte and hand the client its window back."""
         self.release()
         self.chunks.clear()
         if self.owed:
-            self.call.down.ack(self.call.down_sid, self.owed)
+            self.down.ack(self.down_sid, self.owed)
             self.owed = 0
 
 
@@ -114,7 +117,7 @@ class Attempt:
     __slots__ = ("call", "number", "endpoint", "cluster", "counts_as_retry", "pool", "conn", "sid", "state",
                  "t0", "next", "offset", "sent_all", "resp", "timer", "mirror", "responded", "waiting")
 
-    def __init__(self, call: Call, number: int, endpoint: EndpointState, cluster: ClusterState, *,
+    def __init__(self, call: CallHooks, number: int, endpoint: EndpointState, cluster: ClusterState, *,
                  mirror: bool = False) -> None:
         self.call = call
         self.number = number  # 0 for the first attempt
@@ -140,10 +143,10 @@ class Attempt:
 
     # -- opening ------------------------------------------------------------------------
     def open_on(self, conn) -> None:
-        """Open the stream on `conn` (raises h2's TooManyStreamsError untouched)."""
+        """Open the stream on `conn` (raises the codec's CannotOpenStream untouched)."""
         call = self.call
         h2 = conn.h2
-        sid = h2.get_next_available_stream_id()
+        sid = h2.next_stream_id()
         headers = call.attempt_headers(self)
         body = call.body
         end_now = body.end and self.next - body.first >= len(body.chunks) and body.trailers is None
@@ -171,7 +174,7 @@ class Attempt:
             return  # nothing new to send
         sent = 0
         while i < len(chunks):
-            window = h2.local_flow_control_window(sid)
+            window = h2.send_window(sid)
             if window <= 0:
                 break
             chunk, offset = chunks[i], self.offset
@@ -220,15 +223,15 @@ class Attempt:
             return
         self.call.attempt_responded(self, headers, ended)
 
-    def on_data(self, ev) -> None:
+    def on_data(self, data, flow_len: int, end_stream: bool) -> None:
         call = self.call
         if call.idle is not None:
             call.idle_at = call.relay.clock()
         if self.resp is not None:
-            self.resp.push(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)
+            self.resp.push(data, flow_len, end_stream)
         else:  # a mirror's answer, or a stream already given up: hand the window back
-            self.conn.ack(self.sid, ev.flow_controlled_length)
-            if ev.stream_ended is not None and self.mirror:
+            self.conn.ack(self.sid, flow_len)
+            if end_stream and self.mirror:
                 self.finish(None, self.call.relay.clock())
 
     def on_trailers(self, headers) -> None:
@@ -237,12 +240,6 @@ class Attempt:
         elif self.mirror:
             self.finish(gs.status_of(headers), self.call.relay.clock())
 
-    def on_ended(self) -> None:
-        if self.resp is not None:
-            self.resp.push(b"", 0, True)
-        elif self.mirror:
-            self.finish(None, self.call.relay.clock())
-
     def on_reset(self, code) -> None:
         if self.state is State.DONE:
             return
@@ -250,7 +247,7 @@ class Attempt:
             self.finish(None, self.call.relay.clock(), ok=False)
         elif self.state is State.RESPONDING:
             self.call.committed_reset(self, code)
-        elif code == ErrorCodes.REFUSED_STREAM:
+        elif code == REFUSED_STREAM:
             self.fail(Failure(Kind.REFUSED, f"stream refused by {self.endpoint.address}"))
         else:
             self.fail(Failure(Kind.RESET, f"upstream {self.endpoint.address} reset the stream ({_code(code)})"),
@@ -294,7 +291,7 @@ class Attempt:
         if self.state is State.DONE:
             return
         if self.conn is not None:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            self.conn.reset(self.sid, CANCEL)
         self.finish(status, self.call.relay.clock(), ok=status == gs.CANCELLED)
 
     def finish(self, grpc_status: int | None, now: float, ok: bool | None = None) -> None:
@@ -322,9 +319,13 @@ class Attempt:
 
 def timeout_field(seconds: float):
     """`grpc-timeout` for the upstream, never-indexed: a value new on every call
-    would otherwise enter the upstream HPACK table each time (hpack_cache)."""
-    return NeverIndexedHeaderTuple(b"grpc-timeout", gs.format_timeout(max(seconds, 0.0)))
+    would otherwise enter the upstream HPACK table each time, evicting the entries
+    that let whole header blocks repeat (the codec's HPACK result cache)."""
+    return NeverIndexed(b"grpc-timeout", gs.format_timeout(max(seconds, 0.0)))
 
 
-def _code(code) -> str:
-    return code.name if isinstance(code, ErrorCodes) else str(code)
+def _code(code: int) -> str:
+    return _CODE_NAMES.get(code, str(code))
+
+
+_CODE_NAMES = {getattr(errors, n): n for n in dir(errors) if n.isupper()}
