@@ -18,6 +18,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 
 import uvloop
 
@@ -30,10 +31,13 @@ from meshgrpc.config import resources
 from meshgrpc.control_channel import CredentialError, Keepalive, client_options
 from meshgrpc.identity.issuer import IssueFailed
 from meshgrpc.identity.joining import discovery_credentials
+from meshgrpc.proxy.access_log import AccessLog
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
+from meshgrpc.proxy import load_report, load_stream
 from meshgrpc.proxy.listener import EdgeLimits, serve
+from meshgrpc.proxy.load_reporter import LoadReporter
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -72,8 +76,12 @@ class Proxy:
             self.holder, args.route_config, self.pools, local_zone=args.zone,
             on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng)
         self.configured = asyncio.Event()  # set once a complete config is applied
+        self.access_log = AccessLog(args.access_log, args.access_log_sample) if args.access_log else None
+        if self.access_log is not None:
+            self.metrics.watch_access_log(self.access_log)
         self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
-                           replay_memory=args.replay_memory)
+                           replay_memory=args.replay_memory, access_log=self.access_log,
+                           trace_headers=args.trace_headers == "on")
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
         self.identity, credentials = discovery_credentials(args)
@@ -82,8 +90,19 @@ class Proxy:
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
             credentials=credentials)
+        self.load_reporter = self._load_reporter(rng, credentials)
         self.draining = False
         self.listener = None
+
+    def _load_reporter(self, rng: random.Random, credentials) -> LoadReporter:
+        """Load reports to the control plane, on the discovery stream's channel options."""
+        routes = load_report.RouteCallDeltas(self.metrics.route_calls)
+        return LoadReporter(
+            self.client.targets, lambda: load_report.hello(self.client.node, self.configurator.versions),
+            lambda window_s: load_report.build_report(self.holder.current.clusters, routes.take(),
+                                                      self.configurator.versions, window_s, time.monotonic()),
+            load_stream.connector(credentials, discovery_channel_options(self.args.discovery_keepalive)),
+            clock=time.monotonic, rng=rng)
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
@@ -112,6 +131,9 @@ class Proxy:
             self.identity.start()
         self.client.start()
         self.outliers.start()
+        if self.access_log is not None:
+            self.access_log.start()
+        self.load_reporter.start()
         if self.reuse_port:
             # The kernel hands connections to every worker bound to the port, and /ready
             # (worker 0's) cannot speak for the others: a worker joins the port only once
@@ -127,7 +149,8 @@ class Proxy:
 
     async def _start_admin(self, listener) -> AdminServer:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
-                           draining=lambda: self.draining, in_flight=listener.in_flight)
+                           draining=lambda: self.draining, in_flight=listener.in_flight,
+                           authority=f"{listener.host}:{listener.port}")
         admin = AdminServer(views.routes())
         host, port = split_address(self.args.admin, listen=True)
         bound_host, bound_port = await admin.start(host, port)
@@ -140,11 +163,14 @@ class Proxy:
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
         drained = await listener.drain(self.args.drain_timeout)
         await self.client.stop()
+        await self.load_reporter.stop()
         if self.identity is not None:
             await self.identity.stop()
         await self.outliers.stop()
         await self.health.stop()
         await self.pools.close()
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.stop)   # its last lines, bounded by its own timeout
         if admin is not None:
             await admin.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
