@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
@@ -37,6 +38,17 @@ def _bytes(text: str) -> int:
     if unit not in _UNITS or not number.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or e.g. 64KiB, 16MiB)")
     return int(number) * _UNITS[unit]
+
+
+def _workers(text: str) -> int:
+    """A number of proxy workers, or `auto`: one per core this process may run on
+    (its CPU affinity, which taskset and cgroup cpusets narrow; os.cpu_count() counts
+    every core of the machine)."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more, or auto: one per core)")
+    return int(text)
 
 
 def _settle_seconds(text: str) -> float:
@@ -137,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="delta (default): incremental, subscribing only to the clusters the route config "
                         "reaches; sotw: state of the world, every cluster (for control planes before delta)")
     p.add_argument("--zone", default="")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="proxy processes sharing the listen port (SO_REUSEPORT), the kernel spreading "
+                        "connections between them; auto: one per core (default 1)")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                    help="an edge limit of the outbound listener (meshgrpc/proxy/listener.py EdgeLimits and "
