@@ -53,15 +53,18 @@ protos: install
 demo: install
 	$(VENV)/bin/meshgrpc demo $(if $(DURATION),--duration $(DURATION))
 
-# Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
-# (about 6 minutes; BENCH_ARGS=--quick for about one). Installs h2load and nginx as root.
+# Direct vs meshgrpc (1 and 2 workers) vs the C proxies users would pick instead
+# (nghttpx, haproxy, nginx), proxyless, control-plane scale, proxy memory and
+# profile (about 20 minutes; BENCH_ARGS=--quick for about three). As root it
+# installs what it runs from Debian: h2load (required) and the comparison proxies
+# (each one missing is skipped). BENCH_DEBS pairs each package with its command.
+BENCH_DEBS := nghttp2-client:h2load nginx:nginx nghttp2-proxy:nghttpx haproxy:haproxy
 bench: install etcd
-	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
-		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
-		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && { apt-get install -y nginx \
-		|| { apt-get update && apt-get install -y nginx; }; }; } \
-		|| echo "bench: nginx is not installed and cannot be: the nginx comparison will be skipped"
+	@missing=""; for pair in $(BENCH_DEBS); do command -v $${pair#*:} >/dev/null || [ -x /usr/sbin/$${pair#*:} ] \
+		|| missing="$$missing $${pair%%:*}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && { apt-get install -y $$missing \
+		|| { apt-get update && apt-get install -y $$missing; }; }; } \
+		|| echo "bench: cannot install$$missing (run as root): h2load is required; a missing proxy is skipped"
 	$(VPY) -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(VPY) -m bench.run $(BENCH_ARGS)
 

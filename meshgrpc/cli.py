@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
@@ -47,6 +48,17 @@ def _report_interval(text: str) -> float:
     if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
         raise argparse.ArgumentTypeError(f"{text!r} is not between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds")
     return value
+
+
+def _workers(text: str) -> int:
+    """A number of proxy workers, or `auto`: one per core this process may run on
+    (its CPU affinity, which taskset and cgroup cpusets narrow; os.cpu_count() counts
+    every core of the machine)."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more, or auto: one per core)")
+    return int(text)
 
 
 def _settle_seconds(text: str) -> float:
@@ -226,7 +238,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="delta (default): incremental, subscribing only to the clusters the route config "
                         "reaches; sotw: state of the world, every cluster (for control planes before delta)")
     p.add_argument("--zone", default="")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="proxy processes sharing the listen port (SO_REUSEPORT), the kernel spreading "
+                        "connections between them; auto: one per core (default 1)")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                    help="an edge limit of the outbound listener (meshgrpc/proxy/listener.py EdgeLimits and "

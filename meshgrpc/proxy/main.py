@@ -1,7 +1,7 @@
 """`meshgrpc proxy`: wires the relay, the discovery client and the admin endpoints
 together, and drains on SIGTERM.
 
-With --workers N the parent reserves the listen port (bound with SO_REUSEPORT but
+With --workers N (auto: one per core, cli.py) the parent reserves the listen port (bound with SO_REUSEPORT but
 never listening, so no connection queues on it), then forks N workers that each
 run a whole proxy and bind the same port once their config is complete; the kernel
 spreads connections between them. Worker 0 serves the admin port.
@@ -198,9 +198,6 @@ def _freeze_startup_heap() -> None:
 
 
 def run(args) -> int:
-    if args.workers < 1:
-        print("meshgrpc proxy: --workers must be at least 1", file=sys.stderr)
-        return 2
     for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
         try:
             split_address(value, listen=True)
