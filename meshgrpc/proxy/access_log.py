@@ -17,7 +17,6 @@ of time are counted as dropped too.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import json
 import logging
@@ -27,6 +26,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,20 @@ FLUSH_INTERVAL_S = 0.05    # how often the writer takes the buffer
 STOP_TIMEOUT_S = 2.0       # how long stop() lets the writer drain
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AccessRecord:
+class AccessRecord(NamedTuple):
     """One finished call, as the relay fills it in when the call ends (the
-    downstream stream is done): every field comes from the call's own state."""
+    downstream stream is done): every field comes from the call's own state.
+    A tuple, built on the event loop per call; ids and path may stay bytes there:
+    `line()`, in the writer thread, turns them into text."""
 
     time: float               # wall-clock seconds when the request headers arrived
-    request_id: str           # x-request-id as sent upstream (trace.propagate: the client's or a new one)
-    trace_id: str             # the W3C trace id (trace.propagate), "" if the call never got that far
-    span_id: str              # this hop's span id (trace.propagate)
+    request_id: str | bytes   # x-request-id as sent upstream (trace.propagate: the client's or a new one)
+    trace_id: str | bytes     # the W3C trace id (trace.propagate), "" if the call never got that far
+    span_id: str | bytes      # this hop's span id (trace.propagate)
     route: str                # the matched route's name (RouteEntry.name); "" when none matched
     cluster: str              # the cluster the call went to; "" when it never reached one
     endpoint: str             # address of the last attempt's endpoint; "" when no attempt started
-    path: str                 # the request's :path
+    path: str | bytes         # the request's :path
     grpc_status: int | None   # the status sent downstream; None for plain HTTP/2
     http_status: int | None   # the :status sent downstream; None when the stream was reset first
     duration_s: float         # from the request headers to the end of the call
@@ -56,7 +57,11 @@ class AccessRecord:
     attempts: int             # upstream attempts: the first, retries and hedges (mirrors not counted)
 
     def line(self) -> str:
-        return _ENCODE({name: getattr(self, name) for name in _FIELDS}) + "\n"
+        return _ENCODE({name: _text(value) for name, value in zip(_FIELDS, self)}) + "\n"
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if type(value) is bytes else value
 
 
 def access_record(call, route: str, cluster: str, endpoint: str, grpc_status: int | None,
@@ -64,15 +69,13 @@ def access_record(call, route: str, cluster: str, endpoint: str, grpc_status: in
     """The record of a call that just ended (proxy/call.py Call; the relay has
     named its route, cluster and last endpoint already)."""
     hop = call.hop
-    request_id, trace_id, span_id = (hop.request_id.decode(), hop.trace_id.decode(), hop.span_id.decode()) \
-        if hop is not None else ("", "", "")
-    return AccessRecord(
-        time=time.time() - duration_s, request_id=request_id, trace_id=trace_id, span_id=span_id, route=route, cluster=cluster, endpoint=endpoint, path=call.path.decode("utf-8", "replace"),
-        grpc_status=grpc_status, http_status=call.http_status, duration_s=duration_s,
-        bytes_in=call.bytes_in, bytes_out=call.bytes_out, attempts=len(call.tried))
+    request_id, trace_id, span_id = (hop.request_id, hop.trace_id, hop.span_id) if hop is not None else _NO_IDS
+    return AccessRecord(time.time() - duration_s, request_id, trace_id, span_id, route, cluster, endpoint, call.path,
+                        grpc_status, call.http_status, duration_s, call.bytes_in, call.bytes_out, len(call.tried))
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(AccessRecord))
+_NO_IDS = ("", "", "")
+_FIELDS = AccessRecord._fields
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
