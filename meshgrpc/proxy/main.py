@@ -25,7 +25,7 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
-from meshgrpc.control_channel import Keepalive, client_options
+from meshgrpc.control_channel import Keepalive
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
@@ -34,18 +34,18 @@ from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamPools
-from meshgrpc.xds.client import DiscoveryClient
+from meshgrpc.xds.client import DiscoveryClient, control_plane_dialer
 from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
 
-def discovery_channel_options(keepalive_interval: float) -> tuple:
+def discovery_dialer(keepalive_interval: float):
     """A control plane that vanishes without closing the connection (host down, network
     cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
     control plane's server permits pings as often as its --min-ping-interval, and both
     ends carry config messages up to the same size (control_channel.py)."""
-    return client_options(Keepalive(interval=keepalive_interval))
+    return control_plane_dialer(Keepalive(interval=keepalive_interval))
 
 
 class Proxy:
@@ -75,7 +75,7 @@ class Proxy:
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive))
+            self.configurator.on_update, dialer=discovery_dialer(args.discovery_keepalive))
         self.draining = False
 
     def _applied(self, state) -> None:
