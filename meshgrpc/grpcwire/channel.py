@@ -70,6 +70,7 @@ class Channel(asyncio.Protocol):
         self._last_read = asyncio.get_running_loop().time()
         self._ping_acked = asyncio.Event()
         self._ping_payload = b""
+        self.pings_acked = 0   # keepalive pings the server answered (observable)
         self._keepalive_task = OwnedTask(f"grpcwire-keepalive {target}", self._keepalive_loop)
 
     # -- the caller's side ----------------------------------------------------------
@@ -250,6 +251,7 @@ class Channel(asyncio.Protocol):
 
     def on_ping_ack(self, payload) -> None:
         if bytes(payload) == self._ping_payload:
+            self.pings_acked += 1
             self._ping_acked.set()
 
     # -- connection state -------------------------------------------------------------
@@ -291,6 +293,15 @@ class Channel(asyncio.Protocol):
             if self.conn.failed is None:   # else the codec's own GOAWAY went out already
                 self.conn.goaway(NO_ERROR)
                 self.transport.write(self.conn.data_to_send())
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self.tls:
+            # asyncio's TLS close waits for the peer's close_notify, which grpc-core
+            # never sends; like grpc-go, close the socket once the GOAWAY is written
+            # (an SSL transport writes through to the socket at once).
+            self.transport.abort()
+        else:
             self.transport.close()
 
     def _abort(self, status: Status) -> None:
@@ -321,7 +332,8 @@ class Channel(asyncio.Protocol):
 
     def __repr__(self) -> str:
         state = "open" if self.lost is None else f"lost ({self.lost.message})"
-        return f"<Channel {self.target} {state} calls={len(self.calls)} goaway={self.goaway is not None}>"
+        return (f"<Channel {self.target} {state} calls={len(self.calls)} goaway={self.goaway is not None} "
+                f"pings_acked={self.pings_acked}>")
 
 
 async def _wait_for(event: asyncio.Event, timeout: float) -> bool:

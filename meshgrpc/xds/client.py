@@ -156,7 +156,7 @@ class DiscoveryClient:
 
     def _request(self, type_url: str, node: bool, **fields) -> discovery_pb2.DiscoveryRequest:
         request = discovery_pb2.DiscoveryRequest(
-            type_url=type_url, resource_names=self.subscriptions[type_url],
+            type_url=type_url, resource_names=self.subscriptions.get(type_url, []),
             version_info=self.versions.get(type_url, ""), **fields)
         if node:
             request.node.CopyFrom(self.node)
