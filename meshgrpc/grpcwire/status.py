@@ -95,8 +95,9 @@ def response_problem(headers, end_stream: bool) -> Status | None:
 
 
 def from_reset(code: int) -> Status:
-    """A stream the server reset (RST_STREAM `code`)."""
-    return Status(_FROM_RESET.get(code, INTERNAL), f"stream reset by the server with {h2_name(code)}")
+    """A stream reset with RST_STREAM `code`, by the server or by the codec for a
+    malformed response."""
+    return Status(_FROM_RESET.get(code, INTERNAL), f"the stream was reset with {h2_name(code)}")
 
 
 def h2_name(code: int) -> str:
