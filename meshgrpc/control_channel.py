@@ -1,6 +1,8 @@
 """The gRPC connections to the control plane, both ends in one place so they cannot
-drift apart: what its server permits, and what its clients (the proxy's discovery
-stream, the CLI's calls and registration stream) ask for.
+drift apart: what its server permits, and what its clients ask for: the CLI's
+calls and registration stream (grpcio, with `client_options()`), and the proxy's
+discovery stream (meshgrpc.grpcwire, which takes `Keepalive` and
+`MAX_MESSAGE_BYTES` as they are; meshgrpc/xds/client.py control_plane_dialer).
 
 Keepalive (grpc doc/keepalive.md; grpc-core chttp2 ping_abuse_policy.cc and
 ping_rate_policy.cc). A client pings after `interval` without data and drops the
@@ -15,7 +17,7 @@ strikes (default 2) sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings". Nothing res
 the strikes on an idle discovery stream (only data the server sends does), so the
 server must permit the clients' interval: by default it permits pings twice as
 often as proxies send them, as timers drift and a client told "too_many_pings"
-doubles its interval anyway.
+doubles its interval anyway (grpcwire's Dialer does the same).
 
 Message sizes. A config file may be 16 MiB (config/bounds.py); as a protobuf
 message it is usually smaller, but lists of one-letter strings grow 1.5x, and `get`

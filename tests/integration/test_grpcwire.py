@@ -22,6 +22,7 @@ from meshgrpc.grpcwire import Dialer, RpcError
 from meshgrpc.grpcwire import status as st
 from meshtest.interop import messages_pb2 as m
 from tests.support.interop_server import BackendOptions, add_test_service
+from tests.integration.test_discovery_stream import poll
 from tests.support.tcp_relay import TcpRelay
 
 DEADLINE = 20.0
@@ -75,6 +76,16 @@ def seen(response: m.SimpleResponse) -> dict:
 def duplex_request(*sizes: int, interval_us: int = 0) -> m.StreamingOutputCallRequest:
     return m.StreamingOutputCallRequest(response_parameters=[
         m.ResponseParameters(size=s, interval_us=interval_us) for s in sizes])
+
+
+async def started_duplex(server: Server, **call_options):
+    """A started server, a channel to it and a FullDuplexCall that has made one round trip."""
+    await server.server.start()
+    channel = await Dialer().connect(server.address)
+    call = channel.open_call(DUPLEX, m.StreamingOutputCallResponse, **call_options)
+    await call.send(duplex_request(10))
+    assert len((await call.recv()).payload.body) == 10
+    return channel, call
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -197,13 +208,9 @@ def test_a_receiver_that_does_not_read_holds_a_bounded_amount_and_then_gets_ever
 def test_after_goaway_the_open_stream_finishes_and_new_calls_are_refused():
     async def main():
         server = Server()
-        await server.server.start()
-        channel = await Dialer().connect(server.address)
-        call = channel.open_call(DUPLEX, m.StreamingOutputCallResponse, timeout=DEADLINE)
-        await call.send(duplex_request(10))
-        assert len((await call.recv()).payload.body) == 10
+        channel, call = await started_duplex(server, timeout=DEADLINE)
         stopping = asyncio.ensure_future(server.server.stop(DEADLINE))   # graceful: GOAWAY, then wait
-        await _until(lambda: channel.goaway is not None, "the GOAWAY arrived")
+        await poll(lambda: channel.goaway is not None, "the GOAWAY arrived")
         with pytest.raises(RpcError) as refused:
             channel.open_call(UNARY, m.SimpleResponse)
         assert refused.value.code == st.UNAVAILABLE and "GOAWAY" in refused.value.message
@@ -212,7 +219,7 @@ def test_after_goaway_the_open_stream_finishes_and_new_calls_are_refused():
         await call.done_sending()
         assert await call.recv() is None and call.status.ok
         await asyncio.wait_for(stopping, DEADLINE)
-        await _until(lambda: channel.closed, "the connection closed once nothing was left on it")
+        await poll(lambda: channel.closed, "the connection closed once nothing was left on it")
         await channel.close()
     run(main())
 
@@ -220,16 +227,12 @@ def test_after_goaway_the_open_stream_finishes_and_new_calls_are_refused():
 def test_a_server_stopped_mid_stream_fails_the_call_unavailable():
     async def main():
         server = Server()
-        await server.server.start()
-        channel = await Dialer().connect(server.address)
-        call = channel.open_call(DUPLEX, m.StreamingOutputCallResponse)
-        await call.send(duplex_request(1))
-        await call.recv()
+        channel, call = await started_duplex(server)
         await server.server.stop(None)
         with pytest.raises(RpcError) as lost:
             await call.recv()
         assert lost.value.code == st.UNAVAILABLE
-        await _until(lambda: channel.closed, "the channel noticed")
+        await poll(lambda: channel.closed, "the channel noticed")
         with pytest.raises(RpcError):
             channel.open_call(UNARY, m.SimpleResponse)
         await channel.close()
@@ -246,7 +249,7 @@ def test_keepalive_drops_a_connection_whose_server_went_silent():
                 call = channel.open_call(DUPLEX, m.StreamingOutputCallResponse)
                 await call.send(duplex_request(1))
                 await call.recv()
-                await _until(lambda: channel.pings_acked >= 3, "pings on the idle stream are answered")
+                await poll(lambda: channel.pings_acked >= 3, "pings on the idle stream are answered")
                 relay.freeze()
                 frozen = time.monotonic()
                 with pytest.raises(RpcError) as lost:
@@ -348,11 +351,3 @@ def test_per_call_metadata_comes_from_its_source_on_every_call():
                 channel.open_call(UNARY, m.SimpleResponse, metadata=[("Bad Key", "x")])
             await channel.close()
     run(main())
-
-
-async def _until(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-

@@ -18,7 +18,7 @@ from meshgrpc.grpcwire import status as st
 from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.delta_client import DeltaClient
 from tests.support.fake_stream import FakeOpener
-from tests.unit.xds_builders import mesh, route_config
+from tests.unit.xds_builders import delta_response, mesh, route_config
 
 
 def run(coro):
@@ -141,14 +141,6 @@ def test_a_stream_the_control_plane_never_accepts_is_given_up_on():
         assert client.connects == 0
         await client.stop()
     run(main())
-
-
-def delta_response(type_url, version, resources=(), removed=(), nonce="n"):
-    out = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version, nonce=nonce,
-                                               removed_resources=list(removed))
-    for name, message in resources:
-        out.resources.add(name=name, version=f"{name}@{version}", resource=pack(message))
-    return out
 
 
 def test_the_delta_client_applies_a_route_only_after_the_clusters_it_reaches_and_resumes_what_it_holds():
