@@ -11,7 +11,7 @@ acknowledging every DATA. Each call's bytes are fed as one read per side, and
 both sides' output is taken after each read (as the relay writes once per read).
 
 Compared, in interleaved rounds (each in its own process): h2 as the relay
-configures it (meshgrpc/proxy/h2conf.py), the codec compiled, and the codec's
+configured it (tests/support/h2_oracle.py), the codec compiled, and the codec's
 plain Python modules (MESHGRPC_CODEC_PURE=1). Reported: median µs per call.
 `--writes` measures how the output is best handed to the transport: one
 transport.write of the joined bytes (what data_to_send returns) against
@@ -142,7 +142,7 @@ class _H2Relay:
     def __init__(self) -> None:
         from h2 import events as e
 
-        from meshgrpc.proxy.h2conf import new_connection
+        from tests.support.h2_oracle import new_connection
 
         self.down, self.up = new_connection(False), new_connection(True)
         self.up_of: dict[int, int] = {}

@@ -63,6 +63,15 @@ class Transport:
     def close(self) -> None:
         pass
 
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def take(self) -> bytes:
         data, self.out = b"".join(self.out), []
         return data

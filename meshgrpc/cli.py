@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="an edge limit of the outbound listener (meshgrpc/proxy/listener.py EdgeLimits and "
+                        "meshgrpc/codec/limits.py Limits, each with its default), e.g. max_connections=20000")
     p.add_argument("--seed", type=int, default=None,
                    help="seed the proxy's random choices (splits, balancing, faults, mirrors, back-off) "
                         "for a reproducible run (default: random)")

@@ -71,6 +71,13 @@ class ProxyMetrics:
         for cluster, count in gauges.in_flight.items():
             in_flight.add_metric([cluster], count)
         yield in_flight
+        edge = CounterMetricFamily("meshgrpc_proxy_edge_limit_events",
+                                   "What the edge's limits did (floods ended, streams refused, connections closed)",
+                                   labels=["side", "limit"])
+        for side, counts in gauges.edge.items():
+            for limit, count in counts.items():
+                edge.add_metric([side, limit], count)
+        yield edge
         versions = GaugeMetricFamily("meshgrpc_proxy_config_info", "Config version in effect per type",
                                      labels=["type", "version"])
         for type_url, version in gauges.versions.items():
@@ -131,6 +138,8 @@ _EVENTS = {
 class ScrapeGauges:
     """What the proxy's state reports at scrape time."""
 
-    def __init__(self, in_flight: dict[str, int], versions: dict[str, str]) -> None:
+    def __init__(self, in_flight: dict[str, int], versions: dict[str, str],
+                 edge: dict[str, dict[str, int]] | None = None) -> None:
         self.in_flight = in_flight
         self.versions = versions
+        self.edge = edge or {}  # side (downstream, upstream) -> what each HTTP/2 limit did

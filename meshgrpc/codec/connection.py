@@ -677,6 +677,15 @@ class Connection:
         (h2's rule), so small calls cost no WINDOW_UPDATE at all."""
         if n <= 0 or self.failed is not None:
             return
+        self.acknowledge_stream(stream_id, n)
+        self._credit_connection(n)
+
+    def acknowledge_stream(self, stream_id: int, n: int) -> None:
+        """The stream-window half of acknowledge(): a relay that already gave the
+        connection window back when it buffered the octets gives the stream's
+        back when they are consumed (backpressure stays per stream)."""
+        if n <= 0 or self.failed is not None:
+            return
         stream = self.streams.get(stream_id)
         if stream is not None and stream.state in _RECEIVING:
             stream.unacked += n
@@ -686,7 +695,15 @@ class Connection:
                 stream.recv_window += credit
                 self._out.append(F.window_update(stream_id, credit))
                 self._queued_control += 1
-        self._credit_connection(n)
+
+    def acknowledge_connection(self, n: int) -> None:
+        """The connection-window half of acknowledge()."""
+        if n > 0 and self.failed is None:
+            self._credit_connection(n)
+
+    def peer_settings_received(self) -> bool:
+        """The peer's preface (server role) and first SETTINGS frame have arrived."""
+        return not self._await_preface and not self._await_settings
 
     def _credit_connection(self, n: int) -> None:
         self._conn_unacked += n

@@ -24,8 +24,9 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
-from hpack import NeverIndexedHeaderTuple
+from meshgrpc.codec import NeverIndexed
+from meshgrpc.codec import errors
+from meshgrpc.codec.errors import CANCEL, REFUSED_STREAM
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.pipe import Pipe
@@ -62,13 +63,13 @@ class RequestBody:
             if not self.call.relay.reserve_replay(self.size + n, limit, n):
                 return False
             self.size += n
-            self.chunks.append(data)
+            self.chunks.append(bytes(data))  # kept past the codec's callback: own it
             self.call.down.ack(self.call.down_sid, flow_len)
             return True
         if flow_len > n:
             self.call.down.ack(self.call.down_sid, flow_len - n)  # padding is never forwarded
         if n:
-            self.chunks.append(data)
+            self.chunks.append(bytes(data))
             self.owed += n
         return True
 
@@ -140,10 +141,10 @@ class Attempt:
 
     # -- opening ------------------------------------------------------------------------
     def open_on(self, conn) -> None:
-        """Open the stream on `conn` (raises h2's TooManyStreamsError untouched)."""
+        """Open the stream on `conn` (raises the codec's CannotOpenStream untouched)."""
         call = self.call
         h2 = conn.h2
-        sid = h2.get_next_available_stream_id()
+        sid = h2.next_stream_id()
         headers = call.attempt_headers(self)
         body = call.body
         end_now = body.end and self.next - body.first >= len(body.chunks) and body.trailers is None
@@ -171,7 +172,7 @@ class Attempt:
             return  # nothing new to send
         sent = 0
         while i < len(chunks):
-            window = h2.local_flow_control_window(sid)
+            window = h2.send_window(sid)
             if window <= 0:
                 break
             chunk, offset = chunks[i], self.offset
@@ -220,15 +221,15 @@ class Attempt:
             return
         self.call.attempt_responded(self, headers, ended)
 
-    def on_data(self, ev) -> None:
+    def on_data(self, data, flow_len: int, end_stream: bool) -> None:
         call = self.call
         if call.idle is not None:
             call.idle_at = call.relay.clock()
         if self.resp is not None:
-            self.resp.push(ev.data, ev.flow_controlled_length, ev.stream_ended is not None)
+            self.resp.push(data, flow_len, end_stream)
         else:  # a mirror's answer, or a stream already given up: hand the window back
-            self.conn.ack(self.sid, ev.flow_controlled_length)
-            if ev.stream_ended is not None and self.mirror:
+            self.conn.ack(self.sid, flow_len)
+            if end_stream and self.mirror:
                 self.finish(None, self.call.relay.clock())
 
     def on_trailers(self, headers) -> None:
@@ -237,12 +238,6 @@ class Attempt:
         elif self.mirror:
             self.finish(gs.status_of(headers), self.call.relay.clock())
 
-    def on_ended(self) -> None:
-        if self.resp is not None:
-            self.resp.push(b"", 0, True)
-        elif self.mirror:
-            self.finish(None, self.call.relay.clock())
-
     def on_reset(self, code) -> None:
         if self.state is State.DONE:
             return
@@ -250,7 +245,7 @@ class Attempt:
             self.finish(None, self.call.relay.clock(), ok=False)
         elif self.state is State.RESPONDING:
             self.call.committed_reset(self, code)
-        elif code == ErrorCodes.REFUSED_STREAM:
+        elif code == REFUSED_STREAM:
             self.fail(Failure(Kind.REFUSED, f"stream refused by {self.endpoint.address}"))
         else:
             self.fail(Failure(Kind.RESET, f"upstream {self.endpoint.address} reset the stream ({_code(code)})"),
@@ -294,7 +289,7 @@ class Attempt:
         if self.state is State.DONE:
             return
         if self.conn is not None:
-            self.conn.reset(self.sid, ErrorCodes.CANCEL)
+            self.conn.reset(self.sid, CANCEL)
         self.finish(status, self.call.relay.clock(), ok=status == gs.CANCELLED)
 
     def finish(self, grpc_status: int | None, now: float, ok: bool | None = None) -> None:
@@ -322,9 +317,13 @@ class Attempt:
 
 def timeout_field(seconds: float):
     """`grpc-timeout` for the upstream, never-indexed: a value new on every call
-    would otherwise enter the upstream HPACK table each time (hpack_cache)."""
-    return NeverIndexedHeaderTuple(b"grpc-timeout", gs.format_timeout(max(seconds, 0.0)))
+    would otherwise enter the upstream HPACK table each time, evicting the entries
+    that let whole header blocks repeat (the codec's HPACK result cache)."""
+    return NeverIndexed(b"grpc-timeout", gs.format_timeout(max(seconds, 0.0)))
 
 
-def _code(code) -> str:
-    return code.name if isinstance(code, ErrorCodes) else str(code)
+def _code(code: int) -> str:
+    return _CODE_NAMES.get(code, str(code))
+
+
+_CODE_NAMES = {getattr(errors, n): n for n in dir(errors) if n.isupper()}

@@ -2,8 +2,8 @@
 
 A Call goes through one explicit state:
 
-    DELAYED ─▶ ATTEMPTING ⇄ BACKOFF ─▶ RESPONDING ─▶ DONE
-    (a fault delay)  (attempts in flight)  (waiting to retry)  (one attempt answers)
+    RECEIVED ─▶ (DELAYED) ─▶ ATTEMPTING ⇄ BACKOFF ─▶ RESPONDING ─▶ DONE
+               (a fault delay)  (attempts in flight)  (waiting to retry)  (one attempt answers)
 
 While ATTEMPTING, nothing has gone to the client yet, so a failed attempt may be
 replaced (retry.py decides whether and when; the cluster's ClusterLoad holds the
@@ -25,7 +25,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING
 
-from h2.errors import ErrorCodes
+from meshgrpc.codec.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt, RequestBody, State as AttemptState, timeout_field
@@ -45,6 +45,7 @@ MIRROR_TIMEOUT = 15.0
 
 
 class CallState(enum.Enum):
+    RECEIVED = "received"  # routed; its first attempt goes once the read that brought it is handled
     DELAYED = "delayed"  # held by an injected fault delay
     ATTEMPTING = "attempting"  # attempts in flight, nothing sent to the client yet
     BACKOFF = "backoff"  # waiting to start a retry
@@ -64,7 +65,7 @@ class Call:
         self.relay = relay
         self.down, self.down_sid = down, down_sid
         self.grpc = grpc
-        self.state = CallState.ATTEMPTING
+        self.state = CallState.RECEIVED
         self.t0 = t0
         self.deadline: float | None = None
         self.route = self.cluster = None
@@ -89,6 +90,11 @@ class Call:
         return f"<Call down={self.down_sid} {self.state.value} attempts={self.attempts!r}>"
 
     # -- starting -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Called once the read that brought the request is handled."""
+        if self.state is CallState.RECEIVED:
+            self.relay.start(self)
+
     def begin(self) -> None:
         """First attempt (and mirror, and the hedge timer)."""
         self.state = CallState.ATTEMPTING
@@ -145,17 +151,16 @@ class Call:
         return left
 
     # -- request side (downstream events) -------------------------------------------------
-    def on_request_data(self, ev) -> None:
+    def on_request_data(self, data, flow_len: int, end_stream: bool) -> None:
         self._touch()
         body = self.body
-        data, flow_len = ev.data, ev.flow_controlled_length
         if not body.add(data, flow_len, self.route.action.retry_buffer_limit if self.route else 0):
             self._stop_replaying()
             if self.state is CallState.DONE:  # given up: the bytes only need their window back
                 self.down.ack(self.down_sid, flow_len)
                 return
             body.add(data, flow_len, 0)
-        if ev.stream_ended is not None:
+        if end_stream:
             body.end = True
         self._pump_attempts()
 
@@ -436,8 +441,8 @@ class Call:
         if not winner.sent_all:
             # Response complete before the request: stop the rest of it
             # (RFC 9113 §8.1: RST_STREAM NO_ERROR lets the client stop sending).
-            winner.conn.reset(winner.sid, ErrorCodes.CANCEL)
-            self.down.reset(self.down_sid, ErrorCodes.NO_ERROR)
+            winner.conn.reset(winner.sid, CANCEL)
+            self.down.reset(self.down_sid, NO_ERROR)
         winner.resp = None
         winner.finish(self.grpc_status, self.relay.clock(), ok=self._ok())
         self._end_responded()
@@ -447,8 +452,8 @@ class Call:
         if attempt.resp is not None and attempt.resp.end:  # complete (e.g. RST NO_ERROR after trailers)
             return
         attempt.finish(None, self.relay.clock(), ok=False)
-        if code == ErrorCodes.NO_ERROR:
-            code = ErrorCodes.INTERNAL_ERROR
+        if code == NO_ERROR:
+            code = INTERNAL_ERROR
         self.down.reset(self.down_sid, code)
         self._end(None, ok=False)
 
@@ -475,7 +480,7 @@ class Call:
         if headers is not None:
             self._forward_final(headers)
         elif reset_code is not None and failure.kind is Kind.RESET:
-            self.down.reset(self.down_sid, ErrorCodes.INTERNAL_ERROR if reset_code == ErrorCodes.NO_ERROR
+            self.down.reset(self.down_sid, INTERNAL_ERROR if reset_code == NO_ERROR
                             else reset_code)
             self._end(None, ok=False)
         elif failure.kind is Kind.PER_TRY_TIMEOUT:
@@ -505,7 +510,7 @@ class Call:
             elif not responded:
                 send_http_error(down, sid, http_status or gs.HTTP_FOR_STATUS.get(status, 502), message)
             else:
-                down.h2.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+                down.h2.reset_stream(sid, INTERNAL_ERROR)
             down.touch()
         self._end(status if self.grpc else None, cancel_status=gs.CANCELLED, ok=ok)
 
@@ -547,7 +552,7 @@ class Call:
 def send_http_error(down, sid: int, status: int, message: str) -> None:
     body = message.encode() + b"\n"
     h2 = down.h2
-    fits = len(body) <= min(h2.local_flow_control_window(sid), h2.max_outbound_frame_size)
+    fits = len(body) <= min(h2.send_window(sid), h2.max_outbound_frame_size)
     headers = [(b":status", b"%d" % status), (b"content-type", b"text/plain; charset=utf-8")]
     if not fits:
         h2.send_headers(sid, headers, end_stream=True)

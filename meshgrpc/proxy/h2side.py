@@ -1,10 +1,20 @@
-"""What both ends of the relay share: an asyncio Protocol around one h2 connection,
-and the Flusher that batches transport writes.
+"""What both ends of the relay share: an asyncio Protocol around one HTTP/2
+connection of meshgrpc's codec (meshgrpc/codec), the Flusher that batches
+transport writes, and the transport-level limits of a hardened edge.
 
-Write batching: handlers only queue frames in h2 and `touch()` the connection;
-each entry point (data_received, a timer, a connect completing) ends with
-`flusher.flush()`, which does one transport.write per touched connection. A
+Write batching: handlers only queue frames in the codec and `touch()` the
+connection; each entry point (data_received, a timer, a connect completing) ends
+with `flusher.flush()`, which does one transport.write per touched connection. A
 downstream batch that drives ten upstream streams costs one write per socket.
+
+Fairness and bounded memory, per connection:
+- a read is handled at most READ_BUDGET bytes at a time; the rest waits for the
+  next turn of the event loop with reading paused, so one connection that sends
+  256 KiB of tiny frames does not hold the loop while others wait;
+- the transport's write buffer has a high-water mark: a peer that stops reading
+  what we send stops being read from (it cannot make us queue answers without
+  bound), and is closed if it has not drained within `stall_timeout`;
+- a connection the peer hangs up drops its streams and buffers at once.
 """
 
 from __future__ import annotations
@@ -12,14 +22,28 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError
+from meshgrpc.codec import Connection, ConnectionFailed, Counters, Limits
+from meshgrpc.codec.errors import CANCEL
 
 log = logging.getLogger(__name__)
 
+# Bytes of one read handled before other connections get the event loop.
+READ_BUDGET = 16 << 10
+# Transport write buffer: above HIGH the peer is not reading (stop reading from
+# it); below LOW it is again.
+WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
+
+
+def running_loop():
+    """The running event loop; None outside one (in-memory tests handle reads whole)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 
 class Flusher:
-    """Connections with queued h2 output, written out together (one per event loop)."""
+    """Connections with queued output, written out together (one per event loop)."""
 
     __slots__ = ("dirty",)
 
@@ -36,24 +60,29 @@ class Flusher:
 
 
 class H2Side(asyncio.Protocol):
-    """One HTTP/2 connection (downstream or upstream) of the relay.
+    """One HTTP/2 connection (downstream or upstream) of the relay: the codec's
+    handler (its callbacks are methods here and in the subclasses) and the
+    transport's protocol.
 
     `calls` maps this side's stream ids to the relay's stream objects (Calls
     downstream, Attempts upstream); `blocked` holds the senders waiting for this
     connection's send window (resumed on WINDOW_UPDATE/SETTINGS through their
-    `pump()`). Subclasses fill `handlers` (event type -> method).
+    `pump()`). Subclasses implement the stream callbacks they receive.
     """
 
-    handlers: dict = {}
-
-    def __init__(self, h2, flusher: Flusher) -> None:
-        self.h2 = h2
+    def __init__(self, flusher: Flusher, *, client: bool, limits: Limits, counters: Counters | None = None,
+                 stall_timeout: float = 30.0) -> None:
+        self.h2 = Connection(self, client=client, limits=limits, counters=counters)
         self.flusher = flusher
         self.transport: asyncio.Transport | None = None
         self.dirty = False
         self.closed = False
         self.calls: dict[int, object] = {}
         self.blocked: set = set()
+        self._stall_timeout = stall_timeout
+        self._paused = 0  # reasons reading is paused: the read budget (1), a stalled peer (2)
+        self._backlog: list[bytes] = []  # the rest of a read beyond READ_BUDGET
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     # -- output -----------------------------------------------------------------
     def touch(self) -> None:
@@ -67,62 +96,139 @@ class H2Side(asyncio.Protocol):
         if data and not self.closed:
             self.transport.write(data)
 
-    def reset(self, stream_id: int, code: int = ErrorCodes.CANCEL) -> None:
-        """RST_STREAM unless h2 already considers the stream closed."""
-        if self.closed:
-            return
-        try:
+    def reset(self, stream_id: int, code: int = CANCEL) -> None:
+        """RST_STREAM unless the codec already considers the stream closed."""
+        if not self.closed:
             self.h2.reset_stream(stream_id, code)
-        except StreamClosedError:
-            return
-        self.touch()
+            self.touch()
 
     def ack(self, stream_id: int, n: int) -> None:
         """Hand `n` flow-controlled bytes back to the peer (stream and connection)."""
         if n and not self.closed:
-            self.h2.acknowledge_received_data(n, stream_id)
+            self.h2.acknowledge(stream_id, n)
             self.touch()
+
+    def ack_stream(self, stream_id: int, n: int) -> None:
+        if n and not self.closed:
+            self.h2.acknowledge_stream(stream_id, n)
+            self.touch()
+
+    def ack_connection(self, n: int) -> None:
+        if n and not self.closed:
+            self.h2.acknowledge_connection(n)
+            self.touch()
+
+    def hang_up(self) -> None:
+        """Write what is queued (a GOAWAY), then close."""
+        if self.transport is not None and not self.closed:
+            self.touch()
+            self.flusher.flush()
+            self.transport.close()
 
     # -- input ------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.touch()
         self.flusher.flush()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            events = self.h2.receive_data(data)
-        except ProtocolError as e:
-            # h2 has queued a GOAWAY with the error code; send it and hang up.
-            log.info("%r: protocol error from peer: %s", self, e)
-            self.touch()
-            self.flusher.flush()
-            self.transport.close()
+        if self._backlog:  # arrived while a budgeted read waits: keep the order
+            self._backlog.append(data)
             return
-        handlers = self.handlers
-        for ev in events:
-            handler = handlers.get(ev.__class__)
-            if handler is not None:
-                handler(self, ev)
+        if len(data) > READ_BUDGET and (loop := running_loop()) is not None:
+            self._backlog.append(data[READ_BUDGET:])
+            data = data[:READ_BUDGET]
+            self._pause(1)
+            loop.call_soon(self._read_backlog)
+        self._receive(data)
+
+    def _read_backlog(self) -> None:
+        if self.closed or not self._backlog:
+            return
+        data = b"".join(self._backlog)
+        self._backlog = []
+        if len(data) > READ_BUDGET:
+            self._backlog.append(data[READ_BUDGET:])
+            data = data[:READ_BUDGET]
+            asyncio.get_running_loop().call_soon(self._read_backlog)
+        else:
+            self._resume(1)
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            self.h2.receive(data)
+        except ConnectionFailed as e:
+            # The codec queued GOAWAY with the error's code: send it and hang up.
+            log.info("%r: connection error from peer (code %d): %s", self, e.code, e)
+            self.hang_up()
+            return
+        self.after_receive()
         self.touch()
         self.flusher.flush()
 
-    def on_data_for_dropped_stream(self, ev) -> None:
-        # The call is gone (finished, failed, reset): the bytes still count against
-        # the connection window, so give them back or the connection stalls.
-        self.ack(ev.stream_id, ev.flow_controlled_length)
+    def after_receive(self) -> None:
+        """Called once the codec has handled a read, before its output is written."""
 
-    def on_window_updated(self, ev) -> None:
-        if ev.stream_id == 0:
+    # -- backpressure from the peer ----------------------------------------------
+    def pause_writing(self) -> None:
+        # Our output is piling up: the peer does not read. Stop reading from it too.
+        self._pause(2)
+        if self._stall_timer is None:
+            self._stall_timer = asyncio.get_running_loop().call_later(self._stall_timeout, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._resume(2)
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        log.info("%r: peer read nothing for %.0fs; closing", self, self._stall_timeout)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def forget(self) -> None:
+        """The connection is gone: drop everything it holds (no cycles to wait for)."""
+        self.closed = True
+        self.blocked.clear()
+        self._backlog = []
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    # -- codec callbacks both sides handle alike ------------------------------------
+    def on_window_update(self, stream_id: int) -> None:
+        if stream_id == 0:
             self.resume_blocked()
             return
-        stream = self.calls.get(ev.stream_id)
+        stream = self.calls.get(stream_id)
         if stream is not None:
             stream.window_opened()
 
-    def on_settings_changed(self, ev) -> None:
+    def on_settings(self) -> None:
         # INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE changes can unblock sends.
         self.resume_blocked()
+
+    def on_ping_ack(self, payload: bytes) -> None:
+        pass
+
+    def data_for_dropped_stream(self, stream_id: int, flow_len: int) -> None:
+        # The call is gone (finished, failed, reset): the bytes still count against
+        # the connection window, so give them back or the connection stalls.
+        self.ack(stream_id, flow_len)
 
     def resume_blocked(self) -> None:
         for sender in list(self.blocked):

@@ -1,112 +1,215 @@
-"""Accepting downstream HTTP/2 (h2c, prior knowledge) connections: their lifecycle
-and the drain on shutdown.
+"""Accepting downstream HTTP/2 (h2c, prior knowledge) connections: their limits,
+lifecycle and the drain on shutdown.
 
 `serve(relay, host, port)` binds and returns a started Listener. `drain(timeout)`
 stops accepting, sends GOAWAY (last_stream_id = the highest stream seen, so streams
 in flight finish and any that raced the GOAWAY are refused with REFUSED_STREAM,
 which gRPC clients retry transparently), waits up to `timeout` for the streams in
 flight, then closes what is left.
+
+The edge's limits per connection (EdgeLimits; the HTTP/2 ones are the codec's,
+meshgrpc/codec/limits.py): a client must send its preface and SETTINGS within
+`preface_timeout`; a connection without streams for `idle_timeout` is closed; at
+most `max_connections` are open at once (one more gets GOAWAY and is closed, before
+the fd limit makes the listener fail everyone); a client whose responses pile up
+unread beyond `buffer_budget` gets no new streams (REFUSED_STREAM) until it reads,
+and a stalled one is closed (h2side.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
-    StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
-)
-
-from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
-from meshgrpc.proxy.h2side import H2Side
+from meshgrpc.codec import Counters, Limits
+from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM
+from meshgrpc.proxy.h2side import H2Side, running_loop
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What one listener allows its clients (each default is Envoy's or close to it)."""
+
+    http2: Limits = Limits()  # the codec's: frames, headers, floods, windows
+    preface_timeout: float = 10.0  # seconds for a new client's preface and SETTINGS
+    idle_timeout: float = 3600.0  # seconds a connection may stay without streams
+    max_connections: int = 10_000  # open at once; the proxy raises its fd limit above this
+    stall_timeout: float = 30.0  # seconds a client may leave our writes unread
+    buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
+
+    @classmethod
+    def parse(cls, settings: list[str]) -> EdgeLimits:
+        """From NAME=VALUE settings (`meshgrpc proxy --limit`): any field here or of
+        the codec's Limits; raises ValueError naming what is wrong."""
+        own, http2 = {}, {}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "http2"}
+        codec_fields = {f.name: f for f in dataclasses.fields(Limits)}
+        for setting in settings:
+            name, sep, text = setting.partition("=")
+            target = own if name in fields else http2 if name in codec_fields else None
+            if not sep or target is None:
+                known = ", ".join(sorted([*fields, *codec_fields]))
+                raise ValueError(f"{setting!r} is not NAME=VALUE with NAME one of: {known}")
+            kind = (fields.get(name) or codec_fields[name]).type
+            try:
+                target[name] = float(text) if kind in ("float", float) else int(text)
+            except ValueError:
+                raise ValueError(f"{name}: {text!r} is not a number") from None
+        return cls(http2=Limits(**http2), **own)
+
+
+class ListenerCounters:
+    """What the listener's limits did (the codec's own counters are in `http2`)."""
+
+    __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering",
+                 "slow_readers_closed")
+
+    def __init__(self) -> None:
+        self.http2 = Counters()
+        self.refused_connections = self.preface_timeouts = self.idle_closed = 0
+        self.refused_for_buffering = self.slow_readers_closed = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {**self.http2.as_dict(), **{n: getattr(self, n) for n in self.__slots__ if n != "http2"}}
 
 
 class DownstreamConnection(H2Side):
     """Server side of one client connection."""
 
     def __init__(self, listener: Listener) -> None:
-        super().__init__(new_connection(False, listener.tuning), listener.relay.flusher)
+        limits = listener.limits
+        super().__init__(listener.relay.flusher, client=False, limits=limits.http2,
+                         counters=listener.counters.http2, stall_timeout=limits.stall_timeout)
         self.listener = listener
         self.relay = listener.relay
         self.goaway_last: int | None = None  # set once we sent GOAWAY
         self.peer_gone = False  # the client sent GOAWAY
+        self.buffered = 0  # response bytes relayed to this client's streams and not yet sent
+        self.last_active = 0.0  # when its last call started or ended (idle timeout)
+        self.starting: list = []  # calls of this read, started once the whole read is handled
+        self._preface_timer: asyncio.TimerHandle | None = None
+        self._budget_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<DownstreamConnection calls={len(self.calls)} goaway={self.goaway_last} closed={self.closed}>"
 
     def connection_made(self, transport) -> None:
-        self.listener.conns.add(self)
+        listener = self.listener
         super().connection_made(transport)
-
-    # -- events ---------------------------------------------------------------------
-    def on_request(self, ev) -> None:
-        if self.goaway_last is not None and ev.stream_id > self.goaway_last:
-            self.reset(ev.stream_id, ErrorCodes.REFUSED_STREAM)
+        if len(listener.conns) >= listener.limits.max_connections:
+            listener.counters.refused_connections += 1
+            self.h2.goaway(ENHANCE_YOUR_CALM, 0, b"too many connections")
+            self.hang_up()
             return
-        self.relay.start_call(self, ev)
+        listener.conns.add(self)
+        self.last_active = self.relay.clock()
+        loop = running_loop()
+        if loop is not None:  # (in-memory tests drive connections without a loop)
+            self._preface_timer = loop.call_later(listener.limits.preface_timeout, self._no_preface)
 
-    def on_data(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._preface_timer is not None and self.h2.peer_settings_received():
+            self._preface_timer.cancel()
+            self._preface_timer = None
+
+    def after_receive(self) -> None:
+        # A stream the client reset in the same read as it opened it never becomes
+        # an upstream call (rapid reset, CVE-2023-44487, costs us no upstream work).
+        starting, self.starting = self.starting, []
+        for call in starting:
+            call.start()
+
+    def over_budget(self) -> None:
+        """Its unread responses passed buffer_budget: no new streams (on_request);
+        if it still has not read them after stall_timeout, it is closed."""
+        loop = running_loop()
+        if self._budget_timer is None and loop is not None:
+            self._budget_timer = loop.call_later(self.listener.limits.stall_timeout, self._still_over_budget)
+
+    def _still_over_budget(self) -> None:
+        self._budget_timer = None
+        if self.buffered > self.listener.limits.buffer_budget and not self.closed:
+            self.listener.counters.slow_readers_closed += 1
+            log.info("%r: %d response bytes unread for %gs; closing", self, self.buffered,
+                     self.listener.limits.stall_timeout)
+            self.h2.goaway(ENHANCE_YOUR_CALM, None, b"responses left unread")
+            self.hang_up()
+
+    def _no_preface(self) -> None:
+        self._preface_timer = None
+        self.listener.counters.preface_timeouts += 1
+        log.info("%r: no preface and SETTINGS within %gs; closing", self, self.listener.limits.preface_timeout)
+        self.transport.abort()
+
+    # -- codec callbacks ------------------------------------------------------------------
+    def on_request(self, stream_id: int, headers, end_stream: bool) -> None:
+        if self.goaway_last is not None and stream_id > self.goaway_last:
+            self.reset(stream_id, REFUSED_STREAM)
+            return
+        if self.buffered > self.listener.limits.buffer_budget:
+            self.listener.counters.refused_for_buffering += 1
+            self.reset(stream_id, REFUSED_STREAM)  # read what you asked for first
+            return
+        self.last_active = self.relay.clock()
+        self.relay.start_call(self, stream_id, headers, end_stream)
+
+    def on_response(self, stream_id: int, headers, end_stream: bool) -> None:  # server role: never called
+        pass
+
+    def on_data(self, stream_id: int, data, flow_len: int, end_stream: bool) -> None:
+        call = self.calls.get(stream_id)
         if call is None:
-            self.on_data_for_dropped_stream(ev)
+            self.data_for_dropped_stream(stream_id, flow_len)
         else:
-            call.on_request_data(ev)
+            call.on_request_data(data, flow_len, end_stream)
 
-    def on_ended(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
+    def on_trailers(self, stream_id: int, headers) -> None:
+        call = self.calls.get(stream_id)
         if call is not None:
-            call.on_request_end()
+            call.on_request_trailers(headers)
 
-    def on_trailers(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
+    def on_reset(self, stream_id: int, code: int) -> None:
+        call = self.calls.get(stream_id)
         if call is not None:
-            call.on_request_trailers(ev.headers)
+            call.on_downstream_reset(code)
 
-    def on_reset(self, ev) -> None:
-        call = self.calls.get(ev.stream_id)
-        if call is not None:
-            call.on_downstream_reset(ev.error_code)
-
-    def on_goaway(self, ev) -> None:
+    def on_goaway(self, code: int, last_stream_id: int, debug: bytes) -> None:
         self.peer_gone = True
-        if ev.error_code != ErrorCodes.NO_ERROR:
+        if code != NO_ERROR:
             self.transport.close()
         else:
             self.call_done()
 
-    handlers = {
-        RequestReceived: on_request, DataReceived: on_data, StreamEnded: on_ended,
-        TrailersReceived: on_trailers, StreamReset: on_reset,
-        WindowUpdated: H2Side.on_window_updated, RemoteSettingsChanged: H2Side.on_settings_changed,
-        ConnectionTerminated: on_goaway,
-    }
-
     # -- lifecycle ------------------------------------------------------------------
     def call_done(self) -> None:
         """A call on this connection ended: close once draining and idle."""
+        self.last_active = self.relay.clock()
         if not self.calls and (self.goaway_last is not None or self.peer_gone) and not self.closed:
-            self.touch()
-            self.flusher.flush()
-            self.transport.close()
+            self.hang_up()
 
     def send_goaway(self) -> None:
         if self.closed or self.goaway_last is not None:
             return
-        self.goaway_last = self.h2.highest_inbound_stream_id
-        self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.goaway_last)
+        self.goaway_last = self.h2.highest_inbound
+        self.h2.goaway(NO_ERROR, self.goaway_last)
         self.touch()
         self.flusher.flush()
         self.call_done()
 
     def connection_lost(self, exc) -> None:
-        self.closed = True
-        self.blocked.clear()
-        for call in list(self.calls.values()):
+        self.forget()
+        self.starting = []
+        for timer in (self._preface_timer, self._budget_timer):
+            if timer is not None:
+                timer.cancel()
+        self._preface_timer = self._budget_timer = None
+        calls, self.calls = list(self.calls.values()), {}
+        for call in calls:
             call.on_downstream_lost()
         self.listener.connection_closed(self)
         self.flusher.flush()
@@ -115,17 +218,19 @@ class DownstreamConnection(H2Side):
 class Listener:
     """The proxy's downstream socket and the connections accepted on it."""
 
-    def __init__(self, relay, host: str, port: int, *, tuning: Tuning = DEFAULT_TUNING,
+    def __init__(self, relay, host: str, port: int, *, limits: EdgeLimits = EdgeLimits(),
                  reuse_port: bool = False, backlog: int = 1024) -> None:
         self.relay = relay
         self.host, self.port = host, port
-        self.tuning = tuning
+        self.limits = limits
+        self.counters = ListenerCounters()
         self.reuse_port = reuse_port
         self.backlog = backlog
         self.server: asyncio.AbstractServer | None = None
         self.conns: set[DownstreamConnection] = set()
         self.draining = False
         self._idle = asyncio.Event()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<Listener {self.host}:{self.port} conns={len(self.conns)} draining={self.draining}>"
@@ -138,6 +243,7 @@ class Listener:
             reuse_port=self.reuse_port or None, backlog=self.backlog, family=socket.AF_INET
             if ":" not in self.host else socket.AF_INET6)
         self.host, self.port = self.server.sockets[0].getsockname()[:2]
+        self._sweep_later()
         log.info("proxy listening on %s:%d", self.host, self.port)
         return self.host, self.port
 
@@ -148,6 +254,19 @@ class Listener:
         self.conns.discard(conn)
         if self.draining and not self.conns:
             self._idle.set()
+
+    def _sweep_later(self) -> None:
+        period = min(60.0, max(0.05, self.limits.idle_timeout / 10))
+        self._sweeper = asyncio.get_running_loop().call_later(period, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections without streams for longer than the idle timeout."""
+        now = self.relay.clock()
+        for conn in [c for c in self.conns if not c.calls and now - c.last_active >= self.limits.idle_timeout]:
+            self.counters.idle_closed += 1
+            conn.h2.goaway(NO_ERROR)
+            conn.hang_up()
+        self._sweep_later()
 
     async def drain(self, timeout: float) -> bool:
         """GOAWAY to every client, wait up to `timeout` s for streams in flight to
@@ -167,6 +286,9 @@ class Listener:
         return drained
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self.server is not None:
             self.server.close()
         for conn in list(self.conns):
@@ -177,9 +299,9 @@ class Listener:
 
 
 async def serve(relay, host: str, port: int, *, reuse_port: bool = False,
-                tuning: Tuning = DEFAULT_TUNING) -> Listener:
+                limits: EdgeLimits = EdgeLimits()) -> Listener:
     """Bind a Listener for `relay` (several worker processes may share the port
     with reuse_port=True) and log `proxy listening on HOST:PORT`."""
-    listener = Listener(relay, host, port, tuning=tuning, reuse_port=reuse_port)
+    listener = Listener(relay, host, port, limits=limits, reuse_port=reuse_port)
     await listener.start()
     return listener

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import sys
@@ -29,7 +30,7 @@ from meshgrpc.control_channel import Keepalive
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
-from meshgrpc.proxy.listener import serve
+from meshgrpc.proxy.listener import EdgeLimits, serve
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -77,6 +78,7 @@ class Proxy:
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
             self.configurator.on_update, dialer=discovery_dialer(args.discovery_keepalive))
         self.draining = False
+        self.listener = None
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
@@ -85,7 +87,10 @@ class Proxy:
 
     def _gauges(self) -> ScrapeGauges:
         in_flight = {c.name: sum(e.in_flight for e in c.endpoints) for c in self.holder.current.clusters}
-        return ScrapeGauges(in_flight, dict(self.configurator.versions))
+        edge = {"upstream": self.pools.counters.as_dict()}
+        if self.listener is not None:
+            edge["downstream"] = self.listener.counters.as_dict()
+        return ScrapeGauges(in_flight, dict(self.configurator.versions), edge)
 
     async def serve(self) -> int:
         stop = asyncio.Event()
@@ -100,7 +105,8 @@ class Proxy:
             # it can route, so no client meets one that has no config yet.
             await _first_of(self.configured, stop)
         host, port = split_address(self.args.listen, listen=True)
-        listener = await serve(self.relay, host, port, reuse_port=self.reuse_port)
+        self.listener = listener = await serve(self.relay, host, port, reuse_port=self.reuse_port,
+                                               limits=self.args.edge_limits)
         admin = await self._start_admin(listener) if self.worker == 0 else None
         await stop.wait()
         return await self._drain(listener, admin)
@@ -150,6 +156,12 @@ def run(args) -> int:
             print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
             return 2
     try:
+        args.edge_limits = EdgeLimits.parse(args.limit)
+    except ValueError as e:
+        print(f"meshgrpc proxy: --limit: {e}", file=sys.stderr)
+        return 2
+    _raise_fd_limit(args.edge_limits.max_connections)
+    try:
         split_targets(args.control_plane)
     except ValueError as e:
         print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
@@ -157,6 +169,17 @@ def run(args) -> int:
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)
+
+
+def _raise_fd_limit(connections: int) -> None:
+    """Open files up to the hard limit: the listener's max_connections (plus the
+    upstream side) should be what refuses clients, not EMFILE on accept."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < connections + 256:
+        log.warning("open-file limit %d is below --limit max_connections=%d (+256): clients may meet EMFILE",
+                    hard, connections)
 
 
 def _run_workers(args) -> int:

@@ -22,7 +22,7 @@ import random
 import time
 from typing import Callable
 
-from h2.errors import ErrorCodes
+from meshgrpc.codec.errors import PROTOCOL_ERROR
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt
@@ -63,23 +63,22 @@ class Relay:
         self.replay_bytes = 0  # kept by all calls now
 
     # -- the per-call path ----------------------------------------------------------------
-    def start_call(self, down, ev) -> None:
-        """A downstream RequestReceived: read it, route it, start its first attempt."""
-        sid = ev.stream_id
-        head = parse_request(ev.headers)
+    def start_call(self, down, sid: int, headers, ended: bool) -> None:
+        """A downstream request (its header block): read it, route it, start its first attempt."""
+        head = parse_request(headers)
         if type(head) is Reject:
-            down.reset(sid, ErrorCodes.PROTOCOL_ERROR)
+            down.reset(sid, PROTOCOL_ERROR)
             return
         call = Call(self, down, sid, head.grpc, self.clock())
         down.calls[sid] = call
-        if ev.stream_ended is not None:
+        if ended:
             call.body.end = True
         state = self.state.current
         routes = state.routes
         if routes is None:
             call.fail(gs.UNAVAILABLE, "proxy has no route configuration yet")
             return
-        route = routes.route(head.authority[1] if head.authority is not None else b"", head.path[1], ev.headers)
+        route = routes.route(head.authority[1] if head.authority is not None else b"", head.path[1], headers)
         if route is None:
             call.fail(gs.UNIMPLEMENTED, "no route for " + head.path[1].decode("utf-8", "replace"), ok=True)
             return
@@ -109,7 +108,13 @@ class Relay:
         cluster.budget.deposit(call.t0)
         call.counted = True
         self._arm_timers(call, route, head.timeout)
-        if route.fault is not None and self._fault(call, route, regular):
+        down.starting.append(call)  # its first attempt once the whole read is handled
+
+    def start(self, call: Call) -> None:
+        """The call's read is handled and the client did not reset it: apply the
+        route's fault injection, then send its first attempt."""
+        route = call.route
+        if route.fault is not None and self._fault(call, route, call.up_headers):
             return
         call.begin()
 

@@ -6,15 +6,15 @@ Header fields are kept as the very tuples the codec decoded, never rebuilt: a
 field received never-indexed must be forwarded never-indexed (RFC 7541 §6.2.3).
 Connection-specific fields are dropped (RFC 9113 §8.2.2), `host` becomes
 :authority when there is none, and `te` is kept only as "trailers". The
-codec refuses malformed blocks (RFC 9113 §8.1.1, §8.2) before they get here.
+codec refuses malformed blocks (RFC 9113 §8.1.1, §8.2: meshgrpc/codec/headers.py)
+before they get here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from hpack import NeverIndexedHeaderTuple
-
+from meshgrpc.codec import NeverIndexed
 from meshgrpc.proxy import grpc_status as gs
 
 # Connection-specific headers never forwarded (RFC 9113 §8.2.2); `host` is folded
@@ -74,6 +74,6 @@ def parse_request(headers) -> RequestHead | Reject:
 
 def _renamed(field, name: bytes):
     """`field`'s value under another name, never-indexed if `field` was."""
-    if type(field) is NeverIndexedHeaderTuple:
-        return NeverIndexedHeaderTuple(name, field[1])
+    if type(field) is NeverIndexed:
+        return NeverIndexed(name, field[1])
     return (name, field[1])

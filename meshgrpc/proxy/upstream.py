@@ -19,34 +19,53 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import random
 import time
 
-from h2.events import (
-    ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived,
-    StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
-)
-from h2.exceptions import TooManyStreamsError
-
 from meshgrpc.addresses import split_address
 from meshgrpc.backoff import Backoff
-from meshgrpc.proxy.h2conf import DEFAULT_TUNING, Tuning, new_connection
+from meshgrpc.codec import CannotOpenStream, Counters, Limits
+from meshgrpc.codec.errors import NO_ERROR
 from meshgrpc.proxy.h2side import Flusher, H2Side
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamLimits:
+    """The relay's HTTP/2 connections to endpoints. Each stream's window is also
+    the most the proxy buffers of one response a client reads slowly."""
+
+    http2: Limits = Limits(stream_window=256 << 10)
+    stall_timeout: float = 30.0  # seconds an endpoint may leave our writes unread
+
+
+UPSTREAM_LIMITS = UpstreamLimits()
 
 log = logging.getLogger(__name__)
 
 
 class UpstreamConnection(H2Side):
-    """Client side of one HTTP/2 connection to an endpoint."""
+    """Client side of one HTTP/2 connection to an endpoint.
+
+    No head-of-line blocking across the clients sharing it: response bytes a
+    client has not read yet are acknowledged on the connection's window as soon as
+    they are buffered (its stream window still holds that one stream back), up to
+    `eager_budget` bytes for the whole connection; past it the connection is
+    `congested` and takes no new streams, so new calls go to another connection
+    while one slow reader holds this one's window."""
 
     def __init__(self, pool: EndpointPool) -> None:
-        super().__init__(new_connection(True, pool.tuning), pool.flusher)
+        super().__init__(pool.flusher, client=True, limits=pool.limits.http2, counters=pool.counters,
+                         stall_timeout=pool.limits.stall_timeout)
         self.pool = pool
         self.active = 0  # streams we opened and have not released
         self.draining = False  # GOAWAY received (or pool closing): no new streams
-        self.full = False  # h2 refused a stream: full until one is released
+        self.full = False  # the codec refused a stream: full until one is released
         self.settled = False  # the peer's first SETTINGS arrived
+        self.buffered = 0  # response bytes acknowledged on the connection window and not yet relayed
+        self.eager_budget = pool.limits.http2.connection_window // 4
+        self.congested = False
 
     def __repr__(self) -> str:
         return (f"<UpstreamConnection {self.pool.address} active={self.active} "
@@ -58,86 +77,95 @@ class UpstreamConnection(H2Side):
         # rest): one stream, the others wait the round trip.
         if not self.settled:
             return 1
-        return min(self.h2.remote_settings.max_concurrent_streams, self.pool.max_streams_per_conn)
+        return min(self.h2.peer_max_concurrent_streams, self.pool.max_streams_per_conn)
 
     def usable(self) -> bool:
-        return not (self.draining or self.closed or self.full) and self.active < self.capacity()
+        return not (self.draining or self.closed or self.full or self.congested) and self.active < self.capacity()
 
-    # -- events (self.calls maps stream ids to Attempts) ---------------------------------
-    def on_response(self, ev) -> None:
-        attempt = self.calls.get(ev.stream_id)
+    def buffer_eagerly(self, n: int) -> int:
+        """How many of `n` buffered response bytes to acknowledge on the connection
+        window now (the rest wait until relayed); counts them as buffered."""
+        room = max(0, self.eager_budget - self.buffered)
+        take = min(n, room)
+        self.buffered += take
+        if take < n and not self.congested:
+            self.congested = True
+            log.info("%r: clients hold %d unread bytes of its window; new calls go elsewhere", self, self.buffered)
+        return take
+
+    def relayed(self, n: int) -> None:
+        """`n` eagerly acknowledged bytes were relayed (or dropped)."""
+        self.buffered -= n
+        if self.congested and self.buffered <= self.eager_budget // 2:
+            self.congested = False
+            self.pool.serve_waiters()
+
+    # -- codec callbacks (self.calls maps stream ids to Attempts) ------------------------
+    def on_request(self, stream_id: int, headers, end_stream: bool) -> None:  # client role: never called
+        pass
+
+    def on_response(self, stream_id: int, headers, end_stream: bool) -> None:
+        attempt = self.calls.get(stream_id)
         if attempt is not None:
-            attempt.on_response(ev.headers, ev.stream_ended is not None)
+            attempt.on_response(headers, end_stream)
 
-    def on_data(self, ev) -> None:
-        attempt = self.calls.get(ev.stream_id)
+    def on_data(self, stream_id: int, data, flow_len: int, end_stream: bool) -> None:
+        attempt = self.calls.get(stream_id)
         if attempt is None:
-            self.on_data_for_dropped_stream(ev)
+            self.data_for_dropped_stream(stream_id, flow_len)
         else:
-            attempt.on_data(ev)
+            attempt.on_data(data, flow_len, end_stream)
 
-    def on_trailers(self, ev) -> None:
-        attempt = self.calls.get(ev.stream_id)
+    def on_trailers(self, stream_id: int, headers) -> None:
+        attempt = self.calls.get(stream_id)
         if attempt is not None:
-            attempt.on_trailers(ev.headers)
+            attempt.on_trailers(headers)
 
-    def on_ended(self, ev) -> None:
-        attempt = self.calls.get(ev.stream_id)
+    def on_reset(self, stream_id: int, code: int) -> None:
+        attempt = self.calls.get(stream_id)
         if attempt is not None:
-            attempt.on_ended()
+            attempt.on_reset(code)
 
-    def on_reset(self, ev) -> None:
-        attempt = self.calls.get(ev.stream_id)
-        if attempt is not None:
-            attempt.on_reset(ev.error_code)
-
-    def on_goaway(self, ev) -> None:
+    def on_goaway(self, code: int, last_stream_id: int, debug: bytes) -> None:
         # RFC 9113 §6.8: streams above last_stream_id were never processed and
         # may be retried; those at or below it finish on this connection.
         self.draining = True
-        log.info("%r: GOAWAY %s last_stream_id=%d", self, ev.error_code, ev.last_stream_id)
+        log.info("%r: GOAWAY %d last_stream_id=%d", self, code, last_stream_id)
         for sid, attempt in sorted(self.calls.items()):
-            if sid > ev.last_stream_id:
+            if sid > last_stream_id:
                 attempt.on_refused(f"upstream {self.pool.address} went away before answering")
         self.pool.connection_draining(self)
 
-    def on_settings(self, ev) -> None:
+    def on_settings(self) -> None:
         self.settled = True
-        self.on_settings_changed(ev)
+        self.resume_blocked()
         self.pool.serve_waiters()
 
-    handlers = {
-        ResponseReceived: on_response, DataReceived: on_data, TrailersReceived: on_trailers,
-        StreamEnded: on_ended, StreamReset: on_reset, WindowUpdated: H2Side.on_window_updated,
-        RemoteSettingsChanged: on_settings, ConnectionTerminated: on_goaway,
-    }
-
     def connection_lost(self, exc) -> None:
-        self.closed = True
-        self.blocked.clear()
+        self.forget()
         why = f"upstream connection to {self.pool.address} lost"
-        for attempt in list(self.calls.values()):
+        attempts, self.calls = list(self.calls.values()), {}
+        for attempt in attempts:
             attempt.on_lost(why)
         self.pool.connection_lost(self)
         self.flusher.flush()
 
     def close_if_idle(self) -> None:
         if not self.calls and self.transport is not None and not self.closed:
-            self.h2.close_connection()
-            self.touch()
-            self.flusher.flush()
-            self.transport.close()
+            self.h2.goaway(NO_ERROR)
+            self.hang_up()
 
 
 class EndpointPool:
     """HTTP/2 connections to one endpoint, shared by all calls to it."""
 
     def __init__(self, address: str, host: str, port: int, *, flusher: Flusher,
-                 tuning: Tuning = DEFAULT_TUNING, clock=time.monotonic,
-                 rng: random.Random | None = None, max_waiters: int = 4096,
+                 limits: UpstreamLimits = UPSTREAM_LIMITS, counters: Counters | None = None,
+                 clock=time.monotonic, rng: random.Random | None = None, max_waiters: int = 4096,
                  max_streams_per_conn: int = 1000) -> None:
         self.address, self.host, self.port = address, host, port
-        self.flusher, self.tuning, self.clock = flusher, tuning, clock
+        self.flusher, self.limits, self.clock = flusher, limits, clock
+        self.counters = counters
         self.max_waiters = max_waiters  # a bound whatever the clusters' breakers say
         self.max_streams_per_conn = max_streams_per_conn
         self.backoff = Backoff(rng or random.Random(), jitter=0.2)
@@ -159,7 +187,7 @@ class EndpointPool:
             if conn.usable():
                 try:
                     attempt.open_on(conn)
-                except TooManyStreamsError:
+                except CannotOpenStream:
                     conn.full = True
                     continue
                 conn.active += 1
@@ -294,10 +322,11 @@ class UpstreamPools:
     streams finish). `get()` also creates pools on demand, so a call to an endpoint
     that appeared in config before `sync` ran still goes out."""
 
-    def __init__(self, tuning: Tuning = DEFAULT_TUNING, clock=time.monotonic,
+    def __init__(self, limits: UpstreamLimits = UPSTREAM_LIMITS, clock=time.monotonic,
                  rng: random.Random | None = None, **pool_options) -> None:
         self.flusher = Flusher()
-        self.tuning, self.clock = tuning, clock
+        self.limits, self.clock = limits, clock
+        self.counters = Counters()  # the codec's limits, over every upstream connection
         self.rng = rng or random.Random()
         self.pool_options = pool_options
         self.pools: dict[str, EndpointPool] = {}
@@ -311,8 +340,8 @@ class UpstreamPools:
         if pool is None:
             if host is None or port is None:
                 host, port = split_address(address)
-            pool = EndpointPool(address, host, port, flusher=self.flusher, tuning=self.tuning,
-                                clock=self.clock, rng=self.rng, **self.pool_options)
+            pool = EndpointPool(address, host, port, flusher=self.flusher, limits=self.limits,
+                                counters=self.counters, clock=self.clock, rng=self.rng, **self.pool_options)
             self.pools[address] = pool
         return pool
 

@@ -1,6 +1,6 @@
 """h2 as the oracle: random valid and invalid frame sequences from a client go to
 meshgrpc.codec and to h2 configured as the relay configures it
-(meshgrpc/proxy/h2conf.py), one frame per receive call, in the server role
+(tests/support/h2_oracle.py), one frame per receive call, in the server role
 (frames from a client) and in the client role (frames from a server answering
 requests both sent alike); after every frame both
 must report the same events (requests, data, trailers, ends, resets, window
@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 from meshgrpc.codec import Connection, ConnectionFailed, Limits
 from meshgrpc.codec.errors import FRAME_SIZE_ERROR, PROTOCOL_ERROR, STREAM_CLOSED
-from meshgrpc.proxy.h2conf import Tuning, new_connection
+from tests.support.h2_oracle import Tuning, new_connection
 from tests.support import codec_peer as P
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "2000"))
@@ -296,7 +296,7 @@ def _wires(client: _Client, action) -> list[bytes]:
         # depends on stream 0 (never on itself: see module doc)
         return [] if sid is None else [P.frame(2, 0, sid, b"\0\0\0\0\x10")]
     if kind == "goaway":
-        # Not before the first stream: h2conf's GOAWAY-tolerant transitions
+        # Not before the first stream: the oracle's GOAWAY-tolerant transitions
         # cover the open states only, and h2 closes an IDLE connection on GOAWAY.
         return [P.goaway(action[1], action[2], b"bye")] if client.opened else []
     if kind == "unknown":

@@ -18,8 +18,10 @@ from h2.settings import SettingCodes
 from meshapi.v1 import resources_pb2
 from tests.support.specs import cluster_set_of, route_table_of
 from meshgrpc.proxy import grpc_status as gs
-from meshgrpc.proxy.h2conf import Tuning, _GoawayTolerantStateMachine
-from meshgrpc.proxy.listener import DownstreamConnection, Listener
+from meshgrpc.codec import Limits
+from meshgrpc.proxy.upstream import UpstreamLimits
+from tests.support.h2_oracle import GoawayTolerantStateMachine
+from meshgrpc.proxy.listener import DownstreamConnection, EdgeLimits, Listener
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.upstream import UpstreamConnection, UpstreamPools
@@ -39,6 +41,18 @@ class FakeTransport:
     def write(self, data) -> None:
         self.out += data
 
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.closed = True
+
     def close(self) -> None:
         self.closed = True
 
@@ -53,7 +67,7 @@ class Peer:
     def __init__(self, side, client: bool, settings: dict | None = None) -> None:
         self.h2 = H2Connection(H2Configuration(client_side=client, header_encoding=None))
         # Peers behave as RFC 9113 says after GOAWAY (not as h2 does, issue 1181).
-        self.h2.state_machine = _GoawayTolerantStateMachine()
+        self.h2.state_machine = GoawayTolerantStateMachine()
         self.h2.initiate_connection()
         if settings:
             self.h2.update_settings(settings)
@@ -81,7 +95,7 @@ class Peer:
 class Rig:
     """Relay + one downstream client peer + upstream server peers on a pool."""
 
-    def __init__(self, tuning: Tuning = Tuning(), upstreams: int = 1, up_settings=None,
+    def __init__(self, tuning: Limits = Limits(), upstreams: int = 1, up_settings=None,
                  timeout_s: float | None = None) -> None:
         rc = resources_pb2.RouteConfig(name="r")
         vh = rc.virtual_hosts.add(name="all", domains=["*"])
@@ -93,9 +107,9 @@ class Rig:
         clusters = cluster_set_of(
             {"c": resources_pb2.Cluster(name="c", lb_policy=resources_pb2.Cluster.ROUND_ROBIN)},
             {"c": resources_pb2.EndpointSet(cluster="c", endpoints=[resources_pb2.Endpoint(address=ADDR)])})
-        self.pools = UpstreamPools(tuning=tuning)
+        self.pools = UpstreamPools(limits=UpstreamLimits(http2=tuning))
         self.relay = Relay(StateHolder(ProxyState(route_table_of(rc), clusters)), self.pools)
-        self.listener = Listener(self.relay, "127.0.0.1", 0, tuning=tuning)
+        self.listener = Listener(self.relay, "127.0.0.1", 0, limits=EdgeLimits(http2=tuning))
         self.client = Peer(DownstreamConnection(self.listener), client=True)
         pool = self.pools.get(ADDR)
         self.ups = []
@@ -206,7 +220,7 @@ def test_stream_limit_of_upstream_sends_next_call_to_another_connection():
 
 def test_slow_reader_buffers_at_most_one_window_then_drains_intact():
     window = 32 * 1024
-    rig = Rig(tuning=Tuning(stream_window=window, connection_window=4 * window))
+    rig = Rig(tuning=Limits(stream_window=window, connection_window=4 * window))
     rig.client.h2.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1024})  # slow reader
     sid = rig.request()
     up = rig.ups[0]
@@ -246,7 +260,7 @@ def test_slow_reader_buffers_at_most_one_window_then_drains_intact():
 
 
 def test_data_for_dropped_streams_is_acknowledged_so_the_connection_window_recovers():
-    rig = Rig(tuning=Tuning(connection_window=65535))
+    rig = Rig(tuning=Limits(connection_window=65535))
     # Downstream: the relay failed the call (no route) while the client was still
     # sending; h2 still reports that data, and the relay must hand the window back.
     bad = [(b":path", b"/nowhere/M") if n == b":path" else (n, v) for n, v in GRPC_REQ]
@@ -283,10 +297,10 @@ def test_large_headers_cross_in_continuation_frames_both_ways():
 
 
 def test_connection_window_is_grown_with_window_update_on_stream_zero():
-    rig = Rig(tuning=Tuning(connection_window=8 << 20, stream_window=1 << 20))
+    rig = Rig(tuning=Limits(connection_window=8 << 20, stream_window=1 << 20))
     assert rig.client.h2.outbound_flow_control_window == 8 << 20
     assert rig.client.h2.remote_settings.initial_window_size == 1 << 20
-    assert rig.client.h2.remote_settings.max_concurrent_streams == Tuning().max_concurrent_streams
+    assert rig.client.h2.remote_settings.max_concurrent_streams == Limits().max_concurrent_streams
 
 
 def test_ping_is_answered():

@@ -1,29 +1,19 @@
-"""h2 tuned for relaying: one H2Connection subclass and the configs/settings the
-relay uses on both sides. Every tweak here was measured (DESIGN.md "Performance").
+"""h2 configured the way meshgrpc's relay used it before it moved onto its own
+codec: the oracle the codec's property tests compare against, and the in-memory
+peers of the relay's protocol tests. Test support only (h2 is a test dependency).
 
-- header_encoding=None and h2's header validation/normalisation off: the relay does
-  its own header hygiene (relay.headers), so h2 need not check every header twice.
-- No `repr(frame)` per received frame (h2 builds it for a trace log line even when
-  nothing logs).
-- GOAWAY does not close the h2 state machine: h2 moves to CLOSED on receiving or
-  sending GOAWAY and clears queued output (python-hyper/h2 issue 1181), which would
-  kill streams RFC 9113 §6.8 lets finish. The relay itself stops opening streams on a
-  connection that sent or received GOAWAY.
-- HPACK results are cached per connection and direction while the dynamic table
-  stays the same (hpack_cache); the encoder never Huffman-codes.
-- hpack calls `log.debug` for every header it encodes or decodes; the relay swaps
-  hpack's module logger for a no-op unless that logger is enabled for DEBUG when
-  this module is imported (`quiet_hpack()`, called below).
+- header_encoding=None and h2's header validation/normalisation off;
+- GOAWAY does not close the h2 state machine (h2 moves to CLOSED on GOAWAY and
+  clears queued output, python-hyper/h2 issue 1181, where RFC 9113 §6.8 lets
+  streams finish);
+- no `repr(frame)` per received frame (h2 4.4.1's _receive_frame without it).
 
-Pinned to h2==4.4.1 (pyproject): `_receive_frame` below mirrors that version.
+Pinned to h2==4.4.1 (pyproject's dev extra): `_receive_frame` mirrors that version.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-
-import hpack.hpack
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
@@ -33,7 +23,6 @@ from h2.exceptions import StreamClosedError, StreamIDTooLowError
 from h2.settings import SettingCodes
 from hyperframe.frame import RstStreamFrame
 
-from meshgrpc.proxy.hpack_cache import CachingDecoder, CachingEncoder
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,7 +46,7 @@ DEFAULT_TUNING = Tuning()
 _INITIAL_WINDOW = 65535
 
 
-class _GoawayTolerantStateMachine(H2ConnectionStateMachine):
+class GoawayTolerantStateMachine(H2ConnectionStateMachine):
     """Keeps the connection open after GOAWAY in either direction (see module doc)."""
 
     _transitions = {
@@ -74,11 +63,7 @@ class RelayH2Connection(H2Connection):
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config=config)
-        self.state_machine = _GoawayTolerantStateMachine()
-        self.encoder = CachingEncoder()
-        decoder = CachingDecoder()
-        decoder.max_header_list_size = self.decoder.max_header_list_size
-        self.decoder = decoder
+        self.state_machine = GoawayTolerantStateMachine()
 
     def _receive_goaway_frame(self, frame):
         # Unlike h2: keep the outbound buffer (responses to streams <= last_stream_id
@@ -151,19 +136,3 @@ def new_connection(client_side: bool, tuning: Tuning = DEFAULT_TUNING) -> RelayH
     if tuning.connection_window > _INITIAL_WINDOW:
         conn.increment_flow_control_window(tuning.connection_window - _INITIAL_WINDOW)
     return conn
-
-
-class _Silent:
-    """Stands in for hpack's module logger: debug() costs one no-op call."""
-
-    @staticmethod
-    def debug(*args, **kwargs) -> None:
-        return None
-
-
-def quiet_hpack() -> None:
-    if not logging.getLogger("hpack.hpack").isEnabledFor(logging.DEBUG):
-        hpack.hpack.log = _Silent()
-
-
-quiet_hpack()
