@@ -27,6 +27,7 @@ from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
 from meshgrpc.control_channel import Keepalive
+from meshgrpc.grpcwire import Dialer
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
@@ -41,7 +42,7 @@ from meshgrpc.xds.delta_client import DeltaClient
 log = logging.getLogger("meshgrpc.proxy")
 
 
-def discovery_dialer(keepalive_interval: float):
+def discovery_dialer(keepalive_interval: float) -> Dialer:
     """A control plane that vanishes without closing the connection (host down, network
     cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
     control plane's server permits pings as often as its --min-ping-interval, and both
