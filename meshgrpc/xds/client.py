@@ -7,7 +7,9 @@ config). When the stream fails it reconnects with exponential backoff and full
 jitter (0.1 s doubling to 5 s; AWS architecture blog, "Exponential Backoff And
 Jitter"), to the next of its control-plane addresses (replicas serve the same
 versions for the same state), resuming with the versions it holds so unchanged
-config is not resent.
+config is not resent. The backoff starts over once a stream was established, so
+a stream that broke after an hour is redialled at once, not after the delay its
+last failure left.
 
 Transport-agnostic: the client talks to a `DiscoveryStream` (send a request,
 receive a response) that a `StreamOpener` opens per connection. In the proxy
