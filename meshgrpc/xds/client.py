@@ -8,7 +8,7 @@ jitter (0.1 s doubling to 5 s; AWS architecture blog, "Exponential Backoff And
 Jitter"), to the next of its control-plane addresses (replicas serve the same
 versions for the same state), resuming with the versions it holds so unchanged
 config is not resent. The backoff starts over once a stream was established, so
-a stream that broke after an hour is redialled at once, not after the delay its
+a stream that broke after an hour is redialled after the shortest delay, not the one its
 last failure left.
 
 Transport-agnostic: the client talks to a `DiscoveryStream` (send a request,
