@@ -31,6 +31,7 @@ cdef class Connection:
     cdef Py_ssize_t _max_frame_size, _max_header_list_size
     cdef long long _stream_window, _connection_window
 
+    cpdef detach(self)
     cdef _bind(self, handler)
     cdef _start(self)
     cpdef bytes data_to_send(self)

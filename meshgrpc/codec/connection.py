@@ -126,6 +126,12 @@ class Connection:
         self._connection_window = limits.connection_window
         self._start()
 
+    def detach(self) -> None:
+        """Forget the handler (its callbacks hold it, and it holds this connection):
+        a connection its owner dropped is freed at once, not at the next full GC,
+        and later input reaches nobody."""
+        self._bind(_NO_HANDLER)
+
     def _bind(self, handler) -> None:
         # Bound once: a callback costs one call, no attribute lookup on the handler.
         self._on_request = handler.on_request
@@ -732,6 +738,19 @@ class Connection:
 
 
 _RECEIVING = frozenset({OPEN, HALF_CLOSED_LOCAL})
+
+
+class _NoHandler:
+    """What a detached connection calls: nothing."""
+
+    def _ignore(self, *args) -> None:
+        return None
+
+    on_request = on_response = on_trailers = on_data = on_reset = _ignore
+    on_window_update = on_settings = on_goaway = on_ping_ack = _ignore
+
+
+_NO_HANDLER = _NoHandler()
 
 
 def _credit(unacked: int, window: int, maximum: int) -> int:

@@ -32,8 +32,9 @@ from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.pipe import Pipe
 from meshgrpc.proxy.resilience.retry import Failure, Kind
 
+from meshgrpc.proxy.seams import CallHooks, RelayServices, StreamSide
+
 if TYPE_CHECKING:
-    from meshgrpc.proxy.call import Call
     from meshgrpc.proxy.cluster import ClusterState
     from meshgrpc.proxy.endpoint import EndpointState
 
@@ -43,10 +44,11 @@ class RequestBody:
 
     `chunks[i]` is chunk number `first + i`; attempts hold absolute chunk numbers."""
 
-    __slots__ = ("call", "chunks", "first", "size", "kept", "owed", "end", "trailers")
+    __slots__ = ("relay", "down", "down_sid", "chunks", "first", "size", "kept", "owed", "end", "trailers")
 
-    def __init__(self, call: Call) -> None:
-        self.call = call
+    def __init__(self, relay: RelayServices, down: StreamSide, down_sid: int) -> None:
+        # No reference to the call: the call holds the body, and nothing makes a cycle.
+        self.relay, self.down, self.down_sid = relay, down, down_sid
         self.chunks: list = []
         self.first = 0
         self.size = 0  # bytes kept for replay (counted in the relay's replay memory)
@@ -60,14 +62,14 @@ class RequestBody:
         (the caller then stops replaying and calls `add` again)."""
         n = len(data)
         if self.kept:
-            if not self.call.relay.reserve_replay(self.size + n, limit, n):
+            if not self.relay.reserve_replay(self.size + n, limit, n):
                 return False
             self.size += n
             self.chunks.append(bytes(data))  # kept past the codec's callback: own it
-            self.call.down.ack(self.call.down_sid, flow_len)
+            self.down.ack(self.down_sid, flow_len)
             return True
         if flow_len > n:
-            self.call.down.ack(self.call.down_sid, flow_len - n)  # padding is never forwarded
+            self.down.ack(self.down_sid, flow_len - n)  # padding is never forwarded
         if n:
             self.chunks.append(bytes(data))
             self.owed += n
@@ -77,7 +79,7 @@ class RequestBody:
         """Stop keeping bytes for replay (the single attempt left sends the rest)."""
         if self.kept:
             self.kept = False
-            self.call.relay.release_replay(self.size)
+            self.relay.release_replay(self.size)
             self.size = 0
 
     def sent(self, attempt: Attempt, n: int) -> None:
@@ -91,14 +93,14 @@ class RequestBody:
         n = min(n, self.owed)
         if n:
             self.owed -= n
-            self.call.down.ack(self.call.down_sid, n)
+            self.down.ack(self.down_sid, n)
 
     def drop(self) -> None:
         """The call is over: forget every byte and hand the client its window back."""
         self.release()
         self.chunks.clear()
         if self.owed:
-            self.call.down.ack(self.call.down_sid, self.owed)
+            self.down.ack(self.down_sid, self.owed)
             self.owed = 0
 
 
@@ -115,7 +117,7 @@ class Attempt:
     __slots__ = ("call", "number", "endpoint", "cluster", "counts_as_retry", "pool", "conn", "sid", "state",
                  "t0", "next", "offset", "sent_all", "resp", "timer", "mirror", "responded", "waiting")
 
-    def __init__(self, call: Call, number: int, endpoint: EndpointState, cluster: ClusterState, *,
+    def __init__(self, call: CallHooks, number: int, endpoint: EndpointState, cluster: ClusterState, *,
                  mirror: bool = False) -> None:
         self.call = call
         self.number = number  # 0 for the first attempt

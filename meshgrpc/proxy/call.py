@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import TYPE_CHECKING
-
 from meshgrpc.codec.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt, RequestBody, State as AttemptState, timeout_field
+from meshgrpc.proxy.seams import RelayServices, StreamSide
 from meshgrpc.proxy.pipe import Pipe
 from meshgrpc.proxy.request_head import HOP_BY_HOP
 from meshgrpc.proxy.resilience.hedge import HedgeState
 from meshgrpc.proxy.resilience.retry import Failure, Kind, RetryState, pushback_of
 
-if TYPE_CHECKING:
-    from meshgrpc.proxy.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ class Call:
                  "grpc_status", "http_status", "timers", "idle", "idle_at", "mirror", "mirror_state", "counted",
                  "retry_reserved")
 
-    def __init__(self, relay: Relay, down, down_sid: int, grpc: bool, t0: float) -> None:
+    def __init__(self, relay: RelayServices, down: StreamSide, down_sid: int, grpc: bool, t0: float) -> None:
         self.relay = relay
         self.down, self.down_sid = down, down_sid
         self.grpc = grpc
@@ -70,7 +67,7 @@ class Call:
         self.deadline: float | None = None
         self.route = self.cluster = None
         self.up_headers: list = []
-        self.body = RequestBody(self)
+        self.body = RequestBody(relay, down, down_sid)
         self.attempts: list[Attempt] = []  # live (not DONE) attempts, oldest first
         self.winner: Attempt | None = None  # the attempt whose response is relayed
         self.tried: list = []  # endpoints tried so far, for avoidance
@@ -533,6 +530,7 @@ class Call:
         self.down.calls.pop(self.down_sid, None)
         self.down.call_done()
         self._release_body_if_done()
+        self.winner = None  # attempts point at the call; the call no longer at them (no cycle)
         if self.counted:
             self.cluster.load.requests -= 1
             self.counted = False

@@ -205,6 +205,7 @@ class H2Side(asyncio.Protocol):
         self.closed = True
         self.blocked.clear()
         self._backlog = []
+        self.h2.detach()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None

@@ -392,3 +392,21 @@ def test_format_timeout_rounds_up_and_fits_eight_digits():
 
 def test_grpc_message_percent_encoding():
     assert gs.encode_message("a 100% ünï\n") == b"a 100%25 %C3%BCn%C3%AF%0A"
+
+
+def test_a_closed_connection_is_freed_without_waiting_for_the_garbage_collector():
+    import gc
+    import weakref
+    rig = Rig()
+    rig.request(end=False)
+    side = rig.client.side
+    ref = weakref.ref(side)
+    gc.disable()
+    try:
+        side.connection_lost(None)
+        rig.client.side = None
+        del side
+        rig.listener.conns.clear()
+        assert ref() is None  # no reference cycle left: freed by reference counting alone
+    finally:
+        gc.enable()
