@@ -16,12 +16,12 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 	touch $@
 
 # The whole suite on the compiled codec (the etcd store's tests on a real 3-member
-# cluster of Debian's etcd-server), then the codec's and the relay's tests on the
-# codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no
-# compiler exists.
+# cluster of Debian's etcd-server), then the codec's, the relay's and grpcwire's
+# tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run
+# wherever no compiler exists.
 test: install etcd
 	$(VPY) -m pytest -q -n 2 tests
-	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed"
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed or grpcwire"
 
 # The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
 test-codec-slow: install
