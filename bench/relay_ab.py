@@ -64,6 +64,9 @@ def _start_proxy(tree: str, cp: str, node: str, pin: bool, extra_env=()) -> tupl
     env = {"PYTHONPATH": tree, **dict(kv.split("=", 1) for kv in extra_env)}
     cmd = [sys.executable, "-m", "meshgrpc.cli", "proxy", "--node-id", node, "--control-plane", cp,
            "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
+    with open(os.path.join(tree, "meshgrpc", "cli.py")) as f:
+        if "--insecure" in f.read():   # the control plane here is plaintext; trees from before TLS need no flag
+            cmd.append("--insecure")
     if pin:
         cmd = ["taskset", "-c", "1"] + cmd
     proc = Proc(cmd, env=env, cwd=tree)

@@ -195,7 +195,8 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
     cps: list = []
     fleet = None
     try:
-        store = ("--store", etcd.url(), "--etcd-prefix", "/bench")
+        store = ("--store", etcd.url(), "--etcd-prefix", "/bench", "--insecure",
+                 "--data-dir", os.path.join(workdir, "replicated-data"))
         t0 = time.monotonic()
         first = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", *store)
         cps.append(first)

@@ -18,6 +18,7 @@ def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
         "--control-plane", default=DEFAULT_CONTROL_PLANE, metavar="HOST:PORT[,HOST:PORT...]",
         help=f"control plane address, or the replicas' addresses tried in turn (default {DEFAULT_CONTROL_PLANE})",
     )
+    _add_credential_flags(parser)
 
 
 def _seconds(text: str) -> float:
@@ -44,6 +45,34 @@ def _settle_seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not zero or a positive number of seconds")
     return value
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """A positive duration: seconds, or a number with s, m, h or d ("30s", "24h")."""
+    unit = text[-1:] if text[-1:] in _DURATION_UNITS else "s"
+    number = text[:-1] if text[-1:] in _DURATION_UNITS else text
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration (e.g. 90s, 30m, 1h, 24h)")
+    return value
+
+
+def _add_credential_flags(parser: argparse.ArgumentParser) -> None:
+    """How a client proves who it is to the control plane (control_channel.py)."""
+    parser.add_argument("--token-file", default=None, metavar="FILE",
+                        help="bearer token to send (default: .meshgrpc/admin.token if it exists; "
+                             "MESHGRPC_TOKEN overrides both)")
+    parser.add_argument("--ca-file", default=None, metavar="FILE",
+                        help="CA bundle the control plane's certificate is checked against "
+                             "(default: .meshgrpc/ca.pem, written by the control plane at first start)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plaintext, no credential: only for a control plane run with --insecure")
 
 
 def _share(text: str) -> float:
@@ -84,6 +113,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="clients may send keepalive pings this often on a connection without data; sooner "
                         "ones draw GOAWAY too_many_pings after 2 strikes. Keep it at most the proxies' "
                         "--discovery-keepalive (default 10)")
+    p.add_argument("--listen-mtls", default="", metavar="HOST:PORT",
+                   help="the port that takes workload certificates (TLS requiring a client certificate from "
+                        "the mesh's CA) (default: --listen's host, port 15012; port 0 when --listen's is 0)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext and no authentication on --listen (anyone who reaches it can change the "
+                        "mesh); no CA, no tokens, no --listen-mtls. Logged loudly. Default: TLS and credentials")
+    p.add_argument("--trust-domain", default="mesh.local",
+                   help="SPIFFE trust domain of workload identities, spiffe://DOMAIN/service/NAME "
+                        "(default mesh.local)")
+    p.add_argument("--ca-cert", default="", metavar="FILE",
+                   help="PEM root certificate of an existing CA (with --ca-key; default: the CA made in "
+                        "--data-dir at first start). Replicas on one etcd share one CA this way")
+    p.add_argument("--ca-key", default="", metavar="FILE", help="PEM private key of --ca-cert (mode 0600)")
+    p.add_argument("--cert-lifetime", type=_duration, default=3600.0, metavar="DURATION",
+                   help="how long workload certificates are valid; workloads renew at half of it "
+                        "(default 1h; seconds for tests, e.g. 30s)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="HOST",
+                   help="a name or address clients dial the control plane by, added to its certificate "
+                        "(localhost, 127.0.0.1, ::1 and this host's name always are); repeatable")
     # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
     # (tests make configs gRPC rejects with it).
     p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)
@@ -99,13 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_plane_flag(p)
 
     p = sub.add_parser("get", help="print resources as served")
-    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "listeners", "all"])
+    p.add_argument("kind", choices=["clusters", "endpoints", "routes", "listeners", "authorization-policies", "all"])
     p.add_argument("name", nargs="?", default="")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     _add_control_plane_flag(p)
 
     p = sub.add_parser("delete", help="delete one resource")
-    p.add_argument("kind", choices=["cluster", "endpoints", "route", "listener"])
+    p.add_argument("kind", choices=["cluster", "endpoints", "route", "listener", "authorization-policy"])
     p.add_argument("name")
     p.add_argument("--dry-run", action="store_true")
     _add_control_plane_flag(p)
@@ -117,7 +165,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", required=True, help="the client's node id, as status shows it")
     p.add_argument("--zone", default="", help="the client's zone (its locality)")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="where to write it (default: stdout)")
+    p.add_argument("--service", default="", help="the client's service: its certificate's identity (needed "
+                                                 "unless --insecure)")
+    p.add_argument("--cert-dir", default="", metavar="DIR",
+                   help="where the client's key, certificate and CA bundle are written (needed unless --insecure)")
+    p.add_argument("--renew", action="store_true",
+                   help="keep running, renewing the certificate in --cert-dir at half-life, until SIGTERM")
     _add_control_plane_flag(p)
+
+    p = sub.add_parser("token", help="create, revoke and list the control plane's tokens (admin only)")
+    token = p.add_subparsers(dest="token_command", required=True)
+    t = token.add_parser("create", help="print a new token (shown only this once)")
+    who = t.add_mutually_exclusive_group(required=True)
+    who.add_argument("--service", help="a join token: proves this service's identity to get certificates")
+    who.add_argument("--role", choices=["read", "admin"], help="an operator's token")
+    t.add_argument("--ttl", type=_duration, default=None, metavar="DURATION",
+                   help="how long it may be used (default: 24h for join tokens; read and admin never expire)")
+    _add_control_plane_flag(t)
+    t = token.add_parser("revoke", help="revoke a token: it authenticates nothing, certificates issued on it "
+                                        "stop renewing")
+    t.add_argument("id", help="the token's id (the part after mg1.)")
+    _add_control_plane_flag(t)
+    t = token.add_parser("list", help="every token: id, role, service, expiry (never the secret)")
+    _add_control_plane_flag(t)
 
     p = sub.add_parser("register", help="register a service instance until stopped")
     p.add_argument("--cluster", required=True)
@@ -129,6 +199,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("proxy", help="run the sidecar proxy")
     p.add_argument("--node-id", required=True)
+    p.add_argument("--service", default="",
+                   help="join as a workload of this service: the token (--token-file or MESHGRPC_TOKEN, a join "
+                        "token from `meshgrpc token create --service NAME`) buys a certificate, renewed at "
+                        "half-life, which then authenticates the discovery stream (default: none; the token "
+                        "alone authenticates)")
     _add_control_plane_flag(p)
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
@@ -171,6 +246,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "control-plane":
         from meshgrpc.controlplane import main
         return main.run(args)
+    if args.command == "token":
+        from meshgrpc.controlplane import token_commands
+        return getattr(token_commands, args.token_command)(args)
     if args.command in ("apply", "get", "delete", "status", "register"):
         from meshgrpc.controlplane import commands
         return getattr(commands, args.command)(args)

@@ -40,7 +40,7 @@ from helloworld import helloworld_pb2, helloworld_pb2_grpc
 from meshapi.v1 import management_pb2, management_pb2_grpc
 from meshgrpc.config.loader import parse_document
 from meshgrpc.demo_view import CallLog, CallRecord, cluster_line, endpoint_rows, phase_summary, table
-from meshgrpc.proxyless.bootstrap import bootstrap
+from meshgrpc.control_channel import ClientCredentials
 
 LISTENING = re.compile(r"(?P<role>[\w-]+) listening on (?P<addr>[\w.\[\]:]+:\d+)")
 SLOW_MS = 25.0
@@ -127,17 +127,30 @@ def mesh_config(addresses: dict[str, str], canary_weight: int) -> dict:
 
 
 def route_config(canary_weight: int) -> dict:
-    return {"name": "default", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+    # Every service may see it: the proxyless client is a workload of service "demo-client".
+    return {"name": "default", "services": ["*"], "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
         "name": "greeter", "match": {"prefix": "/helloworld.Greeter/"},
         "route": {"weighted_clusters": [{"name": "greeter", "weight": 100 - canary_weight},
                                         {"name": "greeter-canary", "weight": canary_weight}],
                   "timeout": "2s"}}]}]}
 
 
-async def apply_canary(control_plane: str, canary_weight: int) -> str:
+def credentials(data_dir: str) -> ClientCredentials:
+    """The admin token and CA bundle the demo's control plane wrote into its data dir."""
+    with open(os.path.join(data_dir, "ca.pem"), "rb") as f:
+        bundle = f.read()
+    with open(os.path.join(data_dir, "admin.token")) as f:
+        return ClientCredentials(ca_bundle=bundle, token=f.read().strip())
+
+
+def credential_flags(data_dir: str) -> tuple[str, ...]:
+    return ("--token-file", os.path.join(data_dir, "admin.token"), "--ca-file", os.path.join(data_dir, "ca.pem"))
+
+
+async def apply_canary(control_plane: str, canary_weight: int, data_dir: str) -> str:
     """Applies the new weights through the management API; returns the route version."""
     request = management_pb2.ApplyRequest(config=parse_document({"routes": [route_config(canary_weight)]}))
-    async with grpc.aio.insecure_channel(control_plane) as channel:
+    async with credentials(data_dir).aio_channel(control_plane) as channel:
         response = await management_pb2_grpc.ManagementStub(channel).Apply(request, timeout=10)
     return ", ".join(f"{t.rsplit('.', 1)[-1]} {v}" for t, v in sorted(response.versions.items()))
 
@@ -207,6 +220,7 @@ class Mesh:
     names: dict[str, str]        # address -> backend name
     cluster_of: dict[str, str]   # backend name -> cluster
     proxyless_calls: str         # the file the proxyless client writes its calls to
+    data_dir: str = ""           # the control plane's: its admin token and CA bundle
 
 
 def _get_json(url: str) -> dict | None:
@@ -228,8 +242,12 @@ def _ready(admin: str) -> bool:
 def start_proxyless(start, mesh: Mesh, workdir: str, rate: float) -> Child:
     """The proxyless client: its bootstrap names the demo's control plane."""
     path = os.path.join(workdir, "proxyless-bootstrap.json")
-    with open(path, "w") as f:
-        json.dump(bootstrap("demo-proxyless", mesh.control_plane), f)
+    made = subprocess.run(_meshgrpc("bootstrap", "--node-id", "demo-proxyless", "--service", "demo-client",
+                                    "--cert-dir", os.path.join(workdir, "proxyless-certs"), "-o", path,
+                                    "--control-plane", mesh.control_plane, *credential_flags(mesh.data_dir)),
+                          capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        raise DemoError(f"meshgrpc bootstrap failed: {made.stderr}")
     return start("proxyless-client", [sys.executable, "-m", "meshgrpc.demo_proxyless", "--rate", str(rate),
                                       "--target", f"xds:///{PROXYLESS_TARGET}", "--out", mesh.proxyless_calls],
                  {"GRPC_XDS_BOOTSTRAP": path})
@@ -249,11 +267,13 @@ async def start_mesh(children: list[Child], workdir: str, say, rate: float) -> M
     cp = start("control-plane", _meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0",
                                           "--data-dir", os.path.join(workdir, "data")))
     cp_address = await cp.address("control-plane")
+    data_dir = os.path.join(workdir, "data")
     proxy = start("proxy", _meshgrpc("proxy", "--node-id", "demo", "--control-plane", cp_address,
-                                     "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2"))
+                                     "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2",
+                                     *credential_flags(data_dir)))
     mesh = Mesh(cp_address, await proxy.address("proxy"), await proxy.address("admin"),
                 {a: n for n, a in addresses.items()}, {n: c for n, c, _ in BACKENDS},
-                os.path.join(workdir, "proxyless-calls.log"))
+                os.path.join(workdir, "proxyless-calls.log"), data_dir)
     deadline = time.monotonic() + STARTUP_DEADLINE_S
     while not await asyncio.to_thread(_ready, mesh.admin):
         if time.monotonic() > deadline:
@@ -315,7 +335,7 @@ async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int
         while not stop.is_set() and not traffic.done():
             elapsed = time.monotonic() - started
             if log.phase == "before" and elapsed >= canary_at:
-                versions = await apply_canary(mesh.control_plane, 50)
+                versions = await apply_canary(mesh.control_plane, 50, mesh.data_dir)
                 _read_proxyless(tail, proxyless)  # calls made before the change count before it
                 log.phase = proxyless.phase = "after"
                 canary_note = f"50/50 since t={elapsed:.1f}s"

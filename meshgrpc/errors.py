@@ -72,3 +72,19 @@ class FailedPrecondition(MeshError):
 
 class Unavailable(MeshError):
     code = _Status("UNAVAILABLE")
+
+
+class Unauthenticated(MeshError):
+    """The call carries no credential the control plane accepts."""
+
+    code = _Status("UNAUTHENTICATED")
+
+
+class PermissionDenied(MeshError):
+    """The caller is known but may not do this."""
+
+    code = _Status("PERMISSION_DENIED")
+
+
+class ResourceExhausted(MeshError):
+    code = _Status("RESOURCE_EXHAUSTED")

@@ -38,4 +38,6 @@ def backing(request, tmp_path) -> Backing:
         return Backing("sqlite", ("--data-dir", str(tmp_path / "data")))
     cluster = request.getfixturevalue("etcd_cluster")
     prefix = f"/test-{uuid.uuid4().hex[:12]}"
-    return Backing("etcd", ("--store", cluster.url(), "--etcd-prefix", prefix), cluster)
+    # The data dir still holds the control plane's CA and tokens.
+    return Backing("etcd", ("--store", cluster.url(), "--etcd-prefix", prefix, "--data-dir", str(tmp_path / "data")),
+                   cluster)

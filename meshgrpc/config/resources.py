@@ -1,7 +1,9 @@
 """The mesh's resource types: their type URLs, message classes, and how each
 resource is named. Three are on the sidecars' discovery stream (TYPE_ORDER);
 listeners, the targets of proxyless gRPC clients, are stored and managed like
-them (MESH_TYPES) but reach clients only as Envoy resources (meshgrpc/proxyless/)."""
+them (MESH_TYPES) but reach clients only as Envoy resources (meshgrpc/proxyless/);
+authorization policies are stored and managed the same way, for the inbound side
+(meshgrpc/authz/), and are not on the sidecars' stream yet."""
 
 from __future__ import annotations
 
@@ -14,30 +16,35 @@ CLUSTER = "type.googleapis.com/meshapi.v1.Cluster"
 ENDPOINTS = "type.googleapis.com/meshapi.v1.EndpointSet"
 ROUTES = "type.googleapis.com/meshapi.v1.RouteConfig"
 LISTENER = "type.googleapis.com/meshapi.v1.Listener"
+AUTHZ = "type.googleapis.com/meshapi.v1.AuthorizationPolicy"
 
 # The sidecars' discovery stream. Make-before-break: a push sends clusters and
 # endpoints before the routes that use them.
 TYPE_ORDER = (CLUSTER, ENDPOINTS, ROUTES)
 # Every type a MeshConfig holds: what the control plane validates, stores and serves.
-MESH_TYPES = TYPE_ORDER + (LISTENER,)
+MESH_TYPES = TYPE_ORDER + (LISTENER, AUTHZ)
 
 MESSAGE_CLASS = {
     CLUSTER: resources_pb2.Cluster,
     ENDPOINTS: resources_pb2.EndpointSet,
     ROUTES: resources_pb2.RouteConfig,
     LISTENER: resources_pb2.Listener,
+    AUTHZ: resources_pb2.AuthorizationPolicy,
 }
 
 # MeshConfig field holding each type, and the management API's kind for it.
-MESH_FIELD = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners"}
+MESH_FIELD = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners",
+              AUTHZ: "authorization_policies"}
 KIND = {
     CLUSTER: management_pb2.CLUSTER,
     ENDPOINTS: management_pb2.ENDPOINTS,
     ROUTES: management_pb2.ROUTE,
     LISTENER: management_pb2.LISTENER,
+    AUTHZ: management_pb2.AUTHORIZATION_POLICY,
 }
 TYPE_OF_KIND = {kind: type_url for type_url, kind in KIND.items()}
-SHORT_NAME = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners"}
+SHORT_NAME = {CLUSTER: "clusters", ENDPOINTS: "endpoints", ROUTES: "routes", LISTENER: "listeners",
+              AUTHZ: "authorization_policies"}
 
 
 def resource_name(resource: Message) -> str:

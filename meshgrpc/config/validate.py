@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from google.protobuf.message import Message
 
 from meshapi.v1 import resources_pb2 as pb
-from meshgrpc.config import rules_clusters as rc, rules_listeners as rl, rules_resilience as rs, rules_routes as rr
+from meshgrpc.config import (rules_authz as ra, rules_clusters as rc, rules_listeners as rl, rules_resilience as rs,
+                             rules_routes as rr)
 from meshgrpc.config.rules_unsupported import unsupported_fields
 from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import ConfigError, FieldError
@@ -139,15 +140,22 @@ ROUTE_CONFIG_RULES: tuple[Rule, ...] = (
 
 LISTENER_RULES: tuple[Rule, ...] = (rl.listener_name, rl.listener_route_config)
 
+AUTHZ_RULE_RULES: tuple[Rule, ...] = (ra.rule_from, ra.rule_to, _each("when", HEADER_MATCHER_RULES))
+AUTHZ_POLICY_RULES: tuple[Rule, ...] = (
+    ra.policy_name, ra.policy_service, ra.policy_action, ra.policy_rules, _each("rules", AUTHZ_RULE_RULES),
+)
+
 MESH_RULES: tuple[Rule, ...] = (
     rc.unique_cluster_names,
     rc.one_endpoint_set_per_cluster,
     rr.unique_route_config_names,
     rl.unique_listener_names,
+    ra.unique_policy_names,
     _each("clusters", CLUSTER_RULES),
     _each("endpoints", ENDPOINT_SET_RULES),
     _each("routes", ROUTE_CONFIG_RULES),
     _each("listeners", LISTENER_RULES),
+    _each("authorization_policies", AUTHZ_POLICY_RULES),
     unsupported_fields,
 )
 
@@ -156,4 +164,5 @@ _RESOURCE_RULES: dict[type, tuple[Rule, ...]] = {
     pb.EndpointSet: ENDPOINT_SET_RULES,
     pb.RouteConfig: ROUTE_CONFIG_RULES + (unsupported_fields,),
     pb.Listener: LISTENER_RULES,
+    pb.AuthorizationPolicy: AUTHZ_POLICY_RULES,
 }

@@ -30,7 +30,8 @@ from meshgrpc.addresses import split_targets
 from meshgrpc.backoff import Backoff
 from meshgrpc.config import resources
 from meshgrpc.config.loader import dump, load_file
-from meshgrpc.control_channel import MAX_MESSAGE_BYTES, Keepalive, client_options
+from meshgrpc.control_channel import (MAX_MESSAGE_BYTES, ClientCredentials, CredentialError, Keepalive,
+                                      client_options, credentials_from_args)
 from meshgrpc.errors import ConfigError, LimitExceeded
 from meshgrpc.proxyless import status as proxyless_status
 
@@ -40,9 +41,11 @@ DEADLINE = 10.0  # seconds allowed for each call to the control plane
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 GET_KINDS = {"clusters": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
              "routes": management_pb2.ROUTE, "listeners": management_pb2.LISTENER,
+             "authorization-policies": management_pb2.AUTHORIZATION_POLICY,
              "all": management_pb2.RESOURCE_KIND_UNSPECIFIED}
 DELETE_KINDS = {"cluster": management_pb2.CLUSTER, "endpoints": management_pb2.ENDPOINTS,
-                "route": management_pb2.ROUTE, "listener": management_pb2.LISTENER}
+                "route": management_pb2.ROUTE, "listener": management_pb2.LISTENER,
+                "authorization-policy": management_pb2.AUTHORIZATION_POLICY}
 
 
 class _Failed(Exception):
@@ -63,7 +66,12 @@ def _command(body):
             print(f"--control-plane {e}", file=sys.stderr)
             return 2
         try:
-            return _first_reachable(targets, lambda stub: body(args, stub))
+            credentials = credentials_from_args(args)
+        except CredentialError as e:
+            print(str(e), file=sys.stderr)
+            return 2
+        try:
+            return _first_reachable(targets, credentials, lambda stub: body(args, stub))
         except grpc.RpcError as e:
             code, message = _explain(args.control_plane, e.code(), e.details())
             print(message, file=sys.stderr)
@@ -75,10 +83,10 @@ def _command(body):
     return run
 
 
-def _first_reachable(targets: list[str], call):
+def _first_reachable(targets: list[str], credentials: ClientCredentials, call):
     for i, target in enumerate(targets):
         try:
-            with grpc.insecure_channel(target, options=client_options()) as channel:
+            with credentials.channel(target, options=client_options()) as channel:
                 return call(management_pb2_grpc.ManagementStub(channel))
         except grpc.RpcError as e:
             if e.code() not in UNREACHABLE or i == len(targets) - 1:
@@ -89,6 +97,8 @@ def _first_reachable(targets: list[str], call):
 def _explain(target: str, code: grpc.StatusCode, details: str | None) -> tuple[int, str]:
     if code in UNREACHABLE:
         return 2, f"cannot reach the control plane at {target}: {details or code.name}"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return 1, f"error ({code.name}): {details} (the control plane at {target} wants a credential)"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return 2, (f"error ({code.name}): {details} (the management API carries messages of at most "
                    f"{MAX_MESSAGE_BYTES >> 20} MiB)")
@@ -227,7 +237,12 @@ def register(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"meshgrpc register: --control-plane {e}", file=sys.stderr)
         return 2
-    return asyncio.run(_register(targets, instance, random.Random()))
+    try:
+        credentials = credentials_from_args(args)
+    except CredentialError as e:
+        print(f"meshgrpc register: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(_register(targets, credentials, instance, random.Random()))
 
 
 def _instance(args: argparse.Namespace) -> management_pb2.Instance:
@@ -241,7 +256,8 @@ def _instance(args: argparse.Namespace) -> management_pb2.Instance:
                                    zone=args.zone, metadata=metadata)
 
 
-async def _register(targets: list[str], instance: management_pb2.Instance, rng: random.Random) -> int:
+async def _register(targets: list[str], credentials: ClientCredentials, instance: management_pb2.Instance,
+                    rng: random.Random) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -251,7 +267,7 @@ async def _register(targets: list[str], instance: management_pb2.Instance, rng: 
     while not stop.is_set():
         target = targets[attempt % len(targets)]
         try:
-            async with grpc.aio.insecure_channel(target, options=client_options(Keepalive())) as channel:
+            async with credentials.aio_channel(target, options=client_options(Keepalive())) as channel:
                 await _hold(management_pb2_grpc.ManagementStub(channel), instance, stop, held, backoff)
             return 0
         except (grpc.aio.AioRpcError, _Lost) as e:

@@ -12,6 +12,12 @@ refuse (empty, or removing more than --max-removal-share of the stored mesh).
 
 The gRPC server permits the keepalive pings its clients send (control_channel.py):
 pings --min-ping-interval apart (default 10 s; proxies ping every 20 s).
+
+Secure by default (trust.py, access.py): TLS on --listen with bearer tokens, TLS
+with workload certificates on --listen-mtls, every call authenticated and checked;
+the data dir is private (0700, files 0600: the process's umask is 077) and one
+that is not is refused at start. --insecure serves plaintext without any check,
+and says so loudly.
 """
 
 from __future__ import annotations
@@ -19,23 +25,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
+from meshgrpc.addresses import split_address
 from meshgrpc.control_channel import server_options
+from meshgrpc.controlplane import access
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
 from meshgrpc.controlplane.etcd_store import EtcdStore, parse_store_url
 from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
 from meshgrpc.controlplane.guard import removal_limit
+from meshgrpc.controlplane.identity_service import IdentityService
 from meshgrpc.controlplane.management import ManagementServicer
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.store import SqliteStore, Store
+from meshgrpc.controlplane.trust import Trust, TrustSettings
 from meshgrpc.errors import MeshError
+from meshgrpc.identity import spiffe
+from meshgrpc.identity.private_files import ensure_private_dir
+from meshgrpc.xds.claims import NodeClaims
 from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds import server as discovery_server
@@ -44,9 +58,11 @@ from meshgrpc.xds.server import DiscoveryServer
 log = logging.getLogger("meshgrpc.controlplane")
 
 GRACE_SECONDS = 2.0
+MTLS_PORT = 15012   # Istio's port for xDS over mTLS
 
 
 def run(args: argparse.Namespace) -> int:
+    os.umask(0o077)   # the store, its journal and every secret: this user's only
     try:
         import uvloop
     except ImportError:
@@ -62,7 +78,26 @@ def open_store(args: argparse.Namespace) -> Store:
     return EtcdStore(EtcdClient(parse_store_url(args.store)), args.etcd_prefix)
 
 
+def open_trust(args: argparse.Namespace) -> Trust | None:
+    """The CA and tokens (None with --insecure). Raises MeshError, ValueError or OSError."""
+    ensure_private_dir(args.data_dir)
+    if args.insecure:
+        log.warning("INSECURE: --insecure serves plaintext and checks no credential: anyone who can reach %s "
+                    "can change the mesh, register endpoints and read every proxy's config", args.listen)
+        return None
+    if problem := spiffe.trust_domain_problem(args.trust_domain):
+        raise ValueError(f"--trust-domain: {problem}")
+    return Trust.open(TrustSettings(args.data_dir, args.trust_domain, args.cert_lifetime, args.ca_cert,
+                                    args.ca_key, tuple(args.tls_san)))
+
+
 async def serve(args: argparse.Namespace) -> int:
+    try:
+        trust = open_trust(args)
+    except (MeshError, ValueError, OSError) as e:
+        print(f"meshgrpc control-plane: {e}", file=sys.stderr)
+        return 1
+    args.trust = trust
     try:
         store = open_store(args)
     except ValueError as e:
@@ -103,13 +138,18 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
-    server, health_servicer = _build_server(controller, publisher, registry, cache, args.min_ping_interval,
-                                            load_translator(getattr(args, "proxyless_translator", "")))
-    port = _bind(server, args.listen)
-    if port is None:
+    trust = getattr(args, "trust", None)
+    server = _new_server(trust, args.min_ping_interval)
+    ports = _bind_all(server, args, trust)
+    if ports is None:
         return 1
+    identity = IdentityService(trust, mtls_port=ports[1])
+    health_servicer = _add_services(server, controller, publisher, registry, cache, identity,
+                                    load_translator(getattr(args, "proxyless_translator", "")))
     await server.start()
-    log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], port)
+    log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], ports[0])
+    if ports[1]:
+        log.info("control-plane-mtls listening on %s:%d", _mtls_address(args).rsplit(":", 1)[0], ports[1])
     stop = _stop_on_signals()
     failed: list[BaseException] = []
     owned = [publisher, registry] + ([watcher] if watcher else [])
@@ -155,22 +195,49 @@ def _file_applier(controller: Controller):
     return apply
 
 
-def _build_server(controller, publisher, registry, cache, min_ping_interval: float, translator):
-    server = grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS])
-    discovery = DiscoveryServer(cache)
+def _new_server(trust: Trust | None, min_ping_interval: float) -> grpc.aio.Server:
+    authenticator = access.Authenticator(trust.tokens, trust.ca.trust_domain) if trust is not None else None
+    return grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS],
+                           interceptors=[access.AccessInterceptor(authenticator)])
+
+
+def _add_services(server, controller, publisher, registry, cache, identity: IdentityService, translator):
+    claims = NodeClaims()   # one identity per node id, across both discovery protocols
+    discovery = DiscoveryServer(cache, caller=access.caller, claims=claims)
     discovery.add_to(server)
     # Proxyless gRPC clients: Envoy xDS v3 on the same port.
-    ads = AdsServer(cache, translator=translator)
+    ads = AdsServer(cache, translator=translator, caller=access.caller, claims=claims)
     ads.add_to(server)
-    ManagementServicer(controller, publisher, registry, cache, (discovery, ads)).add_to(server)
+    ManagementServicer(controller, publisher, registry, cache, (discovery, ads), identity).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    return server, health_servicer
+    return health_servicer
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> int | None:
+def _mtls_address(args) -> str:
+    """--listen-mtls, or --listen's host on port 15012 (port 0 when --listen's is 0)."""
+    if args.listen_mtls:
+        return args.listen_mtls
+    host, port = split_address(args.listen, listen=True)
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{MTLS_PORT if port else 0}"
+
+
+def _bind_all(server: grpc.aio.Server, args, trust: Trust | None) -> tuple[int, int] | None:
+    """(token port, mTLS port; 0 with --insecure), or None when one cannot be bound."""
+    if trust is None:
+        port = _bind(server, args.listen, None)
+        return None if port is None else (port, 0)
+    port = _bind(server, args.listen, trust.server_credentials(require_client_certificate=False))
+    mtls = _bind(server, _mtls_address(args), trust.server_credentials(require_client_certificate=True)) \
+        if port is not None else None
+    return None if mtls is None else (port, mtls)
+
+
+def _bind(server: grpc.aio.Server, listen: str, credentials) -> int | None:
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_insecure_port(listen) if credentials is None else \
+            server.add_secure_port(listen, credentials)
     except RuntimeError as e:
         port = 0
         log.debug("bind failed: %s", e)

@@ -1,8 +1,11 @@
-"""The Management gRPC service: apply, get, delete, proxy status and registration.
+"""The Management gRPC service: apply, get, delete, proxy status, registration,
+and (identity_service.py) certificates and tokens.
 
 A thin layer over the controller, the registry and the snapshot cache. meshgrpc
 errors become gRPC statuses in one place, `_mesh_errors`, using each error's
-`code` and message (a ConfigError's message lists every field error).
+`code` and message (a ConfigError's message lists every field error). Who may
+call what is decided before a handler runs (access.py); a workload may register
+only into its own service's cluster.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from google.protobuf import duration_pb2
 
 from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
 from meshgrpc.config import resources
+from meshgrpc.controlplane.access import WORKLOAD, caller
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.guard import emptying_problem
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.state import filter_mesh
-from meshgrpc.errors import ConfigError, FieldError, MeshError, NotFound
+from meshgrpc.controlplane.identity_service import IdentityService
+from meshgrpc.errors import ConfigError, FieldError, MeshError, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +43,11 @@ def _mesh_errors(handler):
 
 
 class ManagementServicer(management_pb2_grpc.ManagementServicer):
-    def __init__(self, controller: Controller, publisher: Publisher, registry: Registry, cache, discovery) -> None:
+    def __init__(self, controller: Controller, publisher: Publisher, registry: Registry, cache, discovery,
+                 identity: IdentityService | None = None) -> None:
         """`discovery`: the discovery servers whose connected nodes ProxyStatus lists
         (each has `proxy_statuses()`): the sidecars' and the proxyless clients'."""
+        self._identity = identity or IdentityService(None)
         self._controller = controller
         self._publisher = publisher
         self._registry = registry
@@ -89,6 +96,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
             return
         if not first.HasField("instance"):
             raise ConfigError([FieldError("instance", "required in the first message")])
+        _check_own_cluster(first.instance.cluster)
         lease = await self._registry.register(first.instance, resume=first.lease_id)
         resumed = " (lease resumed)" if first.lease_id and lease.token == first.lease_id else ""
         log.info("registered %s in cluster %r%s", first.instance.address, first.instance.cluster, resumed)
@@ -101,6 +109,22 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
         finally:
             # Shielded: a stream cancelled by its client still unregisters.
             await asyncio.shield(self._registry.release(lease))
+
+    @_mesh_errors
+    async def IssueCertificate(self, request, context) -> management_pb2.IssueCertificateResponse:
+        return self._identity.issue_certificate(request, caller())
+
+    @_mesh_errors
+    async def CreateToken(self, request, context) -> management_pb2.CreateTokenResponse:
+        return self._identity.create_token(request)
+
+    @_mesh_errors
+    async def RevokeToken(self, request, context) -> management_pb2.RevokeTokenResponse:
+        return self._identity.revoke_token(request)
+
+    @_mesh_errors
+    async def ListTokens(self, request, context) -> management_pb2.ListTokensResponse:
+        return self._identity.list_tokens()
 
     async def _read(self, context: grpc.aio.ServicerContext) -> management_pb2.RegisterRequest | None:
         """The next message, None at the end of the stream; NotFound after a silent TTL."""
@@ -124,9 +148,17 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
         return {t: tv.version for t, tv in self._publisher.versions.items()}
 
 
+def _check_own_cluster(cluster: str) -> None:
+    """A workload registers only into the cluster of its own service (admins anywhere)."""
+    principal = caller()
+    if principal.role == WORKLOAD and cluster != principal.service:
+        raise PermissionDenied(f"a workload of service {principal.service} may register only into cluster "
+                               f"{principal.service!r}, not {cluster!r}")
+
+
 def _type_of(kind: int) -> str:
     if kind not in resources.TYPE_OF_KIND:
-        raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS, ROUTE or LISTENER")])
+        raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS, ROUTE, LISTENER or AUTHORIZATION_POLICY")])
     return resources.TYPE_OF_KIND[kind]
 
 

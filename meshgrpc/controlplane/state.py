@@ -85,7 +85,8 @@ class MeshState:
                 endpoint_sets[cluster] = _merge(cluster, endpoint_sets.get(cluster), instances)
         return {resources.CLUSTER: dict(clusters), resources.ENDPOINTS: endpoint_sets,
                 resources.ROUTES: dict(self.configured[resources.ROUTES]),
-                resources.LISTENER: dict(self.configured[resources.LISTENER])}
+                resources.LISTENER: dict(self.configured[resources.LISTENER]),
+                resources.AUTHZ: dict(self.configured[resources.AUTHZ])}
 
     def registration_count(self) -> int:
         return sum(len(v) for v in self.registrations.values())
@@ -265,7 +266,7 @@ def mesh_of(by_type: Mapping[str, Mapping[str, Message]]) -> resources_pb2.MeshC
 
 def _label(type_url: str) -> str:
     return {resources.CLUSTER: "cluster", resources.ENDPOINTS: "endpoint set", resources.ROUTES: "route config",
-            resources.LISTENER: "listener"}[type_url]
+            resources.LISTENER: "listener", resources.AUTHZ: "authorization policy"}[type_url]
 
 
 def filter_mesh(mesh: resources_pb2.MeshConfig, type_url: str | None, name: str) -> resources_pb2.MeshConfig:

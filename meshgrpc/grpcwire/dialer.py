@@ -37,7 +37,9 @@ MAX_KEEPALIVE_INTERVAL = 2 * 3600.0   # doubling stops here (grpc-core's server 
 
 class Dialer:
     """`ssl_context`: TLS (ALPN h2 is set on it), with the client certificate
-    loaded into it if the server asks for one; None for plaintext.
+    loaded into it if the server asks for one; or a function returning the
+    context for each new connection (a client certificate that is renewed: each
+    connection presents the one current when it is made); None for plaintext.
     `server_hostname`: the name the server's certificate must carry (default:
     the target's host). `metadata`: called for each call, returns its custom
     metadata, e.g. `lambda: [("authorization", "Bearer " + token())]`, so a
@@ -46,12 +48,10 @@ class Dialer:
     or received. `connect_timeout`: TCP, TLS and the server's SETTINGS together.
     `io_timeout`: the longest a send waits for the server's flow control."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 metadata: Callable[[], Metadata] | None = None, keepalive: Keepalive | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, connect_timeout: float = 10.0,
-                 io_timeout: float = 30.0, limits: Limits = DEFAULT_LIMITS) -> None:
-        if ssl_context is not None:
-            ssl_context.set_alpn_protocols(["h2"])
+    def __init__(self, *, ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
+                 server_hostname: str | None = None, metadata: Callable[[], Metadata] | None = None,
+                 keepalive: Keepalive | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 connect_timeout: float = 10.0, io_timeout: float = 30.0, limits: Limits = DEFAULT_LIMITS) -> None:
         self.ssl_context, self.server_hostname = ssl_context, server_hostname
         self.metadata = metadata
         self.keepalive = keepalive
@@ -82,7 +82,9 @@ class Dialer:
         if self.ssl_context is None:
             await loop.create_connection(lambda: channel, host, port)
             return
-        transport, _ = await loop.create_connection(lambda: channel, host, port, ssl=self.ssl_context,
+        context = self.ssl_context() if callable(self.ssl_context) else self.ssl_context
+        context.set_alpn_protocols(["h2"])
+        transport, _ = await loop.create_connection(lambda: channel, host, port, ssl=context,
                                                     server_hostname=self.server_hostname or host)
         alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
         if alpn != "h2":   # gRPC requires HTTP/2 negotiated by ALPN over TLS (RFC 9113 §3.2)
@@ -99,6 +101,19 @@ class Dialer:
         channel = await self.connect(target)
         try:
             yield channel.open_call(method, response_class, timeout=timeout, metadata=self.call_metadata())
+        finally:
+            await channel.close()
+
+    async def unary(self, target: str, method: str, request: Message, response_class: type[Message], *,
+                    timeout: float) -> Message:
+        """One unary call on a connection of its own, `timeout` covering the
+        connection and the call (an occasional call: a certificate request)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        channel = await self.connect(target, timeout=timeout)
+        try:
+            return await channel.unary(method, request, response_class, timeout=max(0.0, deadline - loop.time()),
+                                       metadata=self.call_metadata())
         finally:
             await channel.close()
 

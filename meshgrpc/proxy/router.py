@@ -146,6 +146,11 @@ class _HeaderTest:
         return self.regex(value) is not None
 
 
+# The compiled header matcher, for other modules that match request headers the
+# way routes do (authorization rules, meshgrpc/authz/).
+HeaderTest = _HeaderTest
+
+
 def _header_value(headers: Headers, name: bytes) -> bytes | None:
     """The header's value; repeated headers joined with ",". A scan, not a dict:
     requests carry few headers and most routes test none."""

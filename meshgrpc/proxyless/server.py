@@ -31,6 +31,7 @@ from meshgrpc.proxyless.snapshot import ENVOY_RESPONSE, EnvoySnapshot, Translate
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.ordering import ResponsePlan
 from meshgrpc.xds.protocol import DiscoveryProtocol, Layout, NodeInfo
+from meshgrpc.xds.scope import ScopedViews, Visible
 from meshgrpc.xds.server import DiscoveryServer
 from meshgrpc.xds.session import Session
 from meshgrpc.xds.snapshot import Snapshot
@@ -59,14 +60,21 @@ ENVOY = DiscoveryProtocol(
 )
 
 
+def envoy_names(v: Visible) -> dict[str, frozenset[str]]:
+    """What a workload's proxyless stream may carry: the listeners on its route
+    configs, those route configs, and the clusters (and their endpoints) they reach."""
+    return {LDS: v.listeners, RDS: v.routes, CDS: v.clusters, EDS: v.clusters}
+
+
 class AdsServer(DiscoveryServer):
     """Serves the Envoy translation of `cache` to every connected gRPC client."""
 
     def __init__(self, cache: SnapshotCache,
                  translator: Callable[[Snapshot, EnvoySnapshot | None], EnvoySnapshot] = translate,
                  **kwargs) -> None:
+        views = ScopedViews(lambda: cache.current, envoy_names, ENVOY_RESPONSE)
         super().__init__(TranslatedCache(cache, translator), protocol=ENVOY, service=SERVICE, method=METHOD,
-                         delta_method=None, **kwargs)
+                         delta_method=None, views=views, **kwargs)
         # Gap lines already logged per stream; an entry goes with its session.
         self._logged: weakref.WeakKeyDictionary[Session, set[str]] = weakref.WeakKeyDictionary()
 

@@ -24,6 +24,8 @@ import grpc
 from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
+from meshgrpc.xds.claims import ClaimRefused, NodeClaims
+from meshgrpc.xds.scope import ScopedViews, mesh_names
 from meshgrpc.xds.ordering import ResponsePlan
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.session import Session, StreamError
@@ -65,13 +67,23 @@ def _passthrough(data: bytes) -> bytes:
 
 class DiscoveryServer:
     """Serves `cache` to every connected proxy. `clock` gives wall-clock seconds
-    (for connected_since); the timeouts bound each idle wait and each read/write."""
+    (for connected_since); the timeouts bound each idle wait and each read/write.
+
+    Who is on a stream: `caller()` returns the stream's authenticated identity
+    (controlplane/access.py: a Principal with `role`, `service` and `key()`; None
+    when nothing is checked). A workload's stream carries only what its service
+    may see (scope.py); a node id belongs to one identity at a time (claims.py,
+    `claims` shared with the other discovery server on the port)."""
 
     def __init__(self, cache: SnapshotCache, *, clock: Callable[[], float] = time.time,
                  idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 1024,
                  protocol: DiscoveryProtocol = MESH, service: str = SERVICE, method: str = METHOD,
-                 delta_method: str | None = DELTA_METHOD) -> None:
+                 delta_method: str | None = DELTA_METHOD, caller: Callable[[], object | None] = lambda: None,
+                 claims: NodeClaims | None = None, views: ScopedViews | None = None) -> None:
         self.cache = cache
+        self._caller = caller
+        self.claims = claims if claims is not None else NodeClaims()
+        self._views = views or ScopedViews(lambda: cache.current, mesh_names, wire.MESH_RESPONSE)
         self.protocol, self.service, self.method, self.delta_method = protocol, service, method, delta_method
         self._clock = clock
         self._idle_timeout, self._io_timeout = idle_timeout, io_timeout
@@ -96,9 +108,11 @@ class DiscoveryServer:
         await self._stream(context, Delta())
 
     async def _stream(self, context: grpc.aio.ServicerContext, variant) -> None:
+        principal = self._caller()
         session = Session(_GrpcStreamIO(context), self.cache, self._bodies, peer=context.peer(),
                           connected_since=self._clock(), idle_timeout=self._idle_timeout,
-                          io_timeout=self._io_timeout, variant=variant, sent=self._sent, on_sent=self.on_sent)
+                          io_timeout=self._io_timeout, variant=variant, sent=self._sent, on_sent=self.on_sent,
+                          admit=self._admission(principal), view=self._scope(principal))
         self._sessions.add(session)
         try:
             await session.run(lambda: context.send_initial_metadata(()))
@@ -108,6 +122,24 @@ class DiscoveryServer:
             await context.abort(e.code, e.message)
         finally:
             self._sessions.discard(session)
+
+    def _admission(self, principal):
+        if principal is None:
+            return None
+        identity = principal.key()
+
+        def admit(node_id: str):
+            try:
+                return self.claims.claim(node_id, identity)
+            except ClaimRefused as e:
+                raise StreamError(grpc.StatusCode.PERMISSION_DENIED, str(e)) from None
+        return admit
+
+    def _scope(self, principal):
+        service = getattr(principal, "service", "")
+        if not service:
+            return None   # operators see everything
+        return lambda snapshot: self._views.view(snapshot, service)
 
     def on_sent(self, session: Session, plan: ResponsePlan) -> None:
         """Called after each response a stream took; a hook for subclasses."""

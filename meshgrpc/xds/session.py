@@ -52,8 +52,15 @@ class Session:
     def __init__(self, io: StreamIO, cache: SnapshotCache, bodies: wire.BodyCache, *, peer: str = "",
                  connected_since: float = 0.0, idle_timeout: float = 30.0, io_timeout: float = 30.0,
                  variant: Variant | None = None, protocol: DiscoveryProtocol = MESH,
-                 sent: collections.Counter | None = None, on_sent: Callable | None = None) -> None:
+                 sent: collections.Counter | None = None, on_sent: Callable | None = None,
+                 admit: Callable[[str], Callable[[], None]] | None = None,
+                 view: Callable | None = None) -> None:
+        """`admit(node_id)` takes the node id for this stream's identity, returning
+        its release, or raises StreamError; `view(snapshot)` is what of a snapshot
+        this stream may see (scope.py; default: all of it)."""
         self.io, self.cache, self.bodies = io, cache, bodies
+        self._admit = admit
+        self._view = view
         self.peer, self.connected_since = peer, connected_since
         self.node = None  # the protocol's Node message, from the first request
         self.variant = variant or Sotw(protocol)
@@ -71,18 +78,27 @@ class Session:
         its initial metadata then, so a resuming proxy that is sent nothing still
         learns that it is connected)."""
         first = await self._first_request()
-        self.node = first.node
-        self._apply(first)
-        if on_accepted is not None:
-            await on_accepted()
-        remove_listener = self.cache.add_listener(self._wake.set)
-        reader = asyncio.create_task(self._read_loop(), name=f"xds-reader {self.node.id}")
+        release = self._admit(first.node.id) if self._admit is not None else (lambda: None)
         try:
-            await self._send_loop(reader)
+            self.node = first.node
+            self._apply(first)
+            if on_accepted is not None:
+                await on_accepted()
+            remove_listener = self.cache.add_listener(self._wake.set)
+            reader = asyncio.create_task(self._read_loop(), name=f"xds-reader {self.node.id}")
+            try:
+                await self._send_loop(reader)
+            finally:
+                remove_listener()
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
         finally:
-            remove_listener()
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            release()
+
+    def current(self):
+        """The snapshot this stream serves from: the cache's, as the stream may see it."""
+        snapshot = self.cache.current
+        return snapshot if self._view is None else self._view(snapshot)
 
     async def _first_request(self):
         try:
@@ -121,7 +137,7 @@ class Session:
             if reader.done():
                 reader.result()  # re-raises what ended the reader
                 return
-            snapshot = self.cache.current
+            snapshot = self.current()
             plan = self.variant.next_plan(snapshot)
             if plan is None:
                 await self._idle()
@@ -158,4 +174,4 @@ class Session:
         since = timestamp_pb2.Timestamp()
         since.FromNanoseconds(int(self.connected_since * 1e9))
         return management_pb2.ProxyStatus(node_id=node.id, zone=node.zone, peer=self.peer, client=node.client,
-                                          connected_since=since, types=self.variant.statuses(self.cache.current))
+                                          connected_since=since, types=self.variant.statuses(self.current()))

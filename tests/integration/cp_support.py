@@ -14,7 +14,7 @@ from google.rpc import status_pb2
 
 from meshapi.v1 import discovery_pb2, discovery_pb2_grpc, resources_pb2
 from meshgrpc.config import resources
-from tests.support.procs import Proc, meshgrpc, run_meshgrpc
+from tests.support.procs import Proc, credentials, meshgrpc, run_meshgrpc
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "examples", "mesh.yaml")
@@ -24,7 +24,8 @@ def start_control_plane(backing, *extra: str) -> tuple[Proc, str]:
     """A control plane on `backing`: tests/conftest.py's Backing (SQLite or etcd), or
     a data dir for the SQLite store."""
     store = backing.args if hasattr(backing, "args") else ("--data-dir", str(backing))
-    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", *store, *extra)
+    mtls = () if "--insecure" in extra or "--listen-mtls" in extra else ("--listen-mtls", "127.0.0.1:0")
+    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", *store, *mtls, *extra)
     return proc, proc.address("control-plane")
 
 
@@ -74,7 +75,7 @@ class DiscoveryProbe:
         return [resources.unpack(type_url, a) for a in got[-1].resources] if got else []
 
     async def _main(self) -> None:
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with credentials(self.target).aio_channel(self.target) as channel:
             self._call = discovery_pb2_grpc.DiscoveryStub(channel).StreamResources()
             node = discovery_pb2.Node(id=self.node_id)
             for type_url in self.type_urls:

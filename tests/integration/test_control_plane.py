@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.identity.ca import CertificateAuthority
 from tests.integration.cp_support import (EXAMPLE, DiscoveryProbe, cli, endpoint_addresses, start_control_plane,
                                           versions_of)
 from tests.support.procs import meshgrpc, poll_until
@@ -201,10 +203,21 @@ def test_a_nacking_client_shows_as_nacked_with_its_reason_in_status(tmp_path, ba
         proc.kill()
 
 
-def test_commands_say_clearly_when_the_control_plane_cannot_be_reached():
+def test_commands_say_clearly_when_the_control_plane_cannot_be_reached(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(CertificateAuthority.create("mesh.local", time.time()).bundle_pem)
     for args in (["get", "all"], ["status"], ["delete", "route", "x"], ["apply", "-f", EXAMPLE],
-                 ["register", "--cluster", "c", "--address", "127.0.0.1:1"]):
-        result = cli("127.0.0.1:1", *args)
+                 ["register", "--cluster", "c", "--address", "127.0.0.1:1"], ["token", "list"]):
+        for credentials in (["--insecure"], ["--ca-file", str(bundle)]):
+            result = cli("127.0.0.1:1", *args, *credentials)
+            assert result.returncode == 2, (args, result.stderr)
+            assert result.stderr.startswith("cannot reach the control plane at 127.0.0.1:1: "), result.stderr
+            assert result.stderr.count("\n") == 1
+
+
+def test_commands_say_clearly_when_they_have_no_ca_bundle(tmp_path):
+    for args in (["get", "all"], ["register", "--cluster", "c", "--address", "127.0.0.1:1"]):
+        result = cli("127.0.0.1:1", *args, "--ca-file", str(tmp_path / "missing.pem"))
         assert result.returncode == 2, (args, result.stderr)
-        assert result.stderr.startswith("cannot reach the control plane at 127.0.0.1:1: "), result.stderr
-        assert result.stderr.count("\n") == 1
+        assert f"cannot read the control plane's CA bundle {tmp_path / 'missing.pem'}: No such file" \
+            in result.stderr, result.stderr

@@ -14,7 +14,7 @@ import grpc
 from meshapi.v1 import management_pb2, management_pb2_grpc
 from meshgrpc.config.resources import ENDPOINTS
 from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, endpoint_addresses, start_control_plane
-from tests.support.procs import meshgrpc, poll_until
+from tests.support.procs import credentials, meshgrpc, poll_until
 
 
 def served_addresses(address: str, cluster: str = "greeter") -> set[str]:
@@ -102,7 +102,7 @@ def test_stored_registrations_survive_a_restart_for_one_fresh_ttl(tmp_path, back
 async def _register_many(address: str, count: int, probe: DiscoveryProbe) -> list:
     """Opens `count` registrations at once, waits until a push carries all of them,
     and returns the ENDPOINTS responses the probe saw by then."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with credentials(address).aio_channel(address) as channel:
         stub = management_pb2_grpc.ManagementStub(channel)
         calls = [stub.Register() for _ in range(count)]
         for i, call in enumerate(calls):

@@ -29,7 +29,7 @@ from tests.conftest import Backing
 from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, start_control_plane, versions_of
 from tests.integration.test_cp_registration import served_addresses
 from tests.support.mesh import Load, Mesh, interop_unary, mesh_config, route
-from tests.support.procs import meshgrpc, poll_until
+from tests.support.procs import credentials, dialer, meshgrpc, poll_until
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ class Applier:
         self._thread.join(30)
 
     def _run(self) -> None:
-        with grpc.insecure_channel(self.target) as channel:
+        with credentials(self.target).channel(self.target) as channel:
             stub = management_pb2_grpc.ManagementStub(channel)
             i = 0
             while not self._stop.is_set():
@@ -243,7 +243,8 @@ def _mover(client_class, targets: str, seed: int, like=None):
     it starts from (a proxy that restarts its stream, holding what it had)."""
     seen = Recorder()
     client = client_class(targets, discovery_pb2.Node(id="mover"),
-                          {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed))
+                          {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed),
+                          dialer=dialer(targets))
     client.wire = []
     if isinstance(like, DeltaClient):
         client.subs = like.subs

@@ -72,14 +72,16 @@ def test_a_replica_behind_the_compacted_history_reloads_the_prefix(etcd_cluster)
     run(main())
 
 
-def test_a_control_plane_that_cannot_reach_etcd_exits_saying_so():
-    proc = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--store", "etcd://127.0.0.1:1,127.0.0.1:2")
+def test_a_control_plane_that_cannot_reach_etcd_exits_saying_so(tmp_path):
+    proc = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--store", "etcd://127.0.0.1:1,127.0.0.1:2",
+                    "--data-dir", str(tmp_path / "data"))
     assert proc.popen.wait(30) == 1
     proc.wait_for_line(r"etcd range failed on 127\.0\.0\.1:1, 127\.0\.0\.1:2 within 5s: UNAVAILABLE", 5)
 
 
-def test_a_store_url_that_is_not_etcd_is_refused():
-    proc = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--store", "postgres://db:5432")
+def test_a_store_url_that_is_not_etcd_is_refused(tmp_path):
+    proc = meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--store", "postgres://db:5432",
+                    "--data-dir", str(tmp_path / "data"))
     assert proc.popen.wait(20) == 2
     proc.wait_for_line(r"--store 'postgres://db:5432': expected sqlite \(the default\) or etcd://", 5)
 

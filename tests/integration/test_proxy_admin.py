@@ -78,3 +78,26 @@ def test_admin_pages_follow_config_and_calls(tmp_path):
                             version=versions["RouteConfig"]) == 1
         assert proxy.metric("meshgrpc_proxy_config_nacks_total") == 0
         assert proxy.get("/nothing")[0] == 404
+
+
+def test_the_admin_port_is_read_only_and_on_loopback_by_default(tmp_path):
+    import http.client
+    from meshgrpc.cli import _parser
+    defaults = _parser().parse_args(["proxy", "--node-id", "x"])
+    assert defaults.admin == "127.0.0.1:15000"
+    with Mesh(tmp_path) as mesh:
+        a = mesh.start_backend("a")
+        mesh.start_control_plane(mesh_config({"svc": [a]}, [route("/", "svc")]))
+        proxy = mesh.start_proxy("ro-proxy")
+        before = proxy.json("/config_dump")
+        host, port = proxy.admin.rsplit(":", 1)
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            for path in ("/ready", "/config_dump", "/clusters", "/metrics", "/drain", "/quitquitquit"):
+                conn = http.client.HTTPConnection(host, int(port), timeout=5)
+                conn.request(method, path, body=b"{}")
+                response = conn.getresponse()
+                known = path in ("/ready", "/config_dump", "/clusters", "/metrics")
+                response.read()
+                assert response.status == 405 if known else response.status in (404, 405), (method, path)
+                conn.close()
+        assert proxy.json("/config_dump")["versions"] == before["versions"] and proxy.ready()

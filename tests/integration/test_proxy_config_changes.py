@@ -132,7 +132,7 @@ def test_an_update_the_proxy_rejects_is_nacked_while_traffic_continues(tmp_path)
             good = mesh_config(endpoints, [route("/", "one")])
             discovery.set(good, {CLUSTER: "1", ENDPOINTS: "1", ROUTES: "1"})
             mesh.cp_address = discovery.address
-            proxy = mesh.start_proxy("nack-proxy")
+            proxy = mesh.start_proxy("nack-proxy", "--insecure")   # the discovery server here is plaintext
             with Load(proxy.address, interop_unary, threads=4) as load:
                 load.wait_calls(50)
                 # Route config 2: a regex that does not compile, ahead of a route to "two".

@@ -157,24 +157,19 @@ def test_retry_budget_bounds_the_extra_load_on_the_backends(tmp_path):
 
 def test_hedging_cuts_the_tail_of_a_slow_endpoint_and_cancels_every_loser(tmp_path):
     with Mesh(tmp_path) as mesh:
-        slow = mesh.start_backend("slow", "interop", "--delay-ms", "200")
+        # The slow endpoint is far slower than any scheduling delay of a shared
+        # machine, so "no call waited for it" is a bound with a wide margin.
+        slow = mesh.start_backend("slow", "interop", "--delay-ms", "2000")
         fast = [mesh.start_backend(n, "interop", "--delay-ms", "2") for n in ("f1", "f2")]
         mesh.start_control_plane(mesh_of({CLUSTER: [slow, *fast]}, {"hedge_policy": {"hedge_after": "0.020s"}},
                                          cluster={"circuit_breaker": {"max_retries": 100}}))
         proxy = mesh.start_proxy()
-        # p99 is the machine's as much as the mesh's: up to three rounds, one must be
-        # under 40 ms; in every round no call waits for the 200 ms endpoint.
-        p99s = []
-        for _ in range(3):
-            outcomes = run_calls(proxy.address, 200, timed_unary, threads=2)
-            assert not failures(outcomes)
-            assert {label for label, _ in outcomes} == {"f1", "f2"}  # the slow one never wins
-            latencies = [seconds for _, seconds in outcomes]
-            assert max(latencies) < 0.200, sorted(latencies)[-5:]
-            p99s.append(p99(latencies))
-            if p99s[-1] < 0.040:
-                break
-        assert min(p99s) < 0.040, p99s
+        outcomes = run_calls(proxy.address, 200, timed_unary, threads=2)
+        assert not failures(outcomes)
+        assert {label for label, _ in outcomes} == {"f1", "f2"}  # the slow one never wins
+        latencies = [seconds for _, seconds in outcomes]
+        # Without hedging a third of the calls would take two seconds.
+        assert max(latencies) < 1.0 and p99(latencies) < 0.500, sorted(latencies)[-5:]
         hedges = proxy.metric("meshgrpc_proxy_hedges_total", cluster=CLUSTER)
         stats = mesh.backend_stats("slow")
         assert stats["calls"] > 50 and stats["cancelled"] == stats["calls"] <= hedges
@@ -268,18 +263,27 @@ def test_rate_limit_lets_the_rate_through_and_pushes_back_the_rest(tmp_path):
         mesh.start_control_plane(mesh_of({CLUSTER: [backend]}, {"rate_limit": {"requests_per_second": 100,
                                                                                "burst": 10}}))
         proxy = mesh.start_proxy()
-        outcomes = paced_calls(proxy.address, rate=300, seconds=5)
+        outcomes, span = paced_calls(proxy.address, rate=300, seconds=5)
         ok = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
         refused = failures(outcomes)
-        assert 450 <= len(ok) <= 550, (len(ok), len(refused))
+        # The bucket starts full (the burst) and refills at the rate over the span
+        # the calls actually took; a loaded client may start them late, and a
+        # stalled client leaves the bucket full for a while (tokens over the burst
+        # are not kept), so fewer than the rate may pass, never more.
+        assert len(outcomes) / span > 150, (len(outcomes), span)  # offered well over the rate
+        most = 100 * span + 10
+        assert 0.75 * most <= len(ok) <= 1.05 * most, (len(ok), most, len(refused))
         assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         pushbacks = [dict(e.trailing_metadata()).get("grpc-retry-pushback-ms") for e in refused]
         assert all(p is not None and 1 <= int(p) <= 10 for p in pushbacks), pushbacks[:5]
 
 
-def paced_calls(address: str, rate: float, seconds: float, threads: int = 6) -> list:
-    """Calls started at `rate` per second for `seconds` (each thread keeps its share of the schedule)."""
+def paced_calls(address: str, rate: float, seconds: float, threads: int = 6) -> tuple[list, float]:
+    """Calls started at `rate` per second for `seconds` (each thread keeps its share
+    of the schedule); returns their outcomes and the seconds from the first call's
+    start to the last one's."""
     outcomes: list = []
+    starts: list[float] = []
     lock = threading.Lock()
     start = time.monotonic() + 0.5
 
@@ -292,12 +296,14 @@ def paced_calls(address: str, rate: float, seconds: float, threads: int = 6) -> 
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing the load, not synchronisation
+                started = time.monotonic()
                 try:
                     result = interop_unary(channel)
                 except grpc.RpcError as e:
                     result = e
                 with lock:
                     outcomes.append(result)
+                    starts.append(started)
                 i += threads
 
     workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
@@ -305,7 +311,7 @@ def paced_calls(address: str, rate: float, seconds: float, threads: int = 6) -> 
         w.start()
     for w in workers:
         w.join(seconds + 60)
-    return outcomes
+    return outcomes, max(starts) - min(starts)
 
 
 # ---------------------------------------------------------------- 7. what is never retried
@@ -354,18 +360,21 @@ def test_calls_that_must_not_be_retried_are_not(tmp_path):
 
 def test_per_try_timeout_moves_a_slow_attempt_to_a_fast_endpoint(tmp_path):
     with Mesh(tmp_path) as mesh:
-        slow = mesh.start_backend("slow", "interop", "--delay-ms", "200")
+        slow = mesh.start_backend("slow", "interop", "--delay-ms", "2000")
         fast = mesh.start_backend("fast", "interop", "--delay-ms", "2")
-        # Two retries, so a call whose first attempt met a load spike on the fast
+        # Three retries, so a call whose first attempt met a load spike on the fast
         # endpoint still has the fast one left after the slow one.
-        policy = {"per_try_timeout": "0.050s", "num_retries": 2, "retry_back_off": {"base_interval": "0.005s"}}
+        policy = {"per_try_timeout": "0.200s", "num_retries": 3, "retry_back_off": {"base_interval": "0.005s"}}
         mesh.start_control_plane(mesh_of({CLUSTER: [slow, fast]}, {"retry_policy": policy}))
         proxy = mesh.start_proxy()
         outcomes = run_calls(proxy.address, 40, timed_unary, threads=1)
         assert not failures(outcomes)
         assert {label for label, _ in outcomes} == {"fast"}
-        retried = sorted(seconds for _, seconds in outcomes if seconds > 0.045)
-        assert len(retried) >= 15 and statistics.median(retried) < 0.080 and max(retried) < 0.120, retried
+        retried = sorted(seconds for _, seconds in outcomes if seconds > 0.195)
+        # A retried call costs the 200 ms per-try timeout and a fast attempt (round
+        # robin starts most calls on the slow one); one that waited for the slow
+        # endpoint would take two seconds.
+        assert len(retried) >= 15 and statistics.median(retried) < 0.300 and max(retried) < 1.5, retried
         assert mesh.backend_stats("slow")["cancelled"] >= 15
 
 
@@ -440,8 +449,8 @@ def test_mirroring_to_a_stopped_shadow_changes_nothing_for_the_real_calls(tmp_pa
             os.kill(mesh.backend_procs["shadow"].pid, signal.SIGCONT)
         assert not failures(outcomes)
         during = [s for _, s in outcomes]
-        # Within a shared machine's noise; a mirror that held calls up would cost
-        # hundreds of milliseconds (the shadow never answers).
-        assert p99(during) < 3 * p99(before) + 0.010, (p99(before), p99(during))
+        # A mirror that held real calls up would hold them until their 5 s deadline
+        # (the shadow never answers); the bound leaves room for a shared machine.
+        assert p99(during) < max(3 * p99(before) + 0.010, 0.250), (p99(before), p99(during))
         assert rss_after - rss_before < 10 << 20
         assert proxy.metric("meshgrpc_proxy_mirrored_total", cluster="shadow") >= 100

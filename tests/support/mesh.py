@@ -31,7 +31,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
-from tests.support.procs import MESHGRPC, Proc, meshgrpc, poll_until, run_meshgrpc
+from tests.support.procs import MESHGRPC, Proc, credential_args, meshgrpc, poll_until, run_meshgrpc
 
 BIG = 64 << 20
 # Client options for calls through the proxy: large messages; no client-side retries,
@@ -181,6 +181,7 @@ class Mesh:
         self.backend_procs: dict[str, Proc] = {}
         self.control_plane: Proc | None = None
         self.cp_address: str | None = None
+        self.cp_mtls_address: str | None = None
         self.proxies: dict[str, ProxyHandle] = {}
         self._files = 0
 
@@ -232,13 +233,19 @@ class Mesh:
         """Starts `meshgrpc control-plane` on the mesh's data dir (with `config` as
         --config when given, and `extra` flags); returns its address. `attempts` > 1
         retries a bind failure (restarting on a port the previous process just released)."""
+        # A restart on the same address keeps the mTLS port too (clients' bootstraps name it).
+        mtls = self.cp_mtls_address if listen == self.cp_address and self.cp_mtls_address else "127.0.0.1:0"
         args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
+        if "--insecure" not in extra and "--listen-mtls" not in extra:
+            args += ["--listen-mtls", mtls]
         if config is not None:
             args += ["--config", self.write_config(config)]
         for attempt in range(attempts):
             proc = self._own(meshgrpc(*args))
             try:
                 self.cp_address = proc.address("control-plane", START_TIMEOUT)
+                if "--listen-mtls" in args:
+                    self.cp_mtls_address = proc.address("control-plane-mtls", START_TIMEOUT)
                 self.control_plane = proc
                 return self.cp_address
             except AssertionError:
@@ -257,8 +264,9 @@ class Mesh:
         """Starts `meshgrpc proxy` against the control plane; waits for /ready unless `ready` is False.
         `command` replaces `python -m meshgrpc.cli` (e.g. a wrapper that inspects the process)."""
         assert self.cp_address, "start the control plane first"
-        proc = self._own(Proc([*(command or MESHGRPC), "proxy", "--node-id", node_id, "--control-plane",
-                               self.cp_address, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]))
+        args = ["proxy", "--node-id", node_id, "--control-plane", self.cp_address,
+                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
+        proc = self._own(Proc([*(command or MESHGRPC), *args, *credential_args(args)]))
         handle = ProxyHandle(proc, node_id)
         self.proxies[node_id] = handle
         if ready:

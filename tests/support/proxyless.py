@@ -21,8 +21,11 @@ TARGET = "greeter.mesh"
 
 
 def with_listener(config: dict, name: str = TARGET, route_config: str = "default") -> dict:
-    """A MeshConfig dict with a listener `name` (the target clients dial) added."""
-    return {**config, "listeners": [*config.get("listeners", []), {"name": name, "route_config": route_config}]}
+    """A MeshConfig dict with a listener `name` (the target clients dial) added, and
+    its route config visible to every service (the clients' identity is "app")."""
+    routes = [{**r, "services": ["*"]} if r.get("name") == route_config else r for r in config.get("routes", [])]
+    return {**config, "routes": routes,
+            "listeners": [*config.get("listeners", []), {"name": name, "route_config": route_config}]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +45,8 @@ class ProxylessClient:
         assert mesh.cp_address, "start the control plane first"
         self.node_id = node_id
         self.bootstrap = os.path.join(mesh.workdir, f"{node_id}-bootstrap.json")
-        result = run_meshgrpc("bootstrap", "--node-id", node_id, "--zone", zone,
+        result = run_meshgrpc("bootstrap", "--node-id", node_id, "--zone", zone, "--service", "app",
+                              "--cert-dir", os.path.join(mesh.workdir, f"{node_id}-certs"),
                               "--control-plane", mesh.cp_address, "-o", self.bootstrap)
         assert result.returncode == 0, result.stderr
         self.out = os.path.join(mesh.workdir, f"{node_id}-calls.log")

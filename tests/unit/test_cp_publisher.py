@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 
 from meshgrpc.config.loader import parse_text
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, ROUTES
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, LISTENER, ROUTES
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.publisher import Debouncer, Publisher, next_versions
 from meshgrpc.controlplane.state import MeshState
@@ -74,7 +74,7 @@ def test_publish_commits_versions_before_the_snapshot_is_set_and_skips_no_ops(tm
         assert not publisher.publish()           # same content: no new version, no push
         await controller.apply(parse_text("clusters: [{name: b}]"), replace=False)
         assert publisher.publish()
-        assert cache.current.versions() == {CLUSTER: "2", ENDPOINTS: "1", ROUTES: "1", LISTENER: "1"}
+        assert cache.current.versions() == {CLUSTER: "2", ENDPOINTS: "1", ROUTES: "1", LISTENER: "1", AUTHZ: "1"}
         assert store.read().versions[CLUSTER].version == "2"
 
     asyncio.run(scenario())
@@ -84,12 +84,12 @@ def test_versions_the_store_derives_are_served_as_they_are_and_unsettled_states_
     async def scenario():
         cache = SnapshotCache()
         recorded = []
-        current = [dataclasses.replace(MeshState.empty(), versions={CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2"})]
+        current = [dataclasses.replace(MeshState.empty(), versions={CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2", AUTHZ: "1"})]
         publisher = Publisher(lambda: current[0], recorded.append, cache, {}, window=0.1)
         assert publisher.publish()
-        assert cache.current.versions() == {CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2"} and recorded == []
+        assert cache.current.versions() == {CLUSTER: "7", ENDPOINTS: "9", ROUTES: "3", LISTENER: "2", AUTHZ: "1"} and recorded == []
         assert not publisher.publish()                     # same versions: nothing new to serve
-        current[0] = dataclasses.replace(current[0], versions={CLUSTER: "7", ENDPOINTS: "12", ROUTES: "3", LISTENER: "2"},
+        current[0] = dataclasses.replace(current[0], versions={CLUSTER: "7", ENDPOINTS: "12", ROUTES: "3", LISTENER: "2", AUTHZ: "1"},
                                          settled=False)
         assert not publisher.publish()                     # a lease expired, not versioned yet
         current[0] = dataclasses.replace(current[0], settled=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from etcdapi import rpc_pb2
 from meshapi.v1 import management_pb2, resources_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, ROUTES
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, LISTENER, ROUTES
 from meshgrpc.controlplane.etcd_client import prefix_end
 from meshgrpc.controlplane.etcd_mirror import Keys, Mirror, fingerprint_bytes
 from meshgrpc.controlplane.etcd_store import parse_store_url
@@ -53,7 +53,7 @@ def test_versions_are_the_revisions_of_the_type_heads_the_same_for_any_replica()
     replicas[0].apply(5, events)
     replicas[1].load(5, [e.kv for e in events])           # one watched, one loaded at start-up
     states = [m.state() for m in replicas]
-    assert states[0].versions == states[1].versions == {CLUSTER: "5", ENDPOINTS: "0", ROUTES: "0", LISTENER: "0"}
+    assert states[0].versions == states[1].versions == {CLUSTER: "5", ENDPOINTS: "0", ROUTES: "0", LISTENER: "0", AUTHZ: "0"}
     assert states[0].revision == states[1].revision == 5
     assert "web" in states[0].configured[CLUSTER]
 
@@ -93,5 +93,5 @@ def test_store_urls_name_every_endpoint():
 def test_the_mirror_shows_where_it_stands():
     mirror = Mirror(KEYS)
     mirror.apply(4, [registration("10.0.0.1:80", 4)])
-    assert repr(mirror) == ("Mirror('/mesh/' revision=4 head=0 {'clusters': 0, 'endpoints': 0, 'routes': 0, 'listeners': 0}"
+    assert repr(mirror) == ("Mirror('/mesh/' revision=4 head=0 {'clusters': 0, 'endpoints': 0, 'routes': 0, 'listeners': 0, 'authorization_policies': 0}"
                             " registrations=1 settled=False)")

@@ -27,6 +27,8 @@ ROUTER = "unit/test_router.py::"
 CLUSTER = "unit/test_cluster.py::"
 OUTLIER = "unit/test_outlier.py::"
 PROXYLESS = "integration/test_proxyless.py::"
+AUTHZ = "unit/test_authz.py::"
+IDENTITY = "integration/test_identity.py::"
 
 # field (message.field) -> tests that show what it does
 BEHAVIOUR: dict[str, tuple[str, ...]] = {
@@ -149,6 +151,18 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "Listener.route_config": (PROXYLESS + "test_listeners_are_got_and_deleted_and_keep_their_route_config",
                               "unit/test_proxyless_listener.py::"
                               "test_listener_route_config_must_name_an_existing_route_config"),
+    "RouteConfig.services": (IDENTITY + "test_a_workload_stream_carries_only_what_its_service_may_see",),
+    # Authorization policies: what the compiled evaluator decides (the inbound data
+    # path that enforces its decisions is the next step; it is tested there).
+    "MeshConfig.authorization_policies": (IDENTITY + "test_authorization_policies_are_applied_got_and_deleted",),
+    "AuthorizationPolicy.name": (AUTHZ + "test_deny_comes_first_then_any_allow",),
+    "AuthorizationPolicy.service": (AUTHZ + "test_no_policy_for_the_service_allows_everything",),
+    "AuthorizationPolicy.action": (AUTHZ + "test_deny_comes_first_then_any_allow",),
+    "AuthorizationPolicy.rules": (AUTHZ + "test_an_allow_policy_lets_only_its_matches_through",),
+    "AuthorizationPolicy.dry_run": (AUTHZ + "test_a_dry_run_policy_lets_calls_pass_and_names_itself_when_it_would_deny",),
+    "AuthorizationRule.from": (AUTHZ + "test_star_callers_include_the_unauthenticated_but_prefixes_do_not",),
+    "AuthorizationRule.to": (AUTHZ + "test_deny_comes_first_then_any_allow",),
+    "AuthorizationRule.when": (AUTHZ + "test_deny_comes_first_then_any_allow",),
 }
 
 

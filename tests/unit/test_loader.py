@@ -35,7 +35,7 @@ CASES = [
     ("unknown camelCase field", lambda d: route(d, 1)["route"].update(weightedCluster=[]),
      f"{R1}.route.weightedCluster", 'did you mean "weightedClusters"?'),
     ("unknown field with nothing close", lambda d: d.update(frobnicate=1), "frobnicate",
-     "unknown field; MeshConfig has clusters, endpoints, routes, listeners"),
+     "unknown field; MeshConfig has clusters, endpoints, routes, listeners, authorization_policies"),
     ("field given twice", lambda d: cluster(d).update(lbPolicy="RANDOM"), "clusters[0].lb_policy",
      'given twice (as "lb_policy" and "lbPolicy")'),
     ("integer as word", lambda d: d["endpoints"][0]["endpoints"][1].update(weight="three"), f"{EP1}.weight",
@@ -135,7 +135,7 @@ def test_every_structural_error_is_reported_at_once():
         'endpoints[0].endpoints[1].weight: expected an integer, got "three"',
         f'{R1}.route.timeout: expected a duration like "2s" or "0.030s", got 2 (durations are strings with a unit '
         'of seconds)',
-        "extra: unknown field; MeshConfig has clusters, endpoints, routes, listeners",
+        "extra: unknown field; MeshConfig has clusters, endpoints, routes, listeners, authorization_policies",
     ]
 
 

@@ -275,6 +275,15 @@ CASES = [
     ("MeshConfig.endpoints", lambda d: None, lambda t: sorted(t.envoy[EDS].resources) == ["canary", "greeter"]),
     ("MeshConfig.routes", lambda d: None, lambda t: sorted(t.envoy[RDS].resources) == ["default"]),
     ("MeshConfig.listeners", lambda d: None, lambda t: sorted(t.envoy[LDS].resources) == ["greeter.mesh"]),
+    # Who may receive a route config is decided on the stream (xds/scope.py), not in its translation.
+    ("RouteConfig.services", lambda d: d["routes"][0].update(services=["frontend"]),
+     lambda t: sorted(t.envoy[RDS].resources) == ["default"] and not t.gaps),
+    # Not translated: gRFC A41 (RBAC) applies on xDS-enabled gRPC servers (gRFC A36), whose
+    # server-side listeners meshgrpc does not serve; proxyless clients are not judged by it.
+    ("MeshConfig.authorization_policies",
+     lambda d: d.update(authorization_policies=[{"name": "p", "service": "greeter", "action": "DENY",
+                                                   "rules": [{}]}]),
+     lambda t: sorted(t.envoy[LDS].resources) == ["greeter.mesh"] and not t.gaps),
 ]
 
 # Messages a case covers whole: every field inside one of these is decided by the
@@ -284,6 +293,7 @@ COVERED_WHOLE = {"Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_c
                  "RouteAction.request_headers_to_add", "Cluster.ring_hash", "RouteAction.hash_policy"}
 # Fields inside Fault's delay and abort: the Fault.delay and Fault.abort cases check them.
 COVERED_WHOLE |= {"Fault.delay", "Fault.abort"}
+COVERED_WHOLE |= {"MeshConfig.authorization_policies"}
 
 
 @pytest.mark.parametrize("field,mutate,check", CASES, ids=[c[0] for c in CASES])

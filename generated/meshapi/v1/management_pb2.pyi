@@ -19,11 +19,13 @@ class ResourceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENDPOINTS: _ClassVar[ResourceKind]
     ROUTE: _ClassVar[ResourceKind]
     LISTENER: _ClassVar[ResourceKind]
+    AUTHORIZATION_POLICY: _ClassVar[ResourceKind]
 RESOURCE_KIND_UNSPECIFIED: ResourceKind
 CLUSTER: ResourceKind
 ENDPOINTS: ResourceKind
 ROUTE: ResourceKind
 LISTENER: ResourceKind
+AUTHORIZATION_POLICY: ResourceKind
 
 class ApplyRequest(_message.Message):
     __slots__ = ("config", "replace", "dry_run", "allow_empty")
@@ -212,3 +214,83 @@ class RegisterResponse(_message.Message):
     lease_ttl: _duration_pb2.Duration
     lease_id: int
     def __init__(self, lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_id: _Optional[int] = ...) -> None: ...
+
+class IssueCertificateRequest(_message.Message):
+    __slots__ = ("csr", "service")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    service: str
+    def __init__(self, csr: _Optional[bytes] = ..., service: _Optional[str] = ...) -> None: ...
+
+class IssueCertificateResponse(_message.Message):
+    __slots__ = ("certificate_chain", "ca_bundle", "spiffe_id", "not_before", "not_after", "mtls_port")
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    CA_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    SPIFFE_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MTLS_PORT_FIELD_NUMBER: _ClassVar[int]
+    certificate_chain: bytes
+    ca_bundle: bytes
+    spiffe_id: str
+    not_before: _timestamp_pb2.Timestamp
+    not_after: _timestamp_pb2.Timestamp
+    mtls_port: int
+    def __init__(self, certificate_chain: _Optional[bytes] = ..., ca_bundle: _Optional[bytes] = ..., spiffe_id: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mtls_port: _Optional[int] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("id", "role", "service", "created", "expires", "revoked")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    role: str
+    service: str
+    created: _timestamp_pb2.Timestamp
+    expires: _timestamp_pb2.Timestamp
+    revoked: bool
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., service: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("role", "service", "ttl")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    service: str
+    ttl: _duration_pb2.Duration
+    def __init__(self, role: _Optional[str] = ..., service: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("token", "secret")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    token: Token
+    secret: str
+    def __init__(self, token: _Optional[_Union[Token, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: Token
+    def __init__(self, token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...

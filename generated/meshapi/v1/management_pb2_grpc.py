@@ -59,6 +59,26 @@ class ManagementStub:
                 request_serializer=meshapi_dot_v1_dot_management__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=meshapi_dot_v1_dot_management__pb2.RegisterResponse.FromString,
                 _registered_method=True)
+        self.IssueCertificate = channel.unary_unary(
+                '/meshapi.v1.Management/IssueCertificate',
+                request_serializer=meshapi_dot_v1_dot_management__pb2.IssueCertificateRequest.SerializeToString,
+                response_deserializer=meshapi_dot_v1_dot_management__pb2.IssueCertificateResponse.FromString,
+                _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/meshapi.v1.Management/CreateToken',
+                request_serializer=meshapi_dot_v1_dot_management__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=meshapi_dot_v1_dot_management__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/meshapi.v1.Management/RevokeToken',
+                request_serializer=meshapi_dot_v1_dot_management__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=meshapi_dot_v1_dot_management__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/meshapi.v1.Management/ListTokens',
+                request_serializer=meshapi_dot_v1_dot_management__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=meshapi_dot_v1_dot_management__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServicer:
@@ -95,6 +115,32 @@ class ManagementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueCertificate(self, request, context):
+        """Signs a workload's CSR (join token or current certificate; or admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToken(self, request, context):
+        """Tokens (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +168,26 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.Register,
                     request_deserializer=meshapi_dot_v1_dot_management__pb2.RegisterRequest.FromString,
                     response_serializer=meshapi_dot_v1_dot_management__pb2.RegisterResponse.SerializeToString,
+            ),
+            'IssueCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCertificate,
+                    request_deserializer=meshapi_dot_v1_dot_management__pb2.IssueCertificateRequest.FromString,
+                    response_serializer=meshapi_dot_v1_dot_management__pb2.IssueCertificateResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=meshapi_dot_v1_dot_management__pb2.CreateTokenRequest.FromString,
+                    response_serializer=meshapi_dot_v1_dot_management__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=meshapi_dot_v1_dot_management__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=meshapi_dot_v1_dot_management__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=meshapi_dot_v1_dot_management__pb2.ListTokensRequest.FromString,
+                    response_serializer=meshapi_dot_v1_dot_management__pb2.ListTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +325,114 @@ class Management:
             '/meshapi.v1.Management/Register',
             meshapi_dot_v1_dot_management__pb2.RegisterRequest.SerializeToString,
             meshapi_dot_v1_dot_management__pb2.RegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshapi.v1.Management/IssueCertificate',
+            meshapi_dot_v1_dot_management__pb2.IssueCertificateRequest.SerializeToString,
+            meshapi_dot_v1_dot_management__pb2.IssueCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshapi.v1.Management/CreateToken',
+            meshapi_dot_v1_dot_management__pb2.CreateTokenRequest.SerializeToString,
+            meshapi_dot_v1_dot_management__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshapi.v1.Management/RevokeToken',
+            meshapi_dot_v1_dot_management__pb2.RevokeTokenRequest.SerializeToString,
+            meshapi_dot_v1_dot_management__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshapi.v1.Management/ListTokens',
+            meshapi_dot_v1_dot_management__pb2.ListTokensRequest.SerializeToString,
+            meshapi_dot_v1_dot_management__pb2.ListTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -171,12 +171,14 @@ class Endpoint(_message.Message):
     def __init__(self, address: _Optional[str] = ..., weight: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., health_status: _Optional[_Union[Endpoint.HealthStatus, str]] = ...) -> None: ...
 
 class RouteConfig(_message.Message):
-    __slots__ = ("name", "virtual_hosts")
+    __slots__ = ("name", "virtual_hosts", "services")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VIRTUAL_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     name: str
     virtual_hosts: _containers.RepeatedCompositeFieldContainer[VirtualHost]
-    def __init__(self, name: _Optional[str] = ..., virtual_hosts: _Optional[_Iterable[_Union[VirtualHost, _Mapping]]] = ...) -> None: ...
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., virtual_hosts: _Optional[_Iterable[_Union[VirtualHost, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VirtualHost(_message.Message):
     __slots__ = ("name", "domains", "routes")
@@ -368,14 +370,47 @@ class Listener(_message.Message):
     route_config: str
     def __init__(self, name: _Optional[str] = ..., route_config: _Optional[str] = ...) -> None: ...
 
+class AuthorizationPolicy(_message.Message):
+    __slots__ = ("name", "service", "action", "rules", "dry_run")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[AuthorizationPolicy.Action]
+        ALLOW: _ClassVar[AuthorizationPolicy.Action]
+        DENY: _ClassVar[AuthorizationPolicy.Action]
+    ACTION_UNSPECIFIED: AuthorizationPolicy.Action
+    ALLOW: AuthorizationPolicy.Action
+    DENY: AuthorizationPolicy.Action
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    service: str
+    action: AuthorizationPolicy.Action
+    rules: _containers.RepeatedCompositeFieldContainer[AuthorizationRule]
+    dry_run: bool
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[AuthorizationPolicy.Action, str]] = ..., rules: _Optional[_Iterable[_Union[AuthorizationRule, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class AuthorizationRule(_message.Message):
+    __slots__ = ("to", "when")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    to: _containers.RepeatedScalarFieldContainer[str]
+    when: _containers.RepeatedCompositeFieldContainer[HeaderMatcher]
+    def __init__(self, to: _Optional[_Iterable[str]] = ..., when: _Optional[_Iterable[_Union[HeaderMatcher, _Mapping]]] = ..., **kwargs) -> None: ...
+
 class MeshConfig(_message.Message):
-    __slots__ = ("clusters", "endpoints", "routes", "listeners")
+    __slots__ = ("clusters", "endpoints", "routes", "listeners", "authorization_policies")
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     LISTENERS_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZATION_POLICIES_FIELD_NUMBER: _ClassVar[int]
     clusters: _containers.RepeatedCompositeFieldContainer[Cluster]
     endpoints: _containers.RepeatedCompositeFieldContainer[EndpointSet]
     routes: _containers.RepeatedCompositeFieldContainer[RouteConfig]
     listeners: _containers.RepeatedCompositeFieldContainer[Listener]
-    def __init__(self, clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointSet, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ..., listeners: _Optional[_Iterable[_Union[Listener, _Mapping]]] = ...) -> None: ...
+    authorization_policies: _containers.RepeatedCompositeFieldContainer[AuthorizationPolicy]
+    def __init__(self, clusters: _Optional[_Iterable[_Union[Cluster, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointSet, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteConfig, _Mapping]]] = ..., listeners: _Optional[_Iterable[_Union[Listener, _Mapping]]] = ..., authorization_policies: _Optional[_Iterable[_Union[AuthorizationPolicy, _Mapping]]] = ...) -> None: ...

@@ -9,6 +9,7 @@ with the meaning documented in resources.proto; validation reads the same
 defaults. Specs compare by value, so "did this cluster change?" is `==`.
 """
 
+from meshgrpc.config.specs.authz import AuthorizationPolicySpec, AuthorizationRuleSpec, authorization_policy_spec
 from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
     PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
@@ -20,6 +21,7 @@ from meshgrpc.config.specs.routes import (
 )
 
 __all__ = [
+    "AuthorizationPolicySpec", "AuthorizationRuleSpec", "authorization_policy_spec",
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
     "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
     "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",

@@ -1,0 +1,1 @@
+"""Authorization of inbound calls: policies compiled into a pure evaluator."""
