@@ -3,13 +3,15 @@ unary and bidirectional calls, statuses from trailers and trailers-only response
 deadlines sent as grpc-timeout, messages larger than every window, size limits,
 bounded memory for a receiver that does not read, GOAWAY, keepalive against a
 server gone silent and one that forbids the pings, connect failures, TLS with
-ALPN h2 and client certificates, and per-call credentials."""
+ALPN h2 and client certificates (made for each connection, host names checked),
+and per-call credentials (a token file read again for each call)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import ssl
 import time
 
@@ -17,7 +19,7 @@ import grpc
 import pytest
 import uvloop
 
-from meshgrpc.control_channel import Keepalive
+from meshgrpc.control_channel import TOKEN_ENV, CredentialError, Keepalive, TokenSource, ssl_context
 from meshgrpc.grpcwire import Dialer, RpcError
 from meshgrpc.grpcwire import status as st
 from meshtest.interop import messages_pb2 as m
@@ -349,3 +351,79 @@ def test_per_call_metadata_comes_from_its_source_on_every_call():
                 channel.open_call(UNARY, m.SimpleResponse, metadata=[("Bad Key", "x")])
             await channel.close()
     run(main())
+
+
+def _pem(name: str) -> bytes:
+    with open(os.path.join(TLS, name), "rb") as f:
+        return f.read()
+
+
+def test_the_control_plane_context_checks_the_host_name_and_presents_a_client_certificate_from_pem():
+    """control_channel.ssl_context: what grpcio's ssl_channel_credentials checks. A
+    context function is called for every connection (a renewed certificate)."""
+    async def main():
+        async with Server(credentials=_server_credentials(require_client_auth=True)) as server:
+            made = []
+
+            def context():
+                made.append(ssl_context(_pem("ca.pem"), _pem("client.key"), _pem("client.pem")))
+                return made[-1]
+            dialer = Dialer(ssl_context=context)
+            for _ in range(2):
+                described = seen(await dialer.unary(server.address, DESCRIBE, m.SimpleRequest(), m.SimpleResponse,
+                                                    timeout=DEADLINE))
+                assert "spiffe://mesh.local/service/proxy" in described["identities"]
+            assert len(made) == 2
+            # The server's certificate names 127.0.0.1 and localhost, not this name.
+            elsewhere = Dialer(ssl_context=context, server_hostname="elsewhere.test")
+            with pytest.raises(RpcError) as mismatch:
+                await elsewhere.connect(server.address)
+            assert mismatch.value.code == st.UNAVAILABLE and "CERTIFICATE_VERIFY_FAILED" in mismatch.value.message
+            assert "elsewhere.test" in mismatch.value.message
+    run(main())
+
+
+def test_a_unary_call_on_its_own_connection_is_bounded_by_one_timeout():
+    async def main():
+        async with Server() as server:
+            dialer = Dialer()
+            started = time.monotonic()
+            described = seen(await dialer.unary(server.address, DESCRIBE, m.SimpleRequest(), m.SimpleResponse,
+                                                timeout=3.0))
+            assert 2.0 < described["time_remaining"] <= 3.0   # the call's deadline: what connecting left
+            with pytest.raises(RpcError) as silent:   # a listener that never speaks HTTP/2
+                with socket.create_server(("127.0.0.1", 0)) as sock:
+                    await dialer.unary(f"127.0.0.1:{sock.getsockname()[1]}", UNARY, m.SimpleRequest(),
+                                       m.SimpleResponse, timeout=0.5)
+            assert silent.value.code == st.UNAVAILABLE and "within 0.5s" in silent.value.message
+            assert time.monotonic() - started < 5.0
+    run(main())
+
+
+def test_a_token_source_reads_the_token_file_again_for_each_call(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    token_file = tmp_path / "join.token"
+    token_file.write_text("first\n")
+    tokens = TokenSource(str(token_file))
+
+    async def main():
+        async with Server() as server:
+            dialer = Dialer(metadata=tokens.metadata)
+
+            async def sent() -> str:
+                described = seen(await dialer.unary(server.address, DESCRIBE, m.SimpleRequest(), m.SimpleResponse,
+                                                    timeout=DEADLINE))
+                return described["metadata"]["authorization"]
+            assert await sent() == "Bearer first"
+            token_file.write_text("renewed\n")
+            assert await sent() == "Bearer renewed"
+            token_file.unlink()   # unreadable for a moment: the last token read goes on
+            assert await sent() == "Bearer renewed"
+    run(main())
+    assert "cannot read --token-file" in caplog.text
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment")
+    assert tokens.metadata() == [("authorization", "Bearer from-the-environment")]
+    monkeypatch.setenv(TOKEN_ENV, "")
+    assert TokenSource(os.devnull).metadata() == []   # no token: no header (UNAUTHENTICATED, "no credential")
+    with pytest.raises(CredentialError, match="cannot read --token-file"):
+        TokenSource(str(token_file))
