@@ -81,7 +81,8 @@ class DiscoveryClient:
     """`subscriptions` maps type URL to resource names ([] = all). `versions` holds
     the version last applied per type; `connected` is True while a stream is up.
     `target` is one "host:port" or a comma list of control-plane replicas;
-    `dialer` opens the streams (default: control_plane_dialer())."""
+    `dialer` opens the streams (default: control_plane_dialer(), plaintext); the
+    proxy's carries its credentials (identity/joining.py)."""
 
     METHOD = METHOD
     RESPONSE = discovery_pb2.DiscoveryResponse

@@ -5,8 +5,9 @@ pushes stay flat as the mesh grows.
 
 `DeltaSubscriptions` is the sans-IO part (what is subscribed, held, parked; which
 requests to send); `DeltaClient` runs it on DiscoveryClient's transport-agnostic
-stream and reconnect loop (backoff, failover between control-plane replicas). On reconnect each type's first request carries the
-versions the proxy holds, so nothing unchanged is resent.
+stream and reconnect loop (backoff, failover between control-plane replicas). On
+reconnect each type's first request carries the versions the proxy holds, so
+nothing unchanged is resent.
 
 Make-before-break on the proxy's side: a route config that reaches clusters the
 proxy does not hold yet is parked (not applied, not answered) while the proxy
