@@ -19,13 +19,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 # cluster of Debian's etcd-server, the dashboard's in Debian's headless chromium);
 # then, one at a time with nothing else running, the tests that compare a client's
 # latency with and without an attack (marker `alone`: a neighbouring test's
-# processes would be measured too); then the codec's and the relay's tests on the
-# codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no
-# compiler exists.
+# processes would be measured too); then the codec's, the relay's and grpcwire's
+# tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run
+# wherever no compiler exists.
 test: install etcd browser
 	$(VPY) -m pytest -q -n 2 -m "not alone" tests
 	$(VPY) -m pytest -q -m alone tests
-	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed"
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed or grpcwire"
 
 # The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
 test-codec-slow: install

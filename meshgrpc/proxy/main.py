@@ -28,9 +28,9 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
-from meshgrpc.control_channel import CredentialError, Keepalive, client_options
+from meshgrpc.control_channel import CredentialError, Keepalive, credentials_from_args
 from meshgrpc.identity.issuer import IssueFailed
-from meshgrpc.identity.joining import discovery_credentials
+from meshgrpc.identity.joining import discovery_dialer
 from meshgrpc.proxy.access_log import AccessLog
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
@@ -46,14 +46,6 @@ from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
-
-
-def discovery_channel_options(keepalive_interval: float) -> tuple:
-    """A control plane that vanishes without closing the connection (host down, network
-    cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
-    control plane's server permits pings as often as its --min-ping-interval, and both
-    ends carry config messages up to the same size (control_channel.py)."""
-    return client_options(Keepalive(interval=keepalive_interval))
 
 
 class Proxy:
@@ -84,24 +76,27 @@ class Proxy:
                            trace_headers=args.trace_headers == "on")
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
-        self.identity, credentials = discovery_credentials(args)
+        # A control plane that vanishes without closing the connection (host down,
+        # network cut) is noticed within --discovery-keepalive + 10 s, and the client
+        # reconnects; the control plane permits pings as often as its
+        # --min-ping-interval (control_channel.py). Credentials: identity/joining.py.
+        self.identity, dialer = discovery_dialer(args, Keepalive(interval=args.discovery_keepalive))
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
             {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
-            credentials=credentials)
-        self.load_reporter = self._load_reporter(rng, credentials)
+            self.configurator.on_update, dialer=dialer)
+        self.load_reporter = self._load_reporter(rng, dialer)
         self.draining = False
         self.listener = None
 
-    def _load_reporter(self, rng: random.Random, credentials) -> LoadReporter:
-        """Load reports to the control plane, on the discovery stream's channel options."""
+    def _load_reporter(self, rng: random.Random, dialer) -> LoadReporter:
+        """Load reports to the control plane, dialled like the discovery stream."""
         routes = load_report.RouteCallDeltas(self.metrics.route_calls)
         return LoadReporter(
             self.client.targets, lambda: load_report.hello(self.client.node, self.configurator.versions),
             lambda window_s: load_report.build_report(self.holder.current.clusters, routes.take(),
                                                       self.configurator.versions, window_s, time.monotonic()),
-            load_stream.connector(credentials, discovery_channel_options(self.args.discovery_keepalive)),
+            load_stream.connector(dialer),
             clock=time.monotonic, rng=rng)
 
     def _applied(self, state) -> None:
@@ -216,7 +211,7 @@ def run(args) -> int:
         print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
         return 2
     try:
-        discovery_credentials(args)
+        credentials_from_args(args)   # the CA bundle and token files are readable
     except CredentialError as e:
         print(f"meshgrpc proxy: {e}", file=sys.stderr)
         return 2

@@ -128,7 +128,12 @@ def test_a_route_change_to_new_clusters_applies_them_before_the_route_and_drops_
 
             # The stream breaks; the proxy resumes with what it holds: nothing is resent.
             count = len(holder.updates)
-            sent = {t: plane.discovery.resources_sent(t) for t in TYPE_ORDER}
+            # The server counts a response once its write returned, which can be after the
+            # client applied it: a, then b and c, of each type; two route configs.
+            expected = {CLUSTER: 3, ENDPOINTS: 3, ROUTES: 2}
+            await poll(lambda: {t: plane.discovery.resources_sent(t) for t in TYPE_ORDER} == expected,
+                       "the server counted what it sent")
+            sent = expected
             await plane.stop()
             await poll(lambda: not client.connected, "the client noticed")
             await plane.start(port=plane.port)

@@ -341,3 +341,25 @@ def test_a_proxy_joins_with_its_token_renews_and_a_revoked_token_cannot_renew(tm
         mesh.procs.append(again)
         assert again.popen.wait(20) == 1
         again.wait_for_line(rf"refused a certificate for greeter: UNAUTHENTICATED: token {token_id} was revoked", 5)
+
+
+def test_a_proxy_redials_its_discovery_stream_with_its_renewed_certificate(tmp_path):
+    """Certificates of 4 s renewed at 2 s: once the first has expired the control
+    plane restarts, and the proxy's stream comes back on the mTLS port only if it
+    presents the certificate current at that reconnect."""
+    with Mesh(tmp_path) as mesh:
+        backend = mesh.start_backend("a")
+        config = mesh_config({"echo": [backend]}, [route("/", "echo")], route_name="greeter")
+        lifetime = ("--cert-lifetime", "4s")
+        address = mesh.start_control_plane(config, extra=lifetime)
+        token_file = tmp_path / "join.token"
+        token_file.write_text(token(address, "--service", "greeter") + "\n")
+        mesh.start_proxy("greeter-1", "--service", "greeter", "--route-config", "greeter",
+                         "--token-file", str(token_file), "--ca-file", str(tmp_path / "data" / "ca.pem"))
+        mesh.wait_synced("greeter-1")
+        # The second renewal comes 4 s after joining: the first certificate has expired.
+        poll_until(lambda: mesh.control_plane.output().count("to workload greeter (certificate)") >= 2, 15,
+                   "two renewals with the certificate")
+        mesh.kill_control_plane()
+        mesh.start_control_plane(config, listen=address, attempts=5, extra=lifetime)
+        mesh.wait_synced("greeter-1", timeout=20)

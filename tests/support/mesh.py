@@ -31,7 +31,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
-from tests.support.procs import Proc, meshgrpc, poll_until, run_meshgrpc
+from tests.support.procs import MESHGRPC, Proc, credential_args, meshgrpc, poll_until, run_meshgrpc
 
 BIG = 64 << 20
 # Client options for calls through the proxy: large messages; no client-side retries,
@@ -259,11 +259,14 @@ class Mesh:
         self.control_plane.kill()
         self.control_plane = None
 
-    def start_proxy(self, node_id: str = "proxy-1", *extra: str, ready: bool = True) -> ProxyHandle:
-        """Starts `meshgrpc proxy` against the control plane; waits for /ready unless `ready` is False."""
+    def start_proxy(self, node_id: str = "proxy-1", *extra: str, ready: bool = True,
+                    command: list[str] | None = None) -> ProxyHandle:
+        """Starts `meshgrpc proxy` against the control plane; waits for /ready unless `ready` is False.
+        `command` replaces `python -m meshgrpc.cli` (e.g. a wrapper that inspects the process)."""
         assert self.cp_address, "start the control plane first"
-        proc = self._own(meshgrpc("proxy", "--node-id", node_id, "--control-plane", self.cp_address,
-                                  "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra))
+        args = ["proxy", "--node-id", node_id, "--control-plane", self.cp_address,
+                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
+        proc = self._own(Proc([*(command or MESHGRPC), *args, *credential_args(args)]))
         handle = ProxyHandle(proc, node_id)
         self.proxies[node_id] = handle
         if ready:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshapi.v1 import discovery_pb2, resources_pb2 as r
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_TYPES, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_TYPES, ROUTES, TYPE_ORDER, pack
 from meshgrpc.xds.ordering import next_response
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import StreamState
@@ -65,3 +65,12 @@ def answer(type_url: str, version: str, nonce: str, nack: bool = False, reason: 
         request.error_detail.code = 3
         request.error_detail.message = reason
     return request
+
+
+def delta_response(type_url: str, version: str, resources=(), removed=(), nonce: str = "n"):
+    """A DeltaDiscoveryResponse carrying (name, message) `resources`, each at version NAME@VERSION."""
+    out = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version, nonce=nonce,
+                                               removed_resources=list(removed))
+    for name, message in resources:
+        out.resources.add(name=name, version=f"{name}@{version}", resource=pack(message))
+    return out
