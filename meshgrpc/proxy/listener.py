@@ -14,6 +14,12 @@ most `max_connections` are open at once (one more gets GOAWAY and is closed, bef
 the fd limit makes the listener fail everyone); a client whose responses pile up
 unread beyond `buffer_budget` gets no new streams (REFUSED_STREAM) until it reads,
 and a stalled one is closed (h2side.py).
+
+The inbound listener (`--inbound`) is the same Listener with a TLS context
+(tls.py): the handshake, bounded by `preface_timeout`, happens before a
+connection exists here, so a plaintext client or one without a mesh certificate
+never gets one. The peer is read once per connection (`peer`: SPIFFE ID, TLS
+version, ALPN), logged, and judged by the relay's authorization on each call.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import socket
 from meshgrpc.codec import Counters, Limits
 from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM
 from meshgrpc.proxy.h2side import H2Side, running_loop
+from meshgrpc.proxy.tls import ALPN_H2, PLAINTEXT_PEER, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ class DownstreamConnection(H2Side):
         self.buffered = 0  # response bytes relayed to this client's streams and not yet sent
         self.last_active = 0.0  # when its last call started or ended (idle timeout)
         self.starting: list = []  # calls of this read, started once the whole read is handled
+        self.peer = PLAINTEXT_PEER  # who the client is (TLS listeners), read once at the handshake
         self._preface_timer: asyncio.TimerHandle | None = None
         self._budget_timer: asyncio.TimerHandle | None = None
 
@@ -100,6 +108,8 @@ class DownstreamConnection(H2Side):
     def connection_made(self, transport) -> None:
         listener = self.listener
         super().connection_made(transport)
+        if listener.ssl is not None and not self._peer_accepted(transport):
+            return
         if len(listener.conns) >= listener.limits.max_connections:
             listener.counters.refused_connections += 1
             self.h2.goaway(ENHANCE_YOUR_CALM, 0, b"too many connections")
@@ -110,6 +120,17 @@ class DownstreamConnection(H2Side):
         loop = running_loop()
         if loop is not None:  # (in-memory tests drive connections without a loop)
             self._preface_timer = loop.call_later(listener.limits.preface_timeout, self._no_preface)
+
+    def _peer_accepted(self, transport) -> bool:
+        self.peer = peer = peer_of(transport)
+        where = "%s:%d" % transport.get_extra_info("peername")[:2]
+        if peer.alpn != ALPN_H2:  # RFC 9113 §3.2: h2 over TLS is chosen by ALPN
+            log.info("%s connection from %s refused: ALPN %s, not h2", self.listener.name, where, peer.alpn or "none")
+            transport.abort()
+            return False
+        log.info("%s connection from %s: %s, peer %s", self.listener.name, where, peer.tls_version,
+                 peer.spiffe_id or "without a SPIFFE ID")
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -219,8 +240,10 @@ class Listener:
     """The proxy's downstream socket and the connections accepted on it."""
 
     def __init__(self, relay, host: str, port: int, *, limits: EdgeLimits = EdgeLimits(),
-                 reuse_port: bool = False, backlog: int = 1024) -> None:
+                 reuse_port: bool = False, backlog: int = 1024, ssl=None, name: str = "proxy") -> None:
         self.relay = relay
+        self.ssl = ssl  # an ssl.SSLContext (the inbound listener's mutual TLS), or None for h2c
+        self.name = name  # how its log lines name it: "proxy" (outbound) or "inbound"
         self.host, self.port = host, port
         self.limits = limits
         self.counters = ListenerCounters()
@@ -233,18 +256,19 @@ class Listener:
         self._sweeper: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
-        return f"<Listener {self.host}:{self.port} conns={len(self.conns)} draining={self.draining}>"
+        return f"<Listener {self.name} {self.host}:{self.port} conns={len(self.conns)} draining={self.draining}>"
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self.relay.loop = loop
+        secure = {} if self.ssl is None else {"ssl": self.ssl, "ssl_handshake_timeout": self.limits.preface_timeout}
         self.server = await loop.create_server(
             lambda: DownstreamConnection(self), self.host, self.port,
             reuse_port=self.reuse_port or None, backlog=self.backlog, family=socket.AF_INET
-            if ":" not in self.host else socket.AF_INET6)
+            if ":" not in self.host else socket.AF_INET6, **secure)
         self.host, self.port = self.server.sockets[0].getsockname()[:2]
         self._sweep_later()
-        log.info("proxy listening on %s:%d", self.host, self.port)
+        log.info("%s listening on %s:%d", self.name, self.host, self.port)
         return self.host, self.port
 
     def in_flight(self) -> int:
@@ -299,9 +323,9 @@ class Listener:
 
 
 async def serve(relay, host: str, port: int, *, reuse_port: bool = False,
-                limits: EdgeLimits = EdgeLimits()) -> Listener:
+                limits: EdgeLimits = EdgeLimits(), ssl=None, name: str = "proxy") -> Listener:
     """Bind a Listener for `relay` (several worker processes may share the port
-    with reuse_port=True) and log `proxy listening on HOST:PORT`."""
-    listener = Listener(relay, host, port, limits=limits, reuse_port=reuse_port)
+    with reuse_port=True) and log `NAME listening on HOST:PORT`."""
+    listener = Listener(relay, host, port, limits=limits, reuse_port=reuse_port, ssl=ssl, name=name)
     await listener.start()
     return listener

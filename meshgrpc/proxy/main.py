@@ -5,6 +5,10 @@ With --workers N the parent reserves the listen port (bound with SO_REUSEPORT bu
 never listening, so no connection queues on it), then forks N workers that each
 run a whole proxy and bind the same port once their config is complete; the kernel
 spreads connections between them. Worker 0 serves the admin port.
+
+With --inbound ADDR --app ADDR (and --service: its workload certificate) the proxy
+is also its service's inbound sidecar: a second listener terminating mutual TLS
+from other proxies, relaying to the application (inbound.py).
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
+from meshgrpc.errors import ConfigError
 from meshgrpc.control_channel import CredentialError, Keepalive, client_options
 from meshgrpc.identity.issuer import IssueFailed
 from meshgrpc.identity.joining import discovery_credentials
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
+from meshgrpc.proxy.inbound import InboundAuthorization, app_state
 from meshgrpc.proxy.listener import EdgeLimits, serve
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
+from meshgrpc.proxy.tls import UpstreamTls
 from meshgrpc.proxy.upstream import UpstreamPools
 from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.delta_client import DeltaClient
@@ -64,6 +71,7 @@ class Proxy:
         rng = random.Random(args.seed + worker if args.seed is not None else None)
         self.pools = UpstreamPools(rng=rng)
         self.metrics = ProxyMetrics(self._gauges)
+        self.inbound = Inbound(args, rng) if args.inbound else None
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
@@ -78,7 +86,8 @@ class Proxy:
         self.identity, credentials = discovery_credentials(args)
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
-            {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
+            {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config],
+             resources.AUTHZ: []},
             self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
             credentials=credentials)
         self.draining = False
@@ -86,6 +95,8 @@ class Proxy:
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
+        if self.inbound is not None and state.policies != self.inbound.policies:
+            self.inbound.update_policies(state.policies)
         if self.configurator.ready:
             self.configured.set()
 
@@ -109,6 +120,7 @@ class Proxy:
                       file=sys.stderr)
                 return 1
             self.identity.start()
+            self.pools.tls = UpstreamTls(self.identity.client_context(), self.identity.current.spiffe_id)
         self.client.start()
         self.outliers.start()
         if self.reuse_port:
@@ -119,6 +131,8 @@ class Proxy:
         host, port = split_address(self.args.listen, listen=True)
         self.listener = listener = await serve(self.relay, host, port, reuse_port=self.reuse_port,
                                                limits=self.args.edge_limits)
+        if self.inbound is not None:
+            await self.inbound.start(self.identity)
         admin = await self._start_admin(listener) if self.worker == 0 else None
         await stop.wait()
         return await self._drain(listener, admin)
@@ -136,7 +150,10 @@ class Proxy:
         """/ready turns 503, GOAWAY to clients, calls in flight get up to --drain-timeout."""
         self.draining = True
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
-        drained = await listener.drain(self.args.drain_timeout)
+        drains = [listener.drain(self.args.drain_timeout)]
+        if self.inbound is not None:
+            drains.append(self.inbound.drain(self.args.drain_timeout))
+        drained = all(await asyncio.gather(*drains))
         await self.client.stop()
         if self.identity is not None:
             await self.identity.stop()
@@ -147,6 +164,34 @@ class Proxy:
             await admin.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
         return 0
+
+
+class Inbound:
+    """The inbound sidecar: its relay (fixed to the app, judging each call), its
+    own upstream pool to the app, and its mutual-TLS listener."""
+
+    def __init__(self, args, rng: random.Random) -> None:
+        self.args = args
+        self.pools = UpstreamPools(rng=rng)
+        self.authorization = InboundAuthorization(args.service)
+        self.policies: tuple = ()  # the specs `authorization` was compiled from
+        self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, rng=rng,
+                           replay_memory=args.replay_memory, authorization=self.authorization)
+        self.listener = None
+
+    def update_policies(self, policies: tuple) -> None:
+        self.authorization.update(policies)
+        self.policies = policies
+
+    async def start(self, identity) -> None:
+        host, port = split_address(self.args.inbound, listen=True)
+        self.listener = await serve(self.relay, host, port, limits=self.args.edge_limits,
+                                    ssl=identity.server_context(), name="inbound")
+
+    async def drain(self, timeout: float) -> bool:
+        drained = await self.listener.drain(timeout) if self.listener is not None else True
+        await self.pools.close()
+        return drained
 
 
 async def _first_of(*events: asyncio.Event) -> None:
@@ -163,12 +208,16 @@ def run(args) -> int:
     if args.workers < 1:
         print("meshgrpc proxy: --workers must be at least 1", file=sys.stderr)
         return 2
-    for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
+    for flag, value in (("--listen", args.listen), ("--admin", args.admin), ("--inbound", args.inbound or "")):
         try:
-            split_address(value, listen=True)
+            if value or flag != "--inbound":
+                split_address(value, listen=True)
         except ValueError as e:
             print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
             return 2
+    if problem := _inbound_problem(args):
+        print(f"meshgrpc proxy: {problem}", file=sys.stderr)
+        return 2
     try:
         args.edge_limits = EdgeLimits.parse(args.limit)
     except ValueError as e:
@@ -188,6 +237,23 @@ def run(args) -> int:
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)
+
+
+def _inbound_problem(args) -> str | None:
+    """Why --inbound/--app cannot be served as given, or None."""
+    if not args.inbound and not args.app:
+        return None
+    if not (args.inbound and args.app):
+        return "--inbound and --app go together (the inbound listener relays to the app)"
+    if not args.service or args.insecure:
+        return "--inbound needs --service and its join token: other proxies verify its workload certificate"
+    if args.workers > 1:
+        return "--inbound with --workers > 1 is not supported yet"
+    try:
+        app_state(args.app)
+    except ConfigError as e:
+        return f"--app: {e.errors[0].message}"
+    return None
 
 
 def _raise_fd_limit(connections: int) -> None:

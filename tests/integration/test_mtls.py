@@ -1,0 +1,135 @@
+"""Mutual TLS between proxies on loopback, real processes: each service's app behind
+one sidecar (outbound --listen, inbound --inbound with mTLS), a TLS control plane
+issuing the workload certificates; clusters with `transport` mode MUTUAL_TLS and
+their expected `peer_identity`. Issue 10, done-when 1 and 2."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import grpc
+import pytest
+
+from tests.support.mesh import Mesh, interop_unary
+from tests.support.sidecars import MUTUAL_TLS, endpoints_of, services_config, start_service
+
+FRONTEND_ID = "spiffe://mesh.local/service/frontend"
+BACKEND_ID = "spiffe://mesh.local/service/backend"
+
+
+def test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config({"frontend": "backend", "backend": "frontend"}, MUTUAL_TLS))
+        front = start_service(mesh, tmp_path, "frontend")
+        back = start_service(mesh, tmp_path, "backend")
+        mesh.apply(endpoints_of([front, back]))
+        for caller, callee in ((front, back), (back, front)):
+            caller.proxy.wait_config(lambda d: callee.inbound in str(d), what=f"{callee.name}'s inbound endpoint")
+            with caller.proxy.channel() as channel:
+                assert interop_unary(channel) == callee.name
+            # The callee's inbound read the caller's certificate at the handshake.
+            callee.proxy.proc.wait_for_line(
+                rf"inbound connection from 127\.0\.0\.1:\d+: TLSv1\.3, peer spiffe://mesh\.local/service/"
+                rf"{caller.name}$", 5)
+        # Plaintext h2c to the inbound port never gets a connection.
+        with grpc.insecure_channel(back.inbound) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                interop_unary(channel, timeout=3)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert _raw_preface_answer(back.inbound) == b""
+        # TLS with the mesh's CA but no client certificate is refused at the handshake.
+        assert _tls_without_certificate_refused(back.inbound, mesh)
+        assert back.proxy.proc.output().count("inbound connection from") == 1
+
+
+def _raw_preface_answer(address: str) -> bytes:
+    """What the port answers an HTTP/2 prior-knowledge preface with, until it closes."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        got = b""
+        try:
+            while chunk := s.recv(4096):
+                got += chunk
+                if len(got) > 4096:
+                    break
+        except ConnectionResetError:
+            pass
+    # A TLS server answers garbage with at most an alert record (content type 21), never HTTP/2.
+    return b"" if not got or got[:1] == b"\x15" else got
+
+
+def _tls_without_certificate_refused(address: str, mesh: Mesh) -> bool:
+    import os
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(os.path.join(mesh.data_dir, "ca.pem"))
+    context.set_alpn_protocols(["h2"])
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                # TLS 1.3: the server checks the client's certificate after the client's
+                # handshake completes; its refusal arrives as an alert on the first read.
+                tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                return tls.recv(1024) == b""
+        except (ssl.SSLError, ConnectionResetError):
+            return True
+
+
+def test_an_endpoint_with_the_wrong_identity_is_refused_and_calls_go_to_a_correct_one(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config({"frontend": "backend", "backend": "frontend", "impostor": "frontend"},
+                                                 MUTUAL_TLS))
+        front = start_service(mesh, tmp_path, "frontend")
+        back = start_service(mesh, tmp_path, "backend")
+        impostor = start_service(mesh, tmp_path, "impostor")
+        # The impostor's inbound is listed first in backend's cluster: round robin tries it.
+        mesh.apply(endpoints_of([front], {"backend": [impostor.inbound, back.inbound]}))
+        front.proxy.wait_config(lambda d: impostor.inbound in str(d) and back.inbound in str(d),
+                                what="both endpoints of backend")
+        with front.proxy.channel() as channel:
+            answered = [interop_unary(channel) for _ in range(10)]
+        assert answered == ["backend"] * 10
+        front.proxy.proc.wait_for_line(
+            rf"connect to {impostor.inbound} failed \(peer identity mismatch: expected {BACKEND_ID}, the endpoint "
+            rf"presented spiffe://mesh\.local/service/impostor\)", 5)
+        # The impostor alone: the call fails UNAVAILABLE naming both identities; its app saw nothing.
+        mesh.apply(endpoints_of([front], {"backend": [impostor.inbound]}))
+        front.proxy.wait_config(lambda d: back.inbound not in str(d), what="backend without its real endpoint")
+        with front.proxy.channel() as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                interop_unary(channel)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert f"peer identity mismatch: expected {BACKEND_ID}, the endpoint presented " \
+               "spiffe://mesh.local/service/impostor" in refused.value.details()
+        assert mesh.backend_stats("impostor")["calls"] == 0
+
+
+def test_peer_identity_names_who_the_endpoints_must_be(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config(
+            {"frontend": "backend", "legacy": "frontend"},
+            {**MUTUAL_TLS, "peer_identity": "spiffe://mesh.local/service/legacy"}))
+        front = start_service(mesh, tmp_path, "frontend")
+        legacy = start_service(mesh, tmp_path, "legacy")
+        mesh.apply(endpoints_of([front], {"backend": [legacy.inbound]}))
+        front.proxy.wait_config(lambda d: legacy.inbound in str(d), what="backend's endpoint")
+        with front.proxy.channel() as channel:
+            assert interop_unary(channel) == "legacy"
+
+
+def test_a_proxy_without_a_workload_certificate_answers_unavailable_for_a_mutual_tls_cluster(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config({"default": "backend", "backend": "backend"}, MUTUAL_TLS))
+        back = start_service(mesh, tmp_path, "backend")
+        mesh.apply(endpoints_of([back]))
+        operator = mesh.start_proxy("operator-1")  # the admin token: no --service, no certificate
+        operator.wait_config(lambda d: back.inbound in str(d), what="backend's endpoint")
+        with operator.channel() as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                interop_unary(channel)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert refused.value.details() == ("cluster backend needs MUTUAL_TLS and this proxy has no workload "
+                                           "certificate (start it with --service and --token-file)")
