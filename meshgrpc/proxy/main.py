@@ -71,7 +71,7 @@ class Proxy:
         rng = random.Random(args.seed + worker if args.seed is not None else None)
         self.pools = UpstreamPools(rng=rng)
         self.metrics = ProxyMetrics(self._gauges)
-        self.inbound = Inbound(args, rng) if args.inbound else None
+        self.inbound = Inbound(args, rng, self.metrics) if args.inbound else None
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
@@ -105,7 +105,13 @@ class Proxy:
         edge = {"upstream": self.pools.counters.as_dict()}
         if self.listener is not None:
             edge["downstream"] = self.listener.counters.as_dict()
-        return ScrapeGauges(in_flight, dict(self.configurator.versions), edge)
+        authz = {}
+        if self.inbound is not None:
+            authz = self.inbound.authorization.decisions()
+            edge["inbound_upstream"] = self.inbound.pools.counters.as_dict()
+            if self.inbound.listener is not None:
+                edge["inbound"] = self.inbound.listener.counters.as_dict()
+        return ScrapeGauges(in_flight, dict(self.configurator.versions), edge, authz)
 
     async def serve(self) -> int:
         stop = asyncio.Event()
@@ -139,7 +145,8 @@ class Proxy:
 
     async def _start_admin(self, listener) -> AdminServer:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
-                           draining=lambda: self.draining, in_flight=listener.in_flight)
+                           draining=lambda: self.draining, in_flight=listener.in_flight,
+                           authorization=self.inbound.authorization if self.inbound is not None else None)
         admin = AdminServer(views.routes())
         host, port = split_address(self.args.admin, listen=True)
         bound_host, bound_port = await admin.start(host, port)
@@ -170,12 +177,12 @@ class Inbound:
     """The inbound sidecar: its relay (fixed to the app, judging each call), its
     own upstream pool to the app, and its mutual-TLS listener."""
 
-    def __init__(self, args, rng: random.Random) -> None:
+    def __init__(self, args, rng: random.Random, observer) -> None:
         self.args = args
         self.pools = UpstreamPools(rng=rng)
         self.authorization = InboundAuthorization(args.service)
         self.policies: tuple = ()  # the specs `authorization` was compiled from
-        self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, rng=rng,
+        self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, observer=observer, rng=rng,
                            replay_memory=args.replay_memory, authorization=self.authorization)
         self.listener = None
 

@@ -133,3 +133,62 @@ def test_a_proxy_without_a_workload_certificate_answers_unavailable_for_a_mutual
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert refused.value.details() == ("cluster backend needs MUTUAL_TLS and this proxy has no workload "
                                            "certificate (start it with --service and --token-file)")
+
+
+# ---------------------------------------------------------------- authorization on the inbound side
+
+UNARY = "/grpc.testing.TestService/UnaryCall"
+
+
+def frontend_only(dry_run: bool = False) -> dict:
+    return {"authorization_policies": [{"name": "frontend-only", "service": "backend", "action": "ALLOW",
+                                        "rules": [{"from": [FRONTEND_ID], "to": [UNARY]}], "dry_run": dry_run}]}
+
+
+def _policies_in_force(proxy, dry_run: bool):
+    def check(dump):
+        authz = dump["effective"]["inbound_authorization"]
+        return authz["policies"] == ["frontend-only"] and \
+            dump["config"].get("authorization_policies", [{}])[0].get("dry_run", False) == dry_run
+    proxy.wait_config(check, what=f"frontend-only in force (dry_run={dry_run})")
+
+
+def test_an_allow_policy_lets_frontend_in_and_refuses_another_service_and_dry_run_only_counts(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config(
+            {"frontend": "backend", "other": "backend", "backend": "frontend"}, MUTUAL_TLS))
+        front = start_service(mesh, tmp_path, "frontend")
+        other = start_service(mesh, tmp_path, "other")
+        back = start_service(mesh, tmp_path, "backend")
+        mesh.apply(endpoints_of([back]))
+        # No policy for the service: every caller passes (Istio's default).
+        for caller in (front, other):
+            caller.proxy.wait_config(lambda d: back.inbound in str(d), what="backend's endpoint")
+            with caller.proxy.channel() as channel:
+                assert interop_unary(channel) == "backend"
+        mesh.apply(frontend_only())
+        _policies_in_force(back.proxy, dry_run=False)
+        with front.proxy.channel() as channel:
+            assert interop_unary(channel) == "backend"
+        with other.proxy.channel() as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                interop_unary(channel)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == (f"spiffe://mesh.local/service/other may not call {UNARY}: "
+                                           "denied by authorization policy frontend-only")
+        assert back.proxy.metric("meshgrpc_proxy_authz_decisions_total", policy="frontend-only",
+                                 decision="deny") == 1
+        assert back.proxy.metric("meshgrpc_proxy_authz_decisions_total", policy="frontend-only",
+                                 decision="allow") == 1
+        # Dry run: both pass, the other service's call is counted as one would-deny.
+        mesh.apply(frontend_only(dry_run=True))
+        _policies_in_force(back.proxy, dry_run=True)
+        for caller in (front, other):
+            with caller.proxy.channel() as channel:
+                assert interop_unary(channel) == "backend"
+        assert back.proxy.metric("meshgrpc_proxy_authz_decisions_total", policy="frontend-only",
+                                 decision="would_deny") == 1
+        back.proxy.proc.wait_for_line(r"dry-run authorization policy frontend-only would deny "
+                                      rf"spiffe://mesh\.local/service/other calling {UNARY}", 5)
+        # The refused call never reached the app: 2 + 1 + 2 calls did.
+        assert mesh.backend_stats("backend")["calls"] == 5
