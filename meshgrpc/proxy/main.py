@@ -8,7 +8,11 @@ spreads connections between them. Worker 0 serves the admin port.
 
 With --inbound ADDR --app ADDR (and --service: its workload certificate) the proxy
 is also its service's inbound sidecar: a second listener terminating mutual TLS
-from other proxies, relaying to the application (inbound.py).
+from other proxies, relaying to the application (inbound.py). It registers the
+listener's address (or --inbound-endpoint) as an endpoint of its service's
+cluster, with its workload certificate and a lease it heartbeats like `meshgrpc
+register`, so the endpoint leaves the mesh when the proxy stops (unregistered
+before the drain starts) or dies (when the lease expires).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import sys
 
 import uvloop
 
-from meshapi.v1 import discovery_pb2
+from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.addresses import split_address, split_targets
 from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
+from meshgrpc.controlplane.commands import hold_registration
 from meshgrpc.errors import ConfigError
 from meshgrpc.control_channel import CredentialError, Keepalive, client_options
 from meshgrpc.identity.issuer import IssueFailed
@@ -44,10 +49,13 @@ from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
 from meshgrpc.proxy.tls import UpstreamTls
 from meshgrpc.proxy.upstream import UpstreamPools
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
+
+UNREGISTER_TIMEOUT = 5.0  # seconds a stopping proxy gives the control plane to drop its inbound endpoint
 
 
 def discovery_channel_options(keepalive_interval: float) -> tuple:
@@ -182,6 +190,8 @@ class Inbound:
         self.pools = UpstreamPools(rng=rng)
         self.authorization = InboundAuthorization(args.service)
         self.policies: tuple = ()  # the specs `authorization` was compiled from
+        self.registration: OwnedTask | None = None  # holds the inbound endpoint in the service's cluster
+        self._unregister = asyncio.Event()
         self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, observer=observer, rng=rng,
                            replay_memory=args.replay_memory, authorization=self.authorization)
         self.listener = None
@@ -194,11 +204,31 @@ class Inbound:
         host, port = split_address(self.args.inbound, listen=True)
         self.listener = await serve(self.relay, host, port, limits=self.args.edge_limits,
                                     ssl=identity.server_context(), name="inbound")
+        endpoint = self.args.inbound_endpoint or f"{self.listener.host}:{self.listener.port}"
+        instance = management_pb2.Instance(cluster=self.args.service, address=endpoint, zone=self.args.zone)
+        targets = split_targets(self.args.control_plane)
+        self.registration = OwnedTask(f"registration {endpoint}", lambda: hold_registration(
+            targets, identity, instance, random.Random(), self._unregister))
+        self.registration.start()
 
     async def drain(self, timeout: float) -> bool:
+        await self._stop_registration()
         drained = await self.listener.drain(timeout) if self.listener is not None else True
         await self.pools.close()
         return drained
+
+    async def _stop_registration(self) -> None:
+        """Unregister first, so callers stop picking this endpoint while its calls finish."""
+        if self.registration is None:
+            return
+        self._unregister.set()
+        task = self.registration.start()  # the running task (start() returns it)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), UNREGISTER_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("unregistering the inbound endpoint took over %.0fs; its lease will expire",
+                        UNREGISTER_TIMEOUT)
+        await self.registration.stop()
 
 
 async def _first_of(*events: asyncio.Event) -> None:
@@ -256,6 +286,15 @@ def _inbound_problem(args) -> str | None:
         return "--inbound needs --service and its join token: other proxies verify its workload certificate"
     if args.workers > 1:
         return "--inbound with --workers > 1 is not supported yet"
+    host = split_address(args.inbound, listen=True)[0]
+    if host in ("0.0.0.0", "::", "") and not args.inbound_endpoint:
+        return (f"--inbound {args.inbound} binds every address; say which one other proxies reach it at "
+                "with --inbound-endpoint HOST:PORT (registered as the endpoint)")
+    if args.inbound_endpoint:
+        try:
+            split_address(args.inbound_endpoint)
+        except ValueError as e:
+            return f"--inbound-endpoint: {e}"
     try:
         app_state(args.app)
     except ConfigError as e:

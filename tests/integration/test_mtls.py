@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from tests.support.mesh import Mesh, interop_unary
+from tests.support.procs import run_meshgrpc
 from tests.support.sidecars import MUTUAL_TLS, endpoints_of, services_config, start_service
 
 FRONTEND_ID = "spiffe://mesh.local/service/frontend"
@@ -23,7 +24,9 @@ def test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused(t
         mesh.start_control_plane(services_config({"frontend": "backend", "backend": "frontend"}, MUTUAL_TLS))
         front = start_service(mesh, tmp_path, "frontend")
         back = start_service(mesh, tmp_path, "backend")
-        mesh.apply(endpoints_of([front, back]))
+        # Each sidecar registered its inbound listener into its own service's cluster.
+        for service in (front, back):
+            service.proxy.proc.wait_for_line(rf"registered {service.inbound} in cluster '{service.name}'", 5)
         for caller, callee in ((front, back), (back, front)):
             caller.proxy.wait_config(lambda d: callee.inbound in str(d), what=f"{callee.name}'s inbound endpoint")
             with caller.proxy.channel() as channel:
@@ -85,8 +88,9 @@ def test_an_endpoint_with_the_wrong_identity_is_refused_and_calls_go_to_a_correc
         front = start_service(mesh, tmp_path, "frontend")
         back = start_service(mesh, tmp_path, "backend")
         impostor = start_service(mesh, tmp_path, "impostor")
-        # The impostor's inbound is listed first in backend's cluster: round robin tries it.
-        mesh.apply(endpoints_of([front], {"backend": [impostor.inbound, back.inbound]}))
+        # The impostor's inbound is listed first in backend's cluster (backend's own sidecar
+        # registered the second): round robin tries it.
+        mesh.apply(endpoints_of([], {"backend": [impostor.inbound]}))
         front.proxy.wait_config(lambda d: impostor.inbound in str(d) and back.inbound in str(d),
                                 what="both endpoints of backend")
         with front.proxy.channel() as channel:
@@ -95,9 +99,11 @@ def test_an_endpoint_with_the_wrong_identity_is_refused_and_calls_go_to_a_correc
         front.proxy.proc.wait_for_line(
             rf"connect to {impostor.inbound} failed \(peer identity mismatch: expected {BACKEND_ID}, the endpoint "
             rf"presented spiffe://mesh\.local/service/impostor\)", 5)
-        # The impostor alone: the call fails UNAVAILABLE naming both identities; its app saw nothing.
-        mesh.apply(endpoints_of([front], {"backend": [impostor.inbound]}))
+        # backend's sidecar stops: it unregisters its endpoint, and the impostor is left alone.
+        assert back.proxy.proc.stop() == 0
+        back.proxy.proc.wait_for_line(rf"unregistered {back.inbound}", 1)
         front.proxy.wait_config(lambda d: back.inbound not in str(d), what="backend without its real endpoint")
+        # The impostor alone: the call fails UNAVAILABLE naming both identities; its app saw nothing.
         with front.proxy.channel() as channel:
             with pytest.raises(grpc.RpcError) as refused:
                 interop_unary(channel)
@@ -114,7 +120,7 @@ def test_peer_identity_names_who_the_endpoints_must_be(tmp_path):
             {**MUTUAL_TLS, "peer_identity": "spiffe://mesh.local/service/legacy"}))
         front = start_service(mesh, tmp_path, "frontend")
         legacy = start_service(mesh, tmp_path, "legacy")
-        mesh.apply(endpoints_of([front], {"backend": [legacy.inbound]}))
+        mesh.apply(endpoints_of([], {"backend": [legacy.inbound]}))
         front.proxy.wait_config(lambda d: legacy.inbound in str(d), what="backend's endpoint")
         with front.proxy.channel() as channel:
             assert interop_unary(channel) == "legacy"
@@ -124,7 +130,6 @@ def test_a_proxy_without_a_workload_certificate_answers_unavailable_for_a_mutual
     with Mesh(tmp_path) as mesh:
         mesh.start_control_plane(services_config({"default": "backend", "backend": "backend"}, MUTUAL_TLS))
         back = start_service(mesh, tmp_path, "backend")
-        mesh.apply(endpoints_of([back]))
         operator = mesh.start_proxy("operator-1")  # the admin token: no --service, no certificate
         operator.wait_config(lambda d: back.inbound in str(d), what="backend's endpoint")
         with operator.channel() as channel:
@@ -160,7 +165,6 @@ def test_an_allow_policy_lets_frontend_in_and_refuses_another_service_and_dry_ru
         front = start_service(mesh, tmp_path, "frontend")
         other = start_service(mesh, tmp_path, "other")
         back = start_service(mesh, tmp_path, "backend")
-        mesh.apply(endpoints_of([back]))
         # No policy for the service: every caller passes (Istio's default).
         for caller in (front, other):
             caller.proxy.wait_config(lambda d: back.inbound in str(d), what="backend's endpoint")
@@ -192,3 +196,17 @@ def test_an_allow_policy_lets_frontend_in_and_refuses_another_service_and_dry_ru
                                       rf"spiffe://mesh\.local/service/other calling {UNARY}", 5)
         # The refused call never reached the app: 2 + 1 + 2 calls did.
         assert mesh.backend_stats("backend")["calls"] == 5
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--inbound", "127.0.0.1:0"), "--inbound and --app go together"),
+    (("--inbound", "127.0.0.1:0", "--app", "127.0.0.1:1"), "--inbound needs --service and its join token"),
+    (("--service", "s", "--inbound", "0.0.0.0:15006", "--app", "127.0.0.1:1"),
+     "--inbound 0.0.0.0:15006 binds every address; say which one other proxies reach it at with "
+     "--inbound-endpoint HOST:PORT"),
+    (("--service", "s", "--inbound", "127.0.0.1:0", "--app", "nowhere"), '--app: "nowhere" is not host:port'),
+])
+def test_inbound_flags_that_cannot_work_are_refused_at_start(flags, message):
+    result = run_meshgrpc("proxy", "--node-id", "n", "--control-plane", "127.0.0.1:1", *flags)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
