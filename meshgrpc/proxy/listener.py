@@ -13,7 +13,10 @@ meshgrpc/codec/limits.py): a client must send its preface and SETTINGS within
 most `max_connections` are open at once (one more gets GOAWAY and is closed, before
 the fd limit makes the listener fail everyone); a client whose responses pile up
 unread beyond `buffer_budget` gets no new streams (REFUSED_STREAM) until it reads,
-and a stalled one is closed (h2side.py).
+and a stalled one is closed (h2side.py); with `max_connection_age` a connection is
+asked to go (GOAWAY, as in a drain) once it is that old, so clients spread over
+new connections and, on the inbound listener, reconnect with their renewed
+certificates (Envoy's max_connection_duration).
 
 The inbound listener (`--inbound`) is the same Listener with a TLS context
 (tls.py): the handshake, bounded by `preface_timeout`, happens before a
@@ -47,6 +50,7 @@ class EdgeLimits:
     max_connections: int = 10_000  # open at once; the proxy raises its fd limit above this
     stall_timeout: float = 30.0  # seconds a client may leave our writes unread
     buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
+    max_connection_age: float = 0.0  # seconds before a connection gets GOAWAY (its calls finish); 0: never
 
     @classmethod
     def parse(cls, settings: list[str]) -> EdgeLimits:
@@ -73,12 +77,12 @@ class ListenerCounters:
     """What the listener's limits did (the codec's own counters are in `http2`)."""
 
     __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering",
-                 "slow_readers_closed")
+                 "slow_readers_closed", "aged_out")
 
     def __init__(self) -> None:
         self.http2 = Counters()
         self.refused_connections = self.preface_timeouts = self.idle_closed = 0
-        self.refused_for_buffering = self.slow_readers_closed = 0
+        self.refused_for_buffering = self.slow_readers_closed = self.aged_out = 0
 
     def as_dict(self) -> dict[str, int]:
         return {**self.http2.as_dict(), **{n: getattr(self, n) for n in self.__slots__ if n != "http2"}}
@@ -101,6 +105,7 @@ class DownstreamConnection(H2Side):
         self.peer = PLAINTEXT_PEER  # who the client is (TLS listeners), read once at the handshake
         self._preface_timer: asyncio.TimerHandle | None = None
         self._budget_timer: asyncio.TimerHandle | None = None
+        self._age_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<DownstreamConnection calls={len(self.calls)} goaway={self.goaway_last} closed={self.closed}>"
@@ -120,6 +125,8 @@ class DownstreamConnection(H2Side):
         loop = running_loop()
         if loop is not None:  # (in-memory tests drive connections without a loop)
             self._preface_timer = loop.call_later(listener.limits.preface_timeout, self._no_preface)
+            if listener.limits.max_connection_age > 0:
+                self._age_timer = loop.call_later(listener.limits.max_connection_age, self._aged)
 
     def _peer_accepted(self, transport) -> bool:
         self.peer = peer = peer_of(transport)
@@ -128,8 +135,7 @@ class DownstreamConnection(H2Side):
             log.info("%s connection from %s refused: ALPN %s, not h2", self.listener.name, where, peer.alpn or "none")
             transport.abort()
             return False
-        log.info("%s connection from %s: %s, peer %s", self.listener.name, where, peer.tls_version,
-                 peer.spiffe_id or "without a SPIFFE ID")
+        log.info("%s connection from %s: %s", self.listener.name, where, peer.describe())
         return True
 
     def data_received(self, data: bytes) -> None:
@@ -160,6 +166,11 @@ class DownstreamConnection(H2Side):
                      self.listener.limits.stall_timeout)
             self.h2.goaway(ENHANCE_YOUR_CALM, None, b"responses left unread")
             self.hang_up()
+
+    def _aged(self) -> None:
+        self._age_timer = None
+        self.listener.counters.aged_out += 1
+        self.send_goaway()
 
     def _no_preface(self) -> None:
         self._preface_timer = None
@@ -225,10 +236,10 @@ class DownstreamConnection(H2Side):
     def connection_lost(self, exc) -> None:
         self.forget()
         self.starting = []
-        for timer in (self._preface_timer, self._budget_timer):
+        for timer in (self._preface_timer, self._budget_timer, self._age_timer):
             if timer is not None:
                 timer.cancel()
-        self._preface_timer = self._budget_timer = None
+        self._preface_timer = self._budget_timer = self._age_timer = None
         calls, self.calls = list(self.calls.values()), {}
         for call in calls:
             call.on_downstream_lost()

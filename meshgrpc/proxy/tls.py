@@ -28,6 +28,13 @@ class Peer:
     spiffe_id: str  # "" when its certificate carries none (or there is no TLS)
     tls_version: str  # "TLSv1.3"; "" without TLS
     alpn: str  # the negotiated protocol, "" when none
+    not_after: str = ""  # its certificate's expiry as ssl reports it ("Dec  1 13:54:17 2026 GMT")
+
+    def describe(self) -> str:
+        """For the one log line per connection."""
+        who = self.spiffe_id or "without a SPIFFE ID"
+        until = f" (certificate valid until {self.not_after})" if self.not_after else ""
+        return f"{self.tls_version}, peer {who}{until}"
 
 
 PLAINTEXT_PEER = Peer("", "", "")
@@ -38,7 +45,9 @@ def peer_of(transport) -> Peer:
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return PLAINTEXT_PEER
-    return Peer(peer_spiffe_id(ssl_object), ssl_object.version() or "", ssl_object.selected_alpn_protocol() or "")
+    certificate = ssl_object.getpeercert() or {}
+    return Peer(peer_spiffe_id(ssl_object), ssl_object.version() or "", ssl_object.selected_alpn_protocol() or "",
+                certificate.get("notAfter", ""))
 
 
 class UpstreamTls:

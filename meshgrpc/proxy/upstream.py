@@ -280,9 +280,7 @@ class EndpointPool:
             self._connect_failed(str(e) or type(e).__name__)
             return
         self.connecting -= 1
-        if self.tls is not None and (problem := self.tls.problem(peer_of(conn.transport), self.peer_identity)):
-            conn.transport.abort()
-            self._connect_failed(problem)
+        if self.tls is not None and not self._peer_verified(conn):
             return
         self.backoff.succeeded()
         if self.closing:
@@ -291,6 +289,17 @@ class EndpointPool:
         self.conns.append(conn)
         self.serve_waiters()
         self.flusher.flush()
+
+    def _peer_verified(self, conn: UpstreamConnection) -> bool:
+        """The mutual-TLS peer is who the cluster expects (else the connect failed)."""
+        peer = peer_of(conn.transport)
+        problem = self.tls.problem(peer, self.peer_identity)
+        if problem is not None:
+            conn.transport.abort()
+            self._connect_failed(problem)
+            return False
+        log.info("mutual TLS connection to %s: %s", self.address, peer.describe())
+        return True
 
     def _connect_failed(self, why: str) -> None:
         delay = self.backoff.failed()

@@ -5,13 +5,15 @@ their expected `peer_identity`. Issue 10, done-when 1 and 2."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import time
 
 import grpc
 import pytest
 
-from tests.support.mesh import Mesh, interop_unary
+from tests.support.mesh import Load, Mesh, interop_unary
 from tests.support.procs import run_meshgrpc
 from tests.support.sidecars import MUTUAL_TLS, endpoints_of, services_config, start_service
 
@@ -34,7 +36,7 @@ def test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused(t
             # The callee's inbound read the caller's certificate at the handshake.
             callee.proxy.proc.wait_for_line(
                 rf"inbound connection from 127\.0\.0\.1:\d+: TLSv1\.3, peer spiffe://mesh\.local/service/"
-                rf"{caller.name}$", 5)
+                rf"{caller.name} \(certificate valid until [^)]+\)$", 5)
         # Plaintext h2c to the inbound port never gets a connection.
         with grpc.insecure_channel(back.inbound) as channel:
             with pytest.raises(grpc.RpcError) as refused:
@@ -210,3 +212,49 @@ def test_inbound_flags_that_cannot_work_are_refused_at_start(flags, message):
     result = run_meshgrpc("proxy", "--node-id", "n", "--control-plane", "127.0.0.1:1", *flags)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+# ---------------------------------------------------------------- certificate rotation under load
+
+ROTATION_SECONDS = 90.0
+CALLERS = 16
+
+
+def _renewals(proxy, service: str) -> int:
+    """Certificates the proxy installed after its first."""
+    return proxy.proc.output().count(f"certificate for spiffe://mesh.local/service/{service} valid until") - 1
+
+
+def _expiries(lines: str, pattern: str) -> set[str]:
+    return set(re.findall(pattern + r".*\(certificate valid until ([^)]+)\)", lines))
+
+
+@pytest.mark.timeout(ROTATION_SECONDS + 150)
+def test_certificates_rotate_under_load_without_a_failed_call(tmp_path):
+    """30 s certificates (renewed every 15 s) under 16 callers for 90 s. The inbound
+    asks connections to reconnect every 10 s (max_connection_age), so at every
+    renewal there are live connections made with the old certificate (they carry
+    on) and, after it, new handshakes that must present and accept the new one."""
+    with Mesh(tmp_path) as mesh:
+        mesh.start_control_plane(services_config({"frontend": "backend", "backend": "frontend"}, MUTUAL_TLS),
+                                 extra=("--cert-lifetime", "30s"))
+        front = start_service(mesh, tmp_path, "frontend")
+        back = start_service(mesh, tmp_path, "backend", "--limit", "max_connection_age=10")
+        front.proxy.wait_config(lambda d: back.inbound in str(d), what="backend's inbound endpoint")
+        before = {s.name: _renewals(s.proxy, s.name) for s in (front, back)}
+        started = time.monotonic()
+        with Load(front.proxy.address, interop_unary, threads=CALLERS) as load:
+            load.wait_calls(CALLERS, timeout=20)
+            while time.monotonic() - started < ROTATION_SECONDS:
+                assert not load.failures, load.failures[:5]
+                time.sleep(1.0)  # the load runs for its length: nothing to wait for but time
+        assert load.failures == []
+        assert load.ok > CALLERS * 100, load.ok
+        during = {s.name: _renewals(s.proxy, s.name) - before[s.name] for s in (front, back)}
+        assert during["frontend"] >= 2 and during["backend"] >= 2, during
+        # New inbound connections presented frontend's renewed certificates, and the
+        # outbound side accepted backend's renewed ones.
+        seen_by_inbound = _expiries(back.proxy.proc.output(), r"inbound connection from .*service/frontend")
+        seen_by_outbound = _expiries(front.proxy.proc.output(), rf"mutual TLS connection to {back.inbound}")
+        assert len(seen_by_inbound) >= 3 and len(seen_by_outbound) >= 3, (seen_by_inbound, seen_by_outbound)
+        assert back.proxy.metric("meshgrpc_proxy_edge_limit_events_total", side="inbound", limit="aged_out") >= 5
