@@ -16,11 +16,14 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 	touch $@
 
 # The whole suite on the compiled codec (the etcd store's tests on a real 3-member
-# cluster of Debian's etcd-server), then the codec's and the relay's tests on the
-# codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no
-# compiler exists.
+# cluster of Debian's etcd-server); then, one at a time with nothing else running,
+# the tests that compare a client's latency with and without an attack (marker
+# `alone`: a neighbouring test's processes would be measured too); then the codec's
+# and the relay's tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1),
+# which run wherever no compiler exists.
 test: install etcd
-	$(VPY) -m pytest -q -n 2 tests
+	$(VPY) -m pytest -q -n 2 -m "not alone" tests
+	$(VPY) -m pytest -q -m alone tests
 	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed"
 
 # The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.

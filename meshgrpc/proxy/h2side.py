@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from meshgrpc.codec import Connection, ConnectionFailed, Counters, Limits
 from meshgrpc.codec.errors import CANCEL
@@ -29,9 +30,36 @@ log = logging.getLogger(__name__)
 
 # Bytes of one read handled before other connections get the event loop.
 READ_BUDGET = 16 << 10
+# Why reading from a connection is paused (bits: each reason resumes its own).
+PAUSED_FOR_BUDGET, PAUSED_PEER_STALLED, PAUSED_AFTER_FLOOD = 1, 2, 4
 # Transport write buffer: above HIGH the peer is not reading (stop reading from
 # it); below LOW it is again.
 WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
+
+
+class SampledLog:
+    """At most one line per `period` seconds for an event a flood repeats once per
+    connection (a flooding client reconnects hundreds of times a second; a line
+    for each would make the log the attack); each line says how many it stands for."""
+
+    __slots__ = ("logger", "period", "clock", "_next", "_skipped")
+
+    def __init__(self, logger: logging.Logger, period: float = 1.0, clock=time.monotonic) -> None:
+        self.logger, self.period, self.clock = logger, period, clock
+        self._next, self._skipped = float("-inf"), 0
+
+    def info(self, message: str, *args) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._skipped += 1
+            return
+        if self._skipped:
+            message += f" (and {self._skipped} more like it in the last {self.period:g}s)"
+        self._next, self._skipped = now + self.period, 0
+        self.logger.info(message, *args)
+
+
+_peer_errors = SampledLog(log)
 
 
 def running_loop():
@@ -80,7 +108,7 @@ class H2Side(asyncio.Protocol):
         self.calls: dict[int, object] = {}
         self.blocked: set = set()
         self._stall_timeout = stall_timeout
-        self._paused = 0  # reasons reading is paused: the read budget (1), a stalled peer (2)
+        self._paused = 0  # why reading is paused: bits PAUSED_*
         self._backlog: list[bytes] = []  # the rest of a read beyond READ_BUDGET
         self._stall_timer: asyncio.TimerHandle | None = None
 
@@ -139,7 +167,7 @@ class H2Side(asyncio.Protocol):
         if len(data) > READ_BUDGET and (loop := running_loop()) is not None:
             self._backlog.append(data[READ_BUDGET:])
             data = data[:READ_BUDGET]
-            self._pause(1)
+            self._pause(PAUSED_FOR_BUDGET)
             loop.call_soon(self._read_backlog)
         self._receive(data)
 
@@ -153,7 +181,7 @@ class H2Side(asyncio.Protocol):
             data = data[:READ_BUDGET]
             asyncio.get_running_loop().call_soon(self._read_backlog)
         else:
-            self._resume(1)
+            self._resume(PAUSED_FOR_BUDGET)
         self._receive(data)
 
     def _receive(self, data: bytes) -> None:
@@ -161,7 +189,8 @@ class H2Side(asyncio.Protocol):
             self.h2.receive(data)
         except ConnectionFailed as e:
             # The codec queued GOAWAY with the error's code: send it and hang up.
-            log.info("%r: connection error from peer (code %d): %s", self, e.code, e)
+            _peer_errors.info("%r: connection error from peer (code %d): %s", self, e.code, e)
+            self.peer_failed()
             self.hang_up()
             return
         self.after_receive()
@@ -171,15 +200,18 @@ class H2Side(asyncio.Protocol):
     def after_receive(self) -> None:
         """Called once the codec has handled a read, before its output is written."""
 
+    def peer_failed(self) -> None:
+        """The peer broke the protocol or a flood limit; its connection is ending."""
+
     # -- backpressure from the peer ----------------------------------------------
     def pause_writing(self) -> None:
         # Our output is piling up: the peer does not read. Stop reading from it too.
-        self._pause(2)
+        self._pause(PAUSED_PEER_STALLED)
         if self._stall_timer is None:
             self._stall_timer = asyncio.get_running_loop().call_later(self._stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
-        self._resume(2)
+        self._resume(PAUSED_PEER_STALLED)
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None

@@ -18,6 +18,14 @@ asked to go (GOAWAY, as in a drain) once it is that old, so clients spread over
 new connections and, on the inbound listener, reconnect with their renewed
 certificates (Envoy's max_connection_duration).
 
+A flooding client ends its connection in a few milliseconds and reconnects at
+once: each new connection costs the event loop that everyone shares another
+round of the flood before a limit trips. So for `flood_memory` seconds after the
+listener ended a connection for breaking the protocol or a flood limit, a new
+connection is read only after `flood_read_delay`: clients already connected are
+not touched, a new honest one waits a few milliseconds once, and a flooder that
+reconnects gets a bounded share of the proxy.
+
 The inbound listener (`--inbound`) is the same Listener with a TLS context
 (tls.py): the handshake, bounded by `preface_timeout`, happens before a
 connection exists here, so a plaintext client or one without a mesh certificate
@@ -34,7 +42,7 @@ import socket
 
 from meshgrpc.codec import Counters, Limits
 from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM
-from meshgrpc.proxy.h2side import H2Side, running_loop
+from meshgrpc.proxy.h2side import PAUSED_AFTER_FLOOD, H2Side, running_loop
 from meshgrpc.proxy.tls import ALPN_H2, PLAINTEXT_PEER, peer_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,8 @@ class EdgeLimits:
     max_connections: int = 10_000  # open at once; the proxy raises its fd limit above this
     stall_timeout: float = 30.0  # seconds a client may leave our writes unread
     buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
+    flood_memory: float = 1.0  # seconds after a connection ended for a flood during which new ones are delayed
+    flood_read_delay: float = 0.025  # seconds such a new connection waits before it is read; 0: not delayed
     max_connection_age: float = 0.0  # seconds before a connection gets GOAWAY (its calls finish); 0: never
 
     @classmethod
@@ -77,12 +87,12 @@ class ListenerCounters:
     """What the listener's limits did (the codec's own counters are in `http2`)."""
 
     __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering",
-                 "slow_readers_closed", "aged_out")
+                 "slow_readers_closed", "delayed_after_flood", "aged_out")
 
     def __init__(self) -> None:
         self.http2 = Counters()
         self.refused_connections = self.preface_timeouts = self.idle_closed = 0
-        self.refused_for_buffering = self.slow_readers_closed = self.aged_out = 0
+        self.refused_for_buffering = self.slow_readers_closed = self.delayed_after_flood = self.aged_out = 0
 
     def as_dict(self) -> dict[str, int]:
         return {**self.http2.as_dict(), **{n: getattr(self, n) for n in self.__slots__ if n != "http2"}}
@@ -101,10 +111,13 @@ class DownstreamConnection(H2Side):
         self.peer_gone = False  # the client sent GOAWAY
         self.buffered = 0  # response bytes relayed to this client's streams and not yet sent
         self.last_active = 0.0  # when its last call started or ended (idle timeout)
+        self.opening: dict = {}  # stream id -> (headers, end_stream) of this read, not yet routed
         self.starting: list = []  # calls of this read, started once the whole read is handled
         self.peer = PLAINTEXT_PEER  # who the client is (TLS listeners), read once at the handshake
         self._preface_timer: asyncio.TimerHandle | None = None
         self._budget_timer: asyncio.TimerHandle | None = None
+        self._flood_timer: asyncio.TimerHandle | None = None
+        self._held: list[bytes] = []  # what arrived before flood_read_delay passed
         self._age_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
@@ -125,6 +138,9 @@ class DownstreamConnection(H2Side):
         loop = running_loop()
         if loop is not None:  # (in-memory tests drive connections without a loop)
             self._preface_timer = loop.call_later(listener.limits.preface_timeout, self._no_preface)
+            if listener.flooded_recently():
+                listener.counters.delayed_after_flood += 1  # paused at its first read (data_received)
+                self._flood_timer = loop.call_later(listener.limits.flood_read_delay, self._read_after_flood)
             if listener.limits.max_connection_age > 0:
                 self._age_timer = loop.call_later(listener.limits.max_connection_age, self._aged)
 
@@ -138,15 +154,37 @@ class DownstreamConnection(H2Side):
         log.info("%s connection from %s: %s", self.listener.name, where, peer.describe())
         return True
 
+    def _read_after_flood(self) -> None:
+        self._flood_timer = None
+        held, self._held = self._held, []
+        self._resume(PAUSED_AFTER_FLOOD)
+        for data in held:
+            self.data_received(data)
+        self.flusher.flush()
+
+    def peer_failed(self) -> None:
+        self.listener.flood_seen()
+
     def data_received(self, data: bytes) -> None:
+        if self._flood_timer is not None:
+            # Held, with reading paused, until flood_read_delay has passed (uvloop
+            # starts reading after connection_made, so a pause there would not hold).
+            self._held.append(data)
+            self._pause(PAUSED_AFTER_FLOOD)
+            return
         super().data_received(data)
         if self._preface_timer is not None and self.h2.peer_settings_received():
             self._preface_timer.cancel()
             self._preface_timer = None
 
     def after_receive(self) -> None:
-        # A stream the client reset in the same read as it opened it never becomes
-        # an upstream call (rapid reset, CVE-2023-44487, costs us no upstream work).
+        # A stream the client reset in the same read as it opened it is never routed
+        # and never becomes an upstream call: rapid reset (CVE-2023-44487) costs us
+        # a header block's decoding per stream, nothing more.
+        if self.opening:
+            opening, self.opening = self.opening, {}
+            for stream_id, (headers, end_stream) in opening.items():
+                self.relay.start_call(self, stream_id, headers, end_stream)
         starting, self.starting = self.starting, []
         for call in starting:
             call.start()
@@ -162,6 +200,7 @@ class DownstreamConnection(H2Side):
         self._budget_timer = None
         if self.buffered > self.listener.limits.buffer_budget and not self.closed:
             self.listener.counters.slow_readers_closed += 1
+            self.listener.flood_seen()
             log.info("%r: %d response bytes unread for %gs; closing", self, self.buffered,
                      self.listener.limits.stall_timeout)
             self.h2.goaway(ENHANCE_YOUR_CALM, None, b"responses left unread")
@@ -188,13 +227,21 @@ class DownstreamConnection(H2Side):
             self.reset(stream_id, REFUSED_STREAM)  # read what you asked for first
             return
         self.last_active = self.relay.clock()
+        self.opening[stream_id] = (headers, end_stream)  # routed by after_receive, or by its body
+
+    def _routed(self, stream_id: int):
+        """The call of a stream opened in this read whose body or trailers arrived: route it now."""
+        headers, end_stream = self.opening.pop(stream_id)
         self.relay.start_call(self, stream_id, headers, end_stream)
+        return self.calls.get(stream_id)
 
     def on_response(self, stream_id: int, headers, end_stream: bool) -> None:  # server role: never called
         pass
 
     def on_data(self, stream_id: int, data, flow_len: int, end_stream: bool) -> None:
         call = self.calls.get(stream_id)
+        if call is None and stream_id in self.opening:
+            call = self._routed(stream_id)
         if call is None:
             self.data_for_dropped_stream(stream_id, flow_len)
         else:
@@ -202,6 +249,8 @@ class DownstreamConnection(H2Side):
 
     def on_trailers(self, stream_id: int, headers) -> None:
         call = self.calls.get(stream_id)
+        if call is None and stream_id in self.opening:
+            call = self._routed(stream_id)
         if call is not None:
             call.on_request_trailers(headers)
 
@@ -209,6 +258,8 @@ class DownstreamConnection(H2Side):
         call = self.calls.get(stream_id)
         if call is not None:
             call.on_downstream_reset(code)
+        else:
+            self.opening.pop(stream_id, None)
 
     def on_goaway(self, code: int, last_stream_id: int, debug: bytes) -> None:
         self.peer_gone = True
@@ -235,11 +286,11 @@ class DownstreamConnection(H2Side):
 
     def connection_lost(self, exc) -> None:
         self.forget()
-        self.starting = []
-        for timer in (self._preface_timer, self._budget_timer, self._age_timer):
+        self.opening, self.starting, self._held = {}, [], []
+        for timer in (self._preface_timer, self._budget_timer, self._flood_timer, self._age_timer):
             if timer is not None:
                 timer.cancel()
-        self._preface_timer = self._budget_timer = self._age_timer = None
+        self._preface_timer = self._budget_timer = self._flood_timer = self._age_timer = None
         calls, self.calls = list(self.calls.values()), {}
         for call in calls:
             call.on_downstream_lost()
@@ -263,6 +314,7 @@ class Listener:
         self.server: asyncio.AbstractServer | None = None
         self.conns: set[DownstreamConnection] = set()
         self.draining = False
+        self.last_flood = float("-inf")  # relay clock when a connection last ended for a flood
         self._idle = asyncio.Event()
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -284,6 +336,13 @@ class Listener:
 
     def in_flight(self) -> int:
         return sum(len(c.calls) for c in self.conns)
+
+    def flood_seen(self) -> None:
+        self.last_flood = self.relay.clock()
+
+    def flooded_recently(self) -> bool:
+        limits = self.limits
+        return limits.flood_read_delay > 0 and self.relay.clock() - self.last_flood < limits.flood_memory
 
     def connection_closed(self, conn: DownstreamConnection) -> None:
         self.conns.discard(conn)

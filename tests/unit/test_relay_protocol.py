@@ -4,6 +4,7 @@ H2Connection in front, server H2Connections behind, bytes moved by hand."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from h2.config import H2Configuration
@@ -185,6 +186,32 @@ def test_client_reset_reaches_upstream_and_upstream_reset_reaches_client():
     rig.exchange()
     assert [e.error_code for e in of(rig.client.events, StreamReset, b)] == [ErrorCodes.ENHANCE_YOUR_CALM]
     assert not rig.client.side.calls
+
+
+def test_streams_reset_in_the_read_that_opened_them_are_never_routed():
+    # Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM in one read cost no call.
+    rig = Rig()
+    started = []
+    start_call = rig.relay.start_call
+    rig.relay.start_call = lambda down, sid, *rest: (started.append(sid), start_call(down, sid, *rest))
+    h2 = rig.client.h2
+    reset_ids = []
+    for _ in range(3):
+        sid = h2.get_next_available_stream_id()
+        h2.send_headers(sid, GRPC_REQ)
+        h2.reset_stream(sid, ErrorCodes.CANCEL)
+        reset_ids.append(sid)
+    headers_only = h2.get_next_available_stream_id()
+    h2.send_headers(headers_only, GRPC_REQ)  # its body comes in a later read
+    rig.exchange()
+    assert started == [headers_only]
+    assert not of(rig.ups[0].events, RequestReceived)[1:]
+    h2.send_data(headers_only, b"\0\0\0\0\x02hi", end_stream=True)
+    rig.exchange()
+    up = rig.ups[0]
+    [received] = of(up.events, RequestReceived)
+    assert b"".join(e.data for e in of(up.events, DataReceived, received.stream_id)) == b"\0\0\0\0\x02hi"
+    assert set(rig.client.side.calls) == {headers_only}
 
 
 def test_goaway_keeps_streams_below_last_id_and_retries_those_above_elsewhere():
@@ -410,3 +437,16 @@ def test_a_closed_connection_is_freed_without_waiting_for_the_garbage_collector(
         assert ref() is None  # no reference cycle left: freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_a_line_per_flooding_connection_is_sampled_to_one_a_second(caplog):
+    from meshgrpc.proxy.h2side import SampledLog
+    now = [100.0]
+    sampled = SampledLog(logging.getLogger("sampled"), clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="sampled"):
+        for _ in range(5):
+            sampled.info("peer %d failed", 7)
+        now[0] += 1.0
+        sampled.info("peer %d failed", 8)
+    assert [r.getMessage() for r in caplog.records] == [
+        "peer 7 failed", "peer 8 failed (and 4 more like it in the last 1s)"]
