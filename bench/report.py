@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from bench import mtls
+
 # Issue 5's targets for this stage.
 TARGETS = {
     "ratio": 0.7,              # proxy unary throughput vs direct, at least
@@ -33,6 +35,7 @@ def markdown(result: dict, chart: str | None) -> str:
     lines = [f"# meshgrpc benchmark — {result['timestamp']}", "", _environment(result), ""]
     lines += _paths_table(result)
     lines += _proxyless_table(result)
+    lines += mtls.markdown(result.get("mtls"))
     lines += _checks(result)
     lines += _scale_tables(result)
     lines += _profile(result)

@@ -14,6 +14,8 @@
    proxy, its /metrics count of grpc_status="0" must all agree.
    Then the proxyless path (bench/proxyless.py): the same grpcio client on
    direct, sidecar and `xds:///echo.mesh`, in interleaved rounds of its own.
+   Then mTLS between proxies beside plaintext (bench/mtls.py): two chains of
+   two proxies, interleaved, and what mTLS costs per call and per connection.
 2. The proxy profiled with py-spy under the 64-in-flight load.
 3. Control plane at scale (simulated proxies, 10,000 endpoints, one change) and
    the proxy's memory with 1,000 endpoints.
@@ -37,7 +39,7 @@ import tempfile
 
 import grpc
 
-from bench import load, mesh, procstat, profile, proxyless, report, scale
+from bench import load, mesh, mtls, procstat, profile, proxyless, report, scale
 from bench.nginx import Nginx, available as nginx_binary
 from tests.support.procs import Proc
 
@@ -63,7 +65,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--replicated-proxies", type=int,
                     help="scoped delta proxies over 3 replicas on etcd (default 10000; --quick 1000)")
     ap.add_argument("--skip", action="append", default=[],
-                    choices=["nginx", "scale", "profile", "proxyless", "replicated"])
+                    choices=["nginx", "scale", "profile", "proxyless", "replicated", "mtls"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args(argv)
     quick = {"rounds": 2, "seconds": 1.5, "latency_seconds": 1, "stream_seconds": 1, "streams": 200,
@@ -311,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                     {"direct": paths.backend, "sidecar": paths.targets["meshgrpc"]}, paths.cp_address, workdir,
                     args.proxyless_rounds, args.in_flight, args.proxyless_seconds,
                     latency_calls=500 if args.quick else 2000)
+            if "mtls" not in args.skip:
+                print("mTLS between proxies beside plaintext", flush=True)
+                result["mtls"] = mtls.compare(workdir, args.rounds, args.seconds, args.latency_seconds,
+                                              args.in_flight)
             print("profiling the proxy with py-spy", flush=True)
             result["profile"] = profile_proxy(paths, args)
             result["proxy_rss_idle_kib"] = procstat.memory_kib(paths.proxy.pid)["VmRSS"]
