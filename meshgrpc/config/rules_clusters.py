@@ -128,6 +128,14 @@ def transport(t: pb.Transport, path: str, ctx: Context) -> Iterator[FieldError]:
                          f"{identity!r} is not a SPIFFE ID (spiffe://<trust domain>/<path>)")
 
 
+def checks_over_mutual_tls(c: pb.Cluster, path: str, ctx: Context) -> Iterator[FieldError]:
+    # The health checker dials h2c; an inbound listener refuses that at the handshake,
+    # so every endpoint would be marked unhealthy.
+    if c.HasField("health_check") and c.transport.mode == pb.Transport.MUTUAL_TLS:
+        yield FieldError(join(path, "health_check"), "active health checks of a MUTUAL_TLS cluster are not "
+                                                     "supported yet (they connect in plaintext)")
+
+
 # ---------------------------------------------------------------- endpoint rules
 
 

@@ -81,6 +81,9 @@ CASES = [
     ("peer identity not a SPIFFE ID", lambda d: cluster(d).update(transport={
         "mode": "MUTUAL_TLS", "peer_identity": "greeter"}),
      f"{C0}.transport.peer_identity", "'greeter' is not a SPIFFE ID (spiffe://<trust domain>/<path>)"),
+    ("health checks over mutual TLS", lambda d: cluster(d).update(transport={"mode": "MUTUAL_TLS"},
+                                                                   health_check={"interval": "5s"}),
+     f"{C0}.health_check", "active health checks of a MUTUAL_TLS cluster are not supported yet"),
     # names
     ("cluster name empty", lambda d: d["clusters"].append({"name": ""}), "clusters[2].name", "name is required"),
     ("cluster name charset", lambda d: d["clusters"].append({"name": "bad name"}), "clusters[2].name",
