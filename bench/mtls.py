@@ -51,6 +51,14 @@ class Chains:
 
     def __init__(self, workdir: str) -> None:
         self.workdir, self.procs = workdir, []
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # what started before the failure
+            raise
+
+    def _start(self) -> None:
+        workdir = self.workdir
         self.backend_proc = self._own(Proc([sys.executable, "-m", "bench.echo_backend"]))
         self.backend = self.backend_proc.address("backend")
         config = mesh.write_config(_config(self.backend), os.path.join(workdir, "mtls-mesh.json"))

@@ -246,7 +246,7 @@ class DeltaStreamState(StreamState):
             return []
         keep = self.types[ROUTES].route_refs(snapshot[ROUTES])
         return [s.status(snapshot[t], s.changes(snapshot[t], keep if t != ROUTES else frozenset()) is None)
-                for t, s in self.types.items()]
+                for t, s in self.types.items() if s.subscribed]
 
 
 def next_delta(types: Mapping[str, DeltaTypeState], snapshot: Snapshot | None) -> DeltaPlan | None:
