@@ -3,7 +3,7 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test test-codec-slow etcd protos demo bench clean
+.PHONY: install test test-codec-slow etcd browser protos demo bench clean
 
 install: $(VENV)/.installed
 
@@ -16,12 +16,13 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 	touch $@
 
 # The whole suite on the compiled codec (the etcd store's tests on a real 3-member
-# cluster of Debian's etcd-server); then, one at a time with nothing else running,
-# the tests that compare a client's latency with and without an attack (marker
-# `alone`: a neighbouring test's processes would be measured too); then the codec's
-# and the relay's tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1),
-# which run wherever no compiler exists.
-test: install etcd
+# cluster of Debian's etcd-server, the dashboard's in Debian's headless chromium);
+# then, one at a time with nothing else running, the tests that compare a client's
+# latency with and without an attack (marker `alone`: a neighbouring test's
+# processes would be measured too); then the codec's and the relay's tests on the
+# codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run wherever no
+# compiler exists.
+test: install etcd browser
 	$(VPY) -m pytest -q -n 2 -m "not alone" tests
 	$(VPY) -m pytest -q -m alone tests
 	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed"
@@ -35,6 +36,12 @@ etcd:
 	@command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || { apt-get install -y etcd-server \
 		|| { apt-get update && apt-get install -y etcd-server; }; } \
 		|| { echo "make: cannot install etcd-server (run as root)"; exit 1; }
+
+# The dashboard's test drives Debian's headless chromium through its chromedriver.
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { apt-get install -y chromium chromium-driver \
+		|| { apt-get update && apt-get install -y chromium chromium-driver; }; } \
+		|| { echo "make: cannot install chromium and chromium-driver (run as root)"; exit 1; }
 
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated

@@ -47,8 +47,8 @@ def write_config(mesh: dict, path: str) -> str:
 def start_control_plane(config: str, data_dir: str) -> tuple[Proc, str]:
     # Plaintext: the benchmarks measure calls and config pushes; proxies, the CLI and the
     # simulated fleets are given --insecure for it (tests/support/procs.py).
-    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                  "--insecure")
+    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--data-dir", data_dir, "--insecure")
     return cp, _address(cp, "control-plane")
 
 

@@ -38,6 +38,7 @@ def markdown(result: dict, chart: str | None) -> str:
     lines += mtls.markdown(result.get("mtls"))
     lines += _checks(result)
     lines += _scale_tables(result)
+    lines += _access_log(result)
     lines += _profile(result)
     if chart:
         lines += ["", f"![latency percentiles per path]({os.path.basename(chart)})"]
@@ -173,6 +174,16 @@ def _replicated(r: dict | None) -> list[str]:
                   + (f"; an idle grpc.aio stream with nothing of meshgrpc costs {floor:.1f} KiB on its own "
                      "(bench/stream_floor.py)." if floor is not None else ".")]
     return lines
+
+
+def _access_log(result: dict) -> list[str]:
+    a = result.get("access_log")
+    if not a:
+        return []
+    return ["", "## Access log (sample 1.0)", "",
+            f"{a['calls']} calls: `log()` on the event loop {a['log_call_us']:.2f} µs per call; the whole "
+            f"process's CPU, writer thread included, {a['cpu_us_per_line']:.1f} µs per line "
+            f"({a['bytes_per_line']:.0f} bytes); {a['written']} written, {a['dropped']} dropped."]
 
 
 def _profile(result: dict) -> list[str]:

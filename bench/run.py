@@ -18,7 +18,8 @@
    two proxies, interleaved, and what mTLS costs per call and per connection.
 2. The proxy profiled with py-spy under the 64-in-flight load.
 3. Control plane at scale (simulated proxies, 10,000 endpoints, one change) and
-   the proxy's memory with 1,000 endpoints.
+   the proxy's memory with 1,000 endpoints; the access log's cost per call
+   (bench/access_log_cost.py: sample 1.0, the loop's share and the writer's).
 4. The replicated control plane (bench/scale.py, also `python -m bench.scale`):
    10,000 scoped delta proxies over 3 replicas on a 3-member etcd, 100,000
    endpoints in 1,000 clusters; one endpoint change and one route change.
@@ -39,7 +40,7 @@ import tempfile
 
 import grpc
 
-from bench import load, mesh, mtls, procstat, profile, proxyless, report, scale
+from bench import access_log_cost, load, mesh, mtls, procstat, profile, proxyless, report, scale
 from bench.nginx import Nginx, available as nginx_binary
 from tests.support.procs import Proc
 
@@ -322,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             result["proxy_rss_idle_kib"] = procstat.memory_kib(paths.proxy.pid)["VmRSS"]
         finally:
             paths.stop()
+        print("access log cost per call", flush=True)
+        result["access_log"] = access_log_cost.measure(20_000 if args.quick else 100_000)
         if "scale" not in args.skip:
             print(f"control plane: {args.streams} streams, {args.endpoints} endpoints", flush=True)
             result["proxy_memory"] = scale.proxy_memory(workdir)

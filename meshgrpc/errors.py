@@ -71,4 +71,6 @@ class PermissionDenied(MeshError):
 
 
 class ResourceExhausted(MeshError):
+    """A bound the server keeps was reached (e.g. how many proxies may report load)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED

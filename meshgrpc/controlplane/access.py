@@ -92,6 +92,7 @@ RULES: dict[str, Rule] = {
     "/meshapi.v1.Discovery/StreamResources": Rules.DISCOVERY,
     "/meshapi.v1.Discovery/DeltaResources": Rules.DISCOVERY,
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": Rules.DISCOVERY,
+    "/meshapi.v1.LoadReporting/StreamLoadReports": Rules.DISCOVERY,     # every proxy reports its load
 }
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("meshgrpc_caller", default=INSECURE)

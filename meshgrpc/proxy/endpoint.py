@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from meshgrpc.config.specs import EndpointSpec, PeakEwmaSpec
 from meshgrpc.config.specs.common import default_of
 from meshgrpc.proxy import ewma
+from meshgrpc.proxy.load_window import LoadWindow
 from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class EndpointStats:
     checker (through ClusterSet.set_health) and outlier decisions."""
 
     __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
-                 "check_healthy", "outlier", "unreachable_until")
+                 "check_healthy", "outlier", "unreachable_until", "window")
 
     def __init__(self, rtt: float = _DEFAULT_RTT, now: float = 0.0) -> None:
         self.in_flight = 0  # calls started and not finished
@@ -46,6 +47,13 @@ class EndpointStats:
         # back-off), so calls do not spend their retries and the budget on an address
         # that refuses connections.
         self.unreachable_until = 0.0
+        # Attempts since the last load report (the reporter takes and resets it).
+        self.window = LoadWindow()
+
+    def take_window(self) -> LoadWindow:
+        """The figures since the previous take; a fresh window starts now."""
+        window, self.window = self.window, LoadWindow()
+        return window
 
 
 class EndpointState:
@@ -93,9 +101,23 @@ class EndpointState:
     @property
     def usable(self) -> bool:
         """Should get calls: eligible, healthy by config and checks, not ejected."""
+        return self.unusable_reason() is None
+
+    def unusable_reason(self, now: float | None = None) -> str | None:
+        """Why the endpoint gets no calls (outside panic mode); None when it is usable."""
         s = self.stats
-        return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
-                and (s.check_healthy or not self._checked) and s.unreachable_until <= self._clock())
+        if self.weight <= 0:
+            return "weight 0"
+        if self.health in _NOT_PICKED:
+            return f"{self.health} by the control plane"
+        if s.outlier.ejected_until is not None:
+            return "ejected by outlier detection"
+        if self._checked and not s.check_healthy:
+            return "failing its active health checks"
+        now = self._clock() if now is None else now
+        if s.unreachable_until > now:
+            return f"unreachable: in its reconnect back-off for {s.unreachable_until - now:.2f}s"
+        return None
 
     @property
     def in_flight(self) -> int:
@@ -137,6 +159,7 @@ class EndpointState:
         stats.last_latency_s = latency_s
         if not ok:
             stats.failures += 1
+        stats.window.record(ok, latency_s, grpc_status)
         if not responded:
             self._finish_unanswered(stats, ok, latency_s)
         detector = self._detector

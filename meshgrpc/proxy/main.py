@@ -26,6 +26,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 
 import uvloop
 
@@ -40,11 +41,14 @@ from meshgrpc.errors import ConfigError
 from meshgrpc.control_channel import CredentialError, Keepalive, client_options
 from meshgrpc.identity.issuer import IssueFailed
 from meshgrpc.identity.joining import discovery_credentials
+from meshgrpc.proxy.access_log import AccessLog
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
+from meshgrpc.proxy import load_report, load_stream
 from meshgrpc.proxy.inbound import InboundAuthorization, app_state
 from meshgrpc.proxy.listener import EdgeLimits, serve
+from meshgrpc.proxy.load_reporter import LoadReporter
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -80,7 +84,6 @@ class Proxy:
         rng = random.Random(args.seed + worker if args.seed is not None else None)
         self.pools = UpstreamPools(rng=rng)
         self.metrics = ProxyMetrics(self._gauges)
-        self.inbound = Inbound(args, rng, self.metrics) if args.inbound else None
         # Health verdicts and outlier timers act on whichever cluster set is current.
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
@@ -88,8 +91,13 @@ class Proxy:
             self.holder, args.route_config, self.pools, local_zone=args.zone,
             on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng)
         self.configured = asyncio.Event()  # set once a complete config is applied
+        self.access_log = AccessLog(args.access_log, args.access_log_sample) if args.access_log else None
+        if self.access_log is not None:
+            self.metrics.watch_access_log(self.access_log)
+        self.inbound = Inbound(args, rng, self.metrics, self.access_log) if args.inbound else None
         self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
-                           replay_memory=args.replay_memory)
+                           replay_memory=args.replay_memory, access_log=self.access_log,
+                           trace_headers=args.trace_headers == "on")
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
         self.identity, credentials = discovery_credentials(args)
@@ -99,8 +107,19 @@ class Proxy:
              resources.AUTHZ: []},
             self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
             credentials=credentials)
+        self.load_reporter = self._load_reporter(rng, credentials)
         self.draining = False
         self.listener = None
+
+    def _load_reporter(self, rng: random.Random, credentials) -> LoadReporter:
+        """Load reports to the control plane, on the discovery stream's channel options."""
+        routes = load_report.RouteCallDeltas(self.metrics.route_calls)
+        return LoadReporter(
+            self.client.targets, lambda: load_report.hello(self.client.node, self.configurator.versions),
+            lambda window_s: load_report.build_report(self.holder.current.clusters, routes.take(),
+                                                      self.configurator.versions, window_s, time.monotonic()),
+            load_stream.connector(credentials, discovery_channel_options(self.args.discovery_keepalive)),
+            clock=time.monotonic, rng=rng)
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
@@ -138,6 +157,9 @@ class Proxy:
             self.pools.tls = UpstreamTls(self.identity.client_context(), self.identity.current.spiffe_id)
         self.client.start()
         self.outliers.start()
+        if self.access_log is not None:
+            self.access_log.start()
+        self.load_reporter.start()
         if self.reuse_port:
             # The kernel hands connections to every worker bound to the port, and /ready
             # (worker 0's) cannot speak for the others: a worker joins the port only once
@@ -156,6 +178,7 @@ class Proxy:
     async def _start_admin(self, listener) -> AdminServer:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
                            draining=lambda: self.draining, in_flight=listener.in_flight,
+                           authority=f"{listener.host}:{listener.port}",
                            authorization=self.inbound.authorization if self.inbound is not None else None)
         admin = AdminServer(views.routes())
         host, port = split_address(self.args.admin, listen=True)
@@ -172,11 +195,14 @@ class Proxy:
             drains.append(self.inbound.drain(self.args.drain_timeout))
         drained = all(await asyncio.gather(*drains))
         await self.client.stop()
+        await self.load_reporter.stop()
         if self.identity is not None:
             await self.identity.stop()
         await self.outliers.stop()
         await self.health.stop()
         await self.pools.close()
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.stop)   # its last lines, bounded by its own timeout
         if admin is not None:
             await admin.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
@@ -187,7 +213,7 @@ class Inbound:
     """The inbound sidecar: its relay (fixed to the app, judging each call), its
     own upstream pool to the app, and its mutual-TLS listener."""
 
-    def __init__(self, args, rng: random.Random, observer) -> None:
+    def __init__(self, args, rng: random.Random, observer, access_log) -> None:
         self.args = args
         self.pools = UpstreamPools(rng=rng)
         self.authorization = InboundAuthorization(args.service)
@@ -195,7 +221,8 @@ class Inbound:
         self.registration: OwnedTask | None = None  # holds the inbound endpoint in the service's cluster
         self._unregister = asyncio.Event()
         self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, observer=observer, rng=rng,
-                           replay_memory=args.replay_memory, authorization=self.authorization)
+                           replay_memory=args.replay_memory, access_log=access_log,
+                           trace_headers=args.trace_headers == "on", authorization=self.authorization)
         self.listener = None
 
     def update_policies(self, policies: tuple) -> None:

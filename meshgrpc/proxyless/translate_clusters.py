@@ -27,8 +27,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
 
 from meshgrpc.config.specs import ClusterSpec, EndpointSpec, OutlierSpec
-from meshgrpc.config.specs.common import default_of
-from meshgrpc.proxyless.envoy_types import ads_source, duration
+from meshgrpc.config.specs.common import default_of, duration
+from meshgrpc.proxyless.envoy_types import ads_source
 from meshgrpc.proxyless.gaps import Gaps
 
 _POLICY = {"ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN, "RING_HASH": cluster_pb2.Cluster.RING_HASH}

@@ -2,7 +2,10 @@
 (control_channel.py). The control plane permits the pings its clients send, so an
 idle stream outlives several keepalive intervals with no GOAWAY and no reconnect.
 The control, which shows the pings really are sent at that rate: a control plane
-that requires pings further apart ends the stream with GOAWAY "too_many_pings"."""
+that requires pings further apart ends the stream with GOAWAY "too_many_pings".
+Idle means no load reports either: they share the connection, and with them
+flowing the pings are not needed (grpc-core sends a keepalive ping only after
+`interval` without activity), so these tests ask for one report a minute."""
 
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ from tests.support.procs import poll_until
 INTERVAL = 0.5  # the proxy's --discovery-keepalive, shortened from 20 s
 
 
-def idle_proxy(mesh: Mesh, min_ping_interval: float):
+def idle_proxy(mesh: Mesh, min_ping_interval: float, load_report_interval: float = 60.0):
+    """A proxy on an idle discovery stream (no calls, a load report a minute)."""
     backend = mesh.start_backend("t")
     mesh.start_control_plane(mesh_config({"test": [backend]}, [route("/", "test")]),
-                             extra=("--min-ping-interval", str(min_ping_interval)))
+                             extra=("--min-ping-interval", str(min_ping_interval),
+                                    "--load-report-interval", str(load_report_interval)))
     return mesh.start_proxy("proxy-1", "--discovery-keepalive", str(INTERVAL))
 
 
@@ -46,3 +51,4 @@ def test_a_control_plane_that_forbids_the_pings_sends_too_many_pings(tmp_path):
                    f"the control plane's GOAWAY too_many_pings\n{proxy.proc.output()}")
         proxy.proc.wait_for_line(r"GOAWAY with error code ENHANCE_YOUR_CALM .*too_many_pings", 5)
         poll_until(lambda: control_plane_link(proxy)["connects"] >= 2, 10, "the proxy reconnected")
+

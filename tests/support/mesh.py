@@ -235,7 +235,7 @@ class Mesh:
         retries a bind failure (restarting on a port the previous process just released)."""
         # A restart on the same address keeps the mTLS port too (clients' bootstraps name it).
         mtls = self.cp_mtls_address if listen == self.cp_address and self.cp_mtls_address else "127.0.0.1:0"
-        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
+        args = ["control-plane", "--listen", listen, "--http", "127.0.0.1:0", "--data-dir", self.data_dir, *extra]
         if "--insecure" not in extra and "--listen-mtls" not in extra:
             args += ["--listen-mtls", mtls]
         if config is not None:

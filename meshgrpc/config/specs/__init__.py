@@ -14,7 +14,7 @@ from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, MutualTlsSpec, OutlierSpec,
     PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
-from meshgrpc.config.specs.common import describe, seconds
+from meshgrpc.config.specs.common import describe, duration, seconds
 from meshgrpc.config.specs.routes import (
     ActionSpec, FaultSpec, HeaderMatcherSpec, HedgeSpec, ListenerSpec, MatchSpec, MirrorSpec, RateLimitSpec,
     RetrySpec, RouteConfigSpec, RouteSpec, VirtualHostSpec, listener_spec, route_config_spec,
@@ -26,7 +26,7 @@ __all__ = [
     "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "MutualTlsSpec",
     "OutlierSpec",
     "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
-    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "listener_spec", "outlier_spec",
+    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "duration", "endpoint_specs", "listener_spec", "outlier_spec",
     "route_config_spec",
     "seconds",
 ]

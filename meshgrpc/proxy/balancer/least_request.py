@@ -25,7 +25,8 @@ import heapq
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec
-from meshgrpc.proxy.balancer.p2c import two_distinct
+from meshgrpc.proxy.balancer.explanation import PickExplanation
+from meshgrpc.proxy.balancer.p2c import explain_pair, two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -51,8 +52,16 @@ class P2CLeastRequestPicker:
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         i, j = two_distinct(self._n, self._random)
+        return self._endpoints[self._fewer(i, j)]
+
+    def _fewer(self, i: int, j: int) -> int:
         stats = self._stats
-        return self._endpoints[j if stats[j].in_flight < stats[i].in_flight else i]
+        return j if stats[j].in_flight < stats[i].in_flight else i
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        i, j = two_distinct(self._n, self._random)
+        return explain_pair(self._endpoints, [float(s.in_flight) for s in self._stats], i, j, self._fewer(i, j),
+                            "calls in flight; fewer wins")
 
     def __repr__(self) -> str:
         return f"<P2CLeastRequestPicker endpoints={self._n}>"
@@ -88,6 +97,14 @@ class WeightedLeastRequestPicker:
         self._seq += 1
         heapq.heapreplace(self._heap, (deadline + 1.0 / effective, self._seq, i))
         return self._endpoints[i]
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        """The endpoint at the head of the schedule: the one pick() takes next."""
+        deadline, _, i = self._heap[0]
+        scores = {self._endpoints[k].address: d for d, _, k in self._heap}
+        return PickExplanation(self._endpoints[i], f"{self._endpoints[i].address} is due first in the "
+                               "earliest-deadline-first schedule (weights divided by load)", scores,
+                               "the endpoint's next deadline in the schedule; earliest wins")
 
     def __repr__(self) -> str:
         return f"<WeightedLeastRequestPicker endpoints={len(self._endpoints)} bias={self._bias:g}>"

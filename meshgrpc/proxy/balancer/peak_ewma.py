@@ -24,7 +24,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec
-from meshgrpc.proxy.balancer.p2c import two_distinct
+from meshgrpc.proxy.balancer.explanation import PickExplanation
+from meshgrpc.proxy.balancer.p2c import explain_pair, two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
 
@@ -56,8 +57,17 @@ class PeakEwmaPicker:
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         i, j = two_distinct(self._n, self._random)
+        return self._endpoints[self._cheaper(i, j, self._clock())]
+
+    def _cheaper(self, i: int, j: int, now: float) -> int:
+        return j if self.cost(j, now) < self.cost(i, now) else i
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        i, j = two_distinct(self._n, self._random)
         now = self._clock()
-        return self._endpoints[j if self.cost(j, now) < self.cost(i, now) else i]
+        scores = [self.cost(k, now) for k in range(self._n)]
+        return explain_pair(self._endpoints, scores, i, j, self._cheaper(i, j, now),
+                            "cost = rtt estimate x (pending + 1) / weight, seconds; lower wins")
 
     def __repr__(self) -> str:
         return f"<PeakEwmaPicker endpoints={self._n} decay={self._decay:g}s>"
