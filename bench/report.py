@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+from bench import mtls
+
 TARGETS = {
     "ack_all_s": 1.0,          # every stream ACKed a change within
     "proxy_rss_mib": 30,       # issue 11: with 1,000 endpoints, at most
@@ -66,6 +68,7 @@ def markdown(result: dict, chart: str | None) -> str:
     lines += _workers(result)
     lines += _latency_table(result)
     lines += _proxyless_table(result)
+    lines += mtls.markdown(result.get("mtls"))
     lines += _checks(result)
     lines += _scale_tables(result)
     lines += _access_log(result)

@@ -8,6 +8,8 @@
    and nginx (bench/paths.py), each call accounted for. Then the proxyless path
    (bench/proxyless.py): the same grpcio client on direct, sidecar and
    `xds:///echo.mesh`, in interleaved rounds of its own.
+   Then mTLS between proxies beside plaintext (bench/mtls.py): two chains of
+   two proxies, interleaved, and what mTLS costs per call and per connection.
 2. The proxy profiled with py-spy under the 64-in-flight load.
 3. Control plane at scale (simulated proxies, 10,000 endpoints, one change) and
    the proxy's memory with 1,000 endpoints; the access log's cost per call
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench import access_log_cost, datapath, load, profile, proxyless, report, scale
+from bench import access_log_cost, datapath, load, mtls, profile, proxyless, report, scale
 from bench.paths import COMPARISONS, Paths
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -57,7 +59,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--replicated-proxies", type=int,
                     help="scoped delta proxies over 3 replicas on etcd (default 10000; --quick 1000)")
     ap.add_argument("--skip", action="append", default=[],
-                    choices=["nginx", "nghttpx", "haproxy", "workers", "scale", "profile", "proxyless", "replicated"])
+                    choices=["nginx", "nghttpx", "haproxy", "workers", "scale", "profile", "proxyless", "replicated",
+                             "mtls"])
     ap.add_argument("--out", default=RESULTS)
     a = ap.parse_args(argv)
     if a.in_flight % datapath.CONNECTIONS:
@@ -141,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                     {"direct": paths.backend, "sidecar": paths.paths["meshgrpc"].target}, paths.cp_address, workdir,
                     args.proxyless_rounds, args.in_flight, args.proxyless_seconds,
                     latency_calls=500 if args.quick else 2000)
+            if "mtls" not in args.skip:
+                print("mTLS between proxies beside plaintext", flush=True)
+                result["mtls"] = mtls.compare(workdir, args.rounds, args.seconds, args.latency_seconds,
+                                              args.in_flight)
             print("profiling the proxy with py-spy", flush=True)
             result["profile"] = profile_proxy(paths, args)
         finally:

@@ -233,6 +233,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_plane_flag(p)
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
+    p.add_argument("--inbound", default="", metavar="HOST:PORT",
+                   help="also serve this service's inbound side here (Istio's port: 0.0.0.0:15006): mutual TLS "
+                        "from other proxies, each call judged by the service's authorization policies and "
+                        "relayed to --app; needs --service (default: no inbound listener)")
+    p.add_argument("--inbound-endpoint", default="", metavar="HOST:PORT",
+                   help="the address other proxies reach the inbound listener at, registered (with a lease) as "
+                        "an endpoint of --service's cluster while the proxy runs (default: the address --inbound "
+                        "binds; needed when that is every address)")
+    p.add_argument("--app", default="", metavar="HOST:PORT",
+                   help="the local application the inbound listener relays to, over h2c (with --inbound)")
     p.add_argument("--route-config", default="default")
     p.add_argument("--discovery", choices=["delta", "sotw"], default="delta",
                    help="delta (default): incremental, subscribing only to the clusters the route config "

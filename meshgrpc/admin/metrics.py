@@ -98,6 +98,12 @@ class ProxyMetrics:
         nacks = CounterMetricFamily("meshgrpc_proxy_config_nacks", "Config updates rejected")
         nacks.add_metric([], self.nacks)
         yield nacks
+        decisions = CounterMetricFamily(
+            "meshgrpc_proxy_authz_decisions", "Inbound calls by authorization decision: allow, deny, or would_deny "
+            "(a dry-run policy's; the call passed). policy is \"\" where no policy applied", labels=["policy", "decision"])
+        for (policy, decision), count in sorted(gauges.authz.items()):
+            decisions.add_metric([policy, decision], count)
+        yield decisions
         if self._access_log is not None:
             yield CounterMetricFamily("meshgrpc_proxy_access_log_lines", "Access log lines written",
                                       value=self._access_log.written)
@@ -157,7 +163,9 @@ class ScrapeGauges:
     """What the proxy's state reports at scrape time."""
 
     def __init__(self, in_flight: dict[str, int], versions: dict[str, str],
-                 edge: dict[str, dict[str, int]] | None = None) -> None:
+                 edge: dict[str, dict[str, int]] | None = None,
+                 authz: dict[tuple[str, str], int] | None = None) -> None:
         self.in_flight = in_flight
         self.versions = versions
-        self.edge = edge or {}  # side (downstream, upstream) -> what each HTTP/2 limit did
+        self.edge = edge or {}  # side (downstream, upstream, inbound...) -> what each HTTP/2 limit did
+        self.authz = authz or {}  # (policy, decision) -> inbound calls

@@ -28,10 +28,12 @@ class AdminViews:
     """Renders admin pages from the proxy's parts (read-only)."""
 
     def __init__(self, holder, configurator, client, metrics, draining: Callable[[], bool],
-                 in_flight: Callable[[], int], authority: str = "") -> None:
+                 in_flight: Callable[[], int], authority: str = "", authorization=None) -> None:
         """`authority`: the :authority /explain assumes when none is given (the
-        proxy's listen address, what a client dialing it sends)."""
+        proxy's listen address, what a client dialing it sends); `authorization`:
+        the inbound side's InboundAuthorization, if any."""
         self._holder = holder
+        self._authorization = authorization  # the inbound side's InboundAuthorization, if any
         self._configurator = configurator
         self._client = client
         self._metrics = metrics
@@ -67,6 +69,7 @@ class AdminViews:
             "effective": {
                 "clusters": {c.name: describe(c.spec) for c in state.clusters},
                 "route_config": describe(state.routes.spec) if state.routes is not None else None,
+                "inbound_authorization": self._authorization.describe() if self._authorization else None,
             },
         })
 

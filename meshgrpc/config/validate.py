@@ -121,6 +121,8 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     _sub("outlier_detection", (rc.outlier_detection,)),
     _sub("circuit_breaker", (rc.circuit_breaker,)),
     _sub("retry_budget", (rc.retry_budget,)),
+    _sub("transport", (rc.transport,)),
+    rc.checks_over_mutual_tls,
 )
 
 ENDPOINT_SET_RULES: tuple[Rule, ...] = (rc.set_cluster, rc.addresses, rc.endpoint_weights, rc.health_statuses)

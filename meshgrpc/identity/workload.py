@@ -159,6 +159,15 @@ class WorkloadIdentity:
         return ClientCredentials(ca_bundle=cert.ca_bundle, key_pem=cert.key_pem,
                                  chain_pem=cert.chain_pem).ssl_context()
 
+    def aio_channel(self, target: str, options=()):
+        """A grpcio channel to the control plane's mTLS port with the current
+        certificate: for the inbound endpoint's registration (controlplane/commands.py
+        hold_registration), the one part of the proxy still on grpcio, imported only
+        by a proxy run with --inbound."""
+        cert = self._require()
+        credentials = ClientCredentials(ca_bundle=cert.ca_bundle, key_pem=cert.key_pem, chain_pem=cert.chain_pem)
+        return credentials.aio_channel(self.mtls_target(target), options)
+
     def mtls_target(self, target: str) -> str:
         """The control plane at `target`'s host, on the mTLS port the current certificate came with."""
         return mtls_target(target, self._require().mtls_port)

@@ -1,8 +1,9 @@
 """Starting relayed calls: the per-call path from a downstream request to its
 first upstream attempt.
 
-`Relay.start_call` reads the request head (request_head.py), takes one look at
-the current ProxyState, routes, applies the route's rate limit and fault
+`Relay.start_call` reads the request head (request_head.py), judges the call by
+the service's authorization policies (the inbound relay only: inbound.py), takes
+one look at the current ProxyState, routes, applies the route's rate limit and fault
 injection, checks the cluster's max_requests breaker, arms the deadline (the
 client's grpc-timeout capped by the route's timeout) and hands the Call its first
 attempt (call.py). Everything after that is the Call's.
@@ -29,6 +30,8 @@ from meshgrpc.proxy.attempt import Attempt
 from meshgrpc.proxy.call import MIRROR_TIMEOUT, Call, CallState
 from meshgrpc.proxy.access_log import access_record
 from meshgrpc.proxy.request_head import Reject, parse_request
+from meshgrpc.proxy.inbound import InboundAuthorization, denial_message
+from meshgrpc.proxy.tls import NO_CERTIFICATE
 from meshgrpc.proxy.trace import propagate
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,10 @@ class Relay:
 
     def __init__(self, state, pools, observer=None, clock=time.monotonic,
                  later: Callable | None = None, rng: random.Random | None = None,
-                 replay_memory: int = REPLAY_MEMORY, access_log=None, trace_headers: bool = True) -> None:
+                 replay_memory: int = REPLAY_MEMORY, access_log=None, trace_headers: bool = True,
+                 authorization: InboundAuthorization | None = None) -> None:
         self.state = state
+        self.authorization = authorization  # the inbound relay's: judges each call before routing
         self.pools = pools
         self.flusher = pools.flusher
         self.observer = observer
@@ -78,6 +83,8 @@ class Relay:
         down.calls[sid] = call
         if ended:
             call.body.end = True
+        if self.authorization is not None and self._denied(call, down, head.path[1], headers):
+            return
         state = self.state.current
         routes = state.routes
         if routes is None:
@@ -127,6 +134,15 @@ class Relay:
             return
         call.begin()
 
+    def _denied(self, call: Call, down, path: bytes, headers) -> bool:
+        """Judges an inbound call by its caller's SPIFFE ID (read at the handshake)."""
+        identity = down.peer.spiffe_id
+        decision = self.authorization.judge(identity, path, headers)
+        if decision.allowed:
+            return False
+        call.fail(gs.PERMISSION_DENIED, denial_message(decision, identity, path), ok=True)
+        return True
+
     def _rate_limited(self, call: Call, route, headers) -> bool:
         wait = route.rate_limiter.admit(headers)
         if not wait:
@@ -163,7 +179,14 @@ class Relay:
     def attach(self, attempt: Attempt) -> None:
         """Queue `attempt` on its endpoint's pool (which opens its stream when it can)."""
         ep = attempt.endpoint
-        pool = self.pools.get(ep.address, ep.host, ep.port)
+        mutual_tls = attempt.cluster.spec.mutual_tls
+        if mutual_tls is None:
+            pool = self.pools.get(ep.address, ep.host, ep.port)
+        else:
+            pool = self.pools.get_secure(ep.address, ep.host, ep.port, attempt.cluster.name, mutual_tls.peer_identity)
+            if pool is None:
+                attempt.fail_call(NO_CERTIFICATE.format(cluster=attempt.cluster.name))
+                return
         attempt.pool = pool
         pool.attach(attempt)
 

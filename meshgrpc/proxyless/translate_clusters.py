@@ -79,6 +79,11 @@ def _cluster_gaps(spec: ClusterSpec, gaps: Gaps) -> None:
     for field in _UNSUPPORTED_BREAKERS:
         if getattr(breaker, field) != default_of(type(breaker), field):
             gaps.add(f"circuit_breaker.{field}", "gRPC limits only max_requests (gRFC A32); not applied")
+    if spec.mutual_tls is not None:
+        # gRFC A29 (xDS mTLS) needs certificate providers in the client's bootstrap, which
+        # meshgrpc does not configure: the client would connect in plaintext and be refused.
+        gaps.add("transport", "MUTUAL_TLS is not served to proxyless clients (gRFC A29 certificate providers); "
+                              "they connect in plaintext, which the endpoints' inbound listeners refuse")
     if spec.health_check is not None:
         gaps.add("health_check", "gRPC clients do not run active health checks; they skip only endpoints "
                                  "whose health_status is UNHEALTHY or DRAINING")

@@ -19,6 +19,10 @@ from meshgrpc.xds.server import DiscoveryServer
 from meshgrpc.xds.snapshot import Snapshot
 from tests.unit.xds_builders import mesh, snap
 
+# What these streams subscribe to: the types make-before-break orders (a stream also
+# subscribed to authorization policies gets them before routes: tests/unit/test_xds_ordering.py).
+STREAMED = (CLUSTER, ENDPOINTS, ROUTES)
+
 S = management_pb2.TypeStatus.SyncState
 METHOD = "/meshapi.v1.Discovery/StreamResources"
 
@@ -84,7 +88,7 @@ class RawStream:
         await self.call.write(req)
 
     async def subscribe(self, node, versions=None):
-        for i, t in enumerate(TYPE_ORDER):
+        for i, t in enumerate(STREAMED):
             await self.send(t, node=node if i == 0 else "", version=(versions or {}).get(t, ""))
 
     async def recv(self, timeout=2.0) -> discovery_pb2.DiscoveryResponse:
@@ -268,9 +272,9 @@ def test_client_acks_nacks_and_reconnects_after_a_server_restart():
             applied.append((type_url, version))
 
         client = DiscoveryClient(f"127.0.0.1:{plane.port}", discovery_pb2.Node(id="px"),
-                                 {t: [] for t in TYPE_ORDER}, on_update, rng=random.Random(1))
+                                 {t: [] for t in STREAMED}, on_update, rng=random.Random(1))
         client.start()
-        await poll(lambda: client.versions == {t: "1" for t in TYPE_ORDER}, "client at version 1")
+        await poll(lambda: client.versions == {t: "1" for t in STREAMED}, "client at version 1")
         assert applied == [(CLUSTER, "1"), (ENDPOINTS, "1"), (ROUTES, "1")] and client.connected
         await poll(lambda: (s := plane.status("px")) and all(t.state == S.SYNCED for t in s.types), "SYNCED")
 
@@ -288,7 +292,7 @@ def test_client_acks_nacks_and_reconnects_after_a_server_restart():
         await plane.start(port=plane.port)
         await poll(lambda: client.connects > connects, "client to reconnect")
         # Resumed with the versions it holds: only what it lacks (version 2) is sent.
-        await poll(lambda: client.versions == {t: "2" for t in TYPE_ORDER}, "client at version 2")
+        await poll(lambda: client.versions == {t: "2" for t in STREAMED}, "client at version 2")
         assert all(v == "2" for _, v in applied)
         # Restarted again: the client resumes at the current versions; nothing is resent.
         await plane.stop()

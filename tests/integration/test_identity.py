@@ -269,12 +269,15 @@ SCOPED = {
     "routes": [route_config([route("/", "billing")], name="greeter"),
                {**route_config([route("/", "ledger")], name="shared"), "services": ["greeter", "audit"]},
                route_config([route("/", "greeter")], name="default")],
+    "authorization_policies": [{"name": n, "service": svc, "action": "ALLOW", "rules": [{}]}
+                               for n, svc in (("greeter-in", "greeter"), ("audit-in", "audit"))],
 }
 
 
 def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
     """Its own route config (named like the service), those whose `services` list it,
-    and the clusters and endpoints they reach; operators see everything."""
+    the clusters and endpoints they reach, and its own service's authorization
+    policies; operators see everything."""
     with Mesh(tmp_path) as mesh:
         address = mesh.start_control_plane(SCOPED)
         ca = (tmp_path / "data" / "ca.pem").read_bytes()
@@ -286,7 +289,7 @@ def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
                     for t in resources.TYPE_ORDER:
                         await call.write(discovery_pb2.DiscoveryRequest(node=discovery_pb2.Node(id=node), type_url=t))
                     got = {}
-                    while len(got) < 3:
+                    while len(got) < len(resources.TYPE_ORDER):
                         r = await asyncio.wait_for(call.read(), 10)
                         got[r.type_url] = sorted(resources.resource_name(resources.unpack(r.type_url, a))
                                                  for a in r.resources)
@@ -300,12 +303,14 @@ def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
         audit = ClientCredentials(ca_bundle=ca, token=token(address, "--service", "audit"))
         other = ClientCredentials(ca_bundle=ca, token=token(address, "--service", "other"))
         assert seen(greeter, "g") == {"routes": ["greeter", "shared"], "clusters": ["billing", "ledger"],
-                                      "endpoints": ["billing", "ledger"]}
-        assert seen(audit, "a") == {"routes": ["shared"], "clusters": ["ledger"], "endpoints": ["ledger"]}
-        assert seen(other, "o") == {"routes": [], "clusters": [], "endpoints": []}
+                                      "endpoints": ["billing", "ledger"], "authorization_policies": ["greeter-in"]}
+        assert seen(audit, "a") == {"routes": ["shared"], "clusters": ["ledger"], "endpoints": ["ledger"],
+                                    "authorization_policies": ["audit-in"]}
+        assert seen(other, "o") == {"routes": [], "clusters": [], "endpoints": [], "authorization_policies": []}
         assert seen(credentials(address), "admin") == {"routes": ["default", "greeter", "shared"],
                                                        "clusters": ["billing", "greeter", "ledger"],
-                                                       "endpoints": ["billing", "greeter", "ledger"]}
+                                                       "endpoints": ["billing", "greeter", "ledger"],
+                                                       "authorization_policies": ["audit-in", "greeter-in"]}
 
 
 # ---------------------------------------------------------------- joining and renewal

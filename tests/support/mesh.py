@@ -30,7 +30,7 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from tests.support.procs import MESHGRPC, Proc, credential_args, meshgrpc, poll_until, run_meshgrpc
 
 BIG = 64 << 20
@@ -42,7 +42,7 @@ CHANNEL_OPTIONS = (("grpc.max_receive_message_length", BIG), ("grpc.max_send_mes
                    ("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1))
 BACKEND_MODULES = {"interop": "tests.support.interop_server", "greeter": "tests.support.greeter",
                    "echo": "tests.integration.relay_harness"}
-TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig"}
+TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig", AUTHZ: "AuthorizationPolicy"}
 START_TIMEOUT = 20.0
 
 
@@ -318,7 +318,7 @@ def status_rows(status_text: str) -> dict[str, str]:
     return rows
 
 
-def synced(status_text: str, node_id: str, types: int = 3) -> bool:
+def synced(status_text: str, node_id: str, types: int = len(TYPE_ORDER)) -> bool:
     """True when `node_id` is SYNCED on every type in `meshgrpc status` output."""
     row = status_rows(status_text).get(node_id, "")
     return row.count("SYNCED") == types

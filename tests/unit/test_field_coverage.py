@@ -29,6 +29,7 @@ OUTLIER = "unit/test_outlier.py::"
 PROXYLESS = "integration/test_proxyless.py::"
 AUTHZ = "unit/test_authz.py::"
 IDENTITY = "integration/test_identity.py::"
+MTLS = "integration/test_mtls.py::"
 
 # field (message.field) -> tests that show what it does
 BEHAVIOUR: dict[str, tuple[str, ...]] = {
@@ -46,6 +47,11 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
                                         "test_panic_threshold_is_configurable_and_zero_disables_it",),
     "Cluster.retry_budget": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",
                              RELAY + "test_budget_spent_lets_the_original_failure_through"),
+    "Cluster.transport": (MTLS + "test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused",),
+    "Transport.mode": (MTLS + "test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused",
+                       MTLS + "test_a_proxy_without_a_workload_certificate_answers_unavailable_for_a_mutual_tls_cluster"),
+    "Transport.peer_identity": (MTLS + "test_peer_identity_names_who_the_endpoints_must_be",
+                                MTLS + "test_an_endpoint_with_the_wrong_identity_is_refused_and_calls_go_to_a_correct_one"),
     "RetryBudget.retry_ratio": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.min_retries_per_second": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.ttl": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),

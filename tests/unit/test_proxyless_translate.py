@@ -163,6 +163,8 @@ CASES = [
      lambda t: t.gap("cluster greeter: connect_timeout", "not applied")),
     ("Cluster.panic_threshold_percent", lambda d: cluster(d, panic_threshold_percent=20),
      lambda t: t.gap("cluster greeter: panic_threshold_percent", "no panic mode")),
+    ("Cluster.transport", lambda d: cluster(d, transport={"mode": "MUTUAL_TLS"}),
+     lambda t: t.gap("cluster greeter: transport", "not served to proxyless clients")),
     ("Cluster.retry_budget", lambda d: cluster(d, retry_budget={"retry_ratio": 0.5}),
      lambda t: t.gap("cluster greeter: retry_budget", "not applied")),
     # ---- endpoints
@@ -288,7 +290,7 @@ CASES = [
 
 # Messages a case covers whole: every field inside one of these is decided by the
 # case of the field holding it (reported as a whole, or translated together).
-COVERED_WHOLE = {"Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_check", "Cluster.retry_budget",
+COVERED_WHOLE = {"Cluster.transport", "Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_check", "Cluster.retry_budget",
                  "RouteAction.hedge_policy", "RouteAction.rate_limit", "RouteAction.mirror",
                  "RouteAction.request_headers_to_add", "Cluster.ring_hash", "RouteAction.hash_policy"}
 # Fields inside Fault's delay and abort: the Fault.delay and Fault.abort cases check them.

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Cluster(_message.Message):
-    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget")
+    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget", "transport")
     class LbPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LB_POLICY_UNSPECIFIED: _ClassVar[Cluster.LbPolicy]
@@ -38,6 +38,7 @@ class Cluster(_message.Message):
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     PANIC_THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
     RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     lb_policy: Cluster.LbPolicy
     peak_ewma: PeakEwma
@@ -49,7 +50,24 @@ class Cluster(_message.Message):
     connect_timeout: _duration_pb2.Duration
     panic_threshold_percent: _wrappers_pb2.UInt32Value
     retry_budget: RetryBudget
-    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ...) -> None: ...
+    transport: Transport
+    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ..., transport: _Optional[_Union[Transport, _Mapping]] = ...) -> None: ...
+
+class Transport(_message.Message):
+    __slots__ = ("mode", "peer_identity")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[Transport.Mode]
+        PLAINTEXT: _ClassVar[Transport.Mode]
+        MUTUAL_TLS: _ClassVar[Transport.Mode]
+    MODE_UNSPECIFIED: Transport.Mode
+    PLAINTEXT: Transport.Mode
+    MUTUAL_TLS: Transport.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PEER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    mode: Transport.Mode
+    peer_identity: str
+    def __init__(self, mode: _Optional[_Union[Transport.Mode, str]] = ..., peer_identity: _Optional[str] = ...) -> None: ...
 
 class RetryBudget(_message.Message):
     __slots__ = ("retry_ratio", "min_retries_per_second", "ttl")

@@ -11,7 +11,7 @@ defaults. Specs compare by value, so "did this cluster change?" is `==`.
 
 from meshgrpc.config.specs.authz import AuthorizationPolicySpec, AuthorizationRuleSpec, authorization_policy_spec
 from meshgrpc.config.specs.clusters import (
-    CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, OutlierSpec,
+    CircuitBreakerSpec, ClusterSpec, EndpointSpec, HealthCheckSpec, LeastRequestSpec, MutualTlsSpec, OutlierSpec,
     PeakEwmaSpec, RetryBudgetSpec, RingHashSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
 from meshgrpc.config.specs.common import describe, duration, seconds
@@ -23,7 +23,8 @@ from meshgrpc.config.specs.routes import (
 __all__ = [
     "AuthorizationPolicySpec", "AuthorizationRuleSpec", "authorization_policy_spec",
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FaultSpec", "HeaderMatcherSpec",
-    "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "OutlierSpec",
+    "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec", "MirrorSpec", "MutualTlsSpec",
+    "OutlierSpec",
     "PeakEwmaSpec", "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec",
     "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "duration", "endpoint_specs", "listener_spec", "outlier_spec",
     "route_config_spec",

@@ -70,6 +70,13 @@ class RetryBudgetSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class MutualTlsSpec:
+    """Transport MUTUAL_TLS: the SPIFFE ID every endpoint must present."""
+
+    peer_identity: str = ""  # "": spiffe://<the proxy's trust domain>/service/<the cluster's name>
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ClusterSpec:
     name: str
     lb_policy: str = "PEAK_EWMA"  # a Cluster.LbPolicy name; UNSPECIFIED means this
@@ -82,6 +89,7 @@ class ClusterSpec:
     connect_timeout: float = 1.0  # seconds to open a connection to an endpoint
     panic_threshold_percent: int = 50  # below this share usable, balance over all
     retry_budget: RetryBudgetSpec = RetryBudgetSpec()
+    mutual_tls: MutualTlsSpec | None = None  # None: PLAINTEXT (h2c) upstream connections
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,6 +120,8 @@ def cluster_spec(c: pb.Cluster) -> ClusterSpec:
         connect_timeout=duration_or(c, "connect_timeout", ClusterSpec),
         panic_threshold_percent=min(100, wrapped_or(c, "panic_threshold_percent", ClusterSpec)),
         retry_budget=retry_budget_spec(c.retry_budget),
+        mutual_tls=MutualTlsSpec(c.transport.peer_identity)
+        if c.transport.mode == pb.Transport.MUTUAL_TLS else None,
     )
 
 
