@@ -1,7 +1,7 @@
 """The control plane's HTTP pages (the `--http` port, default 127.0.0.1:15014):
 
     /                  the dashboard (static/index.html, app.js, app.css)
-    /api/v1/mesh       the dashboard's data as JSON (model.py; docs/dashboard.md)
+    /api/v1/mesh       the dashboard's data as JSON (model.py; its fields are documented in the README, "Seeing the mesh")
     /metrics           the control plane's Prometheus metrics
 
 Read-only, served on the admin HTTP server (admin/http.py). The page polls the

@@ -3,7 +3,7 @@ that keeps the set of pools in line with the endpoints config names.
 
 An EndpointPool multiplexes calls' attempts on few connections. A connection takes
 streams up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS; another connection is
-opened when all are full (h2's TooManyStreamsError counts as full), up to the
+opened when all are full (the codec's TooManyStreams counts as full), up to the
 cluster's circuit_breaker.max_connections_per_endpoint; beyond that, attempts wait
 for a stream slot, counted against max_pending_requests. A connection that
 receives GOAWAY drains: no new streams, those above last_stream_id are refused to
