@@ -90,10 +90,11 @@ def propagate(headers: Headers, randbits: Callable[[int], int]) -> Hop:
         trace_id, flags, parent = context.trace_id, context.flags, context.parent_id
     # Last and never indexed: values new on every call would churn the upstream
     # HPACK table and defeat the cached encoding of the fields before them.
-    out = rest + [NeverIndexed(REQUEST_ID, request_id), NeverIndexed(TRACEPARENT, traceparent(trace_id, span_id, flags))]
-    if state:
-        out += [NeverIndexed(TRACESTATE, v) for v in state]
-    return Hop(request_id, trace_id, span_id, parent, out)
+    # (`rest` is _split's own new list: extended in place, not copied again.)
+    rest.append(NeverIndexed(REQUEST_ID, request_id))
+    rest.append(NeverIndexed(TRACEPARENT, traceparent(trace_id, span_id, flags)))
+    rest.extend(NeverIndexed(TRACESTATE, v) for v in state)
+    return Hop(request_id, trace_id, span_id, parent, rest)
 
 
 def new_request_id(randbits: Callable[[int], int]) -> bytes:
