@@ -57,7 +57,11 @@ class EdgeLimits:
     idle_timeout: float = 3600.0  # seconds a connection may stay without streams
     max_connections: int = 10_000  # open at once; the proxy raises its fd limit above this
     stall_timeout: float = 30.0  # seconds a client may leave our writes unread
-    buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
+    # Response bytes buffered for one client (read from endpoints, not yet taken by
+    # it) before it gets no new streams: Envoy's per-connection buffer limit, 1 MiB.
+    # What a client that stops reading pulls from endpoints, holds in memory, and
+    # has cancelled at once when it is closed.
+    buffer_budget: int = 1 << 20
     flood_memory: float = 1.0  # seconds after a connection ended for a flood during which new ones are delayed
     flood_read_delay: float = 0.025  # seconds such a new connection waits before it is read; 0: not delayed
     max_connection_age: float = 0.0  # seconds before a connection gets GOAWAY (its calls finish); 0: never
