@@ -3,7 +3,7 @@ PY      := python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 
-.PHONY: install test test-codec-slow etcd protos demo bench clean
+.PHONY: install test test-codec-slow etcd browser protos demo bench clean
 
 install: $(VENV)/.installed
 
@@ -16,15 +16,16 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard meshgrpc/codec/*.py meshg
 	touch $@
 
 # The whole suite on the compiled codec (the etcd store's tests on a real 3-member
-# cluster of Debian's etcd-server); then, one at a time with nothing else running,
-# the tests that compare a client's latency with and without an attack (marker
-# `alone`: a neighbouring test's processes would be measured too); then the codec's
-# and the relay's tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1),
-# which run wherever no compiler exists.
-test: install etcd
+# cluster of Debian's etcd-server, the dashboard's in Debian's headless chromium);
+# then, one at a time with nothing else running, the tests that compare a client's
+# latency with and without an attack (marker `alone`: a neighbouring test's
+# processes would be measured too); then the codec's, the relay's and grpcwire's
+# tests on the codec's plain Python modules (MESHGRPC_CODEC_PURE=1), which run
+# wherever no compiler exists.
+test: install etcd browser
 	$(VPY) -m pytest -q -n 2 -m "not alone" tests
 	$(VPY) -m pytest -q -m alone tests
-	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed"
+	MESHGRPC_CODEC_PURE=1 $(VPY) -m pytest -q -n 2 tests -k "codec or relay or edge_malformed or grpcwire"
 
 # The codec's property tests with 10x the examples (HYPOTHESIS_EXAMPLES), compiled and pure.
 test-codec-slow: install
@@ -36,6 +37,12 @@ etcd:
 		|| { apt-get update && apt-get install -y etcd-server; }; } \
 		|| { echo "make: cannot install etcd-server (run as root)"; exit 1; }
 
+# The dashboard's test drives Debian's headless chromium through its chromedriver.
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { apt-get install -y chromium chromium-driver \
+		|| { apt-get update && apt-get install -y chromium chromium-driver; }; } \
+		|| { echo "make: cannot install chromium and chromium-driver (run as root)"; exit 1; }
+
 # Regenerate generated/ from protos/ (stubs with .pyi typing). OUT overrides the target folder.
 OUT ?= generated
 protos: install
@@ -46,17 +53,20 @@ protos: install
 demo: install
 	$(VENV)/bin/meshgrpc demo $(if $(DURATION),--duration $(DURATION))
 
-# Direct vs meshgrpc vs nginx grpc_pass, control-plane scale, proxy memory and profile
-# (about 6 minutes; BENCH_ARGS=--quick for about one), then the balancing policies head to
-# head (bench/balancing.py, about 15 minutes; BALANCING_ARGS=--quick for about three).
-# Installs h2load and nginx as root.
+# Direct vs meshgrpc (1 and 2 workers) vs the C proxies users would pick instead
+# (nghttpx, haproxy, nginx), proxyless, control-plane scale, proxy memory and
+# profile (about 20 minutes; BENCH_ARGS=--quick for about three), then the balancing
+# policies head to head (bench/balancing.py, about 15 minutes; BALANCING_ARGS=--quick
+# for about three). As root it
+# installs what it runs from Debian: h2load (required) and the comparison proxies
+# (each one missing is skipped). BENCH_DEBS pairs each package with its command.
+BENCH_DEBS := nghttp2-client:h2load nginx:nginx nghttp2-proxy:nghttpx haproxy:haproxy
 bench: install etcd
-	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y nghttp2-client \
-		|| { apt-get update && apt-get install -y nghttp2-client; }; }; } \
-		|| echo "bench: cannot install h2load (nghttp2-client); run as root or install it"
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && { apt-get install -y nginx \
-		|| { apt-get update && apt-get install -y nginx; }; }; } \
-		|| echo "bench: nginx is not installed and cannot be: the nginx comparison will be skipped"
+	@missing=""; for pair in $(BENCH_DEBS); do command -v $${pair#*:} >/dev/null || [ -x /usr/sbin/$${pair#*:} ] \
+		|| missing="$$missing $${pair%%:*}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && { apt-get install -y $$missing \
+		|| { apt-get update && apt-get install -y $$missing; }; }; } \
+		|| echo "bench: cannot install$$missing (run as root): h2load is required; a missing proxy is skipped"
 	$(VPY) -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=. $(VPY) -m bench.run $(BENCH_ARGS)
 	PYTHONPATH=. $(VPY) -m bench.balancing $(BALANCING_ARGS)

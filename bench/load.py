@@ -1,7 +1,8 @@
-"""Load generators: h2load for unary calls (a gRPC frame as the request body), a
-grpcio sync client timing sequential unary calls (latency as users see it), and a
-grpc.aio client for one bidirectional stream and for sample calls whose
-grpc-status is checked. Each returns plain numbers; nothing here starts servers.
+"""Load generators: h2load for unary calls (a gRPC frame as the request body) over
+one connection or several, a grpcio sync client timing sequential unary calls
+(latency as users see it), and a grpc.aio client for one bidirectional stream and
+for sample calls whose grpc-status is checked. Each returns plain numbers;
+nothing here starts servers.
 """
 
 from __future__ import annotations
@@ -47,16 +48,18 @@ class H2loadResult:
 
 
 def h2load(target: str, in_flight: int, *, calls: int | None = None, seconds: float | None = None,
-           keep_latencies: bool = False, workdir: str | None = None) -> H2loadResult:
-    """Unary echo calls over one connection with `in_flight` streams at once: exactly
-    `calls` of them (so every call completes and can be accounted for), or for `seconds`
-    (h2load then cancels the calls still in flight at the end)."""
+           keep_latencies: bool = False, workdir: str | None = None, connections: int = 1) -> H2loadResult:
+    """Unary echo calls, `in_flight` at once spread over `connections` connections:
+    exactly `calls` of them (so every call completes and can be accounted for), or for
+    `seconds` (h2load then cancels the calls still in flight at the end)."""
+    if in_flight % connections:
+        raise ValueError(f"{in_flight} calls in flight do not divide over {connections} connections")
     workdir = workdir or tempfile.gettempdir()
     body = os.path.join(workdir, "echo.grpc")
     with open(body, "wb") as f:
         f.write(grpc_frame(PAYLOAD))
     log_file = os.path.join(workdir, "h2load.log")
-    args = ["h2load", f"http://{target}{UNARY}", "-c", "1", "-m", str(in_flight),
+    args = ["h2load", f"http://{target}{UNARY}", "-c", str(connections), "-m", str(in_flight // connections),
             "-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
     args += ["-n", str(calls)] if calls is not None else ["-D", str(max(1, round(seconds)))]  # -D takes whole seconds
     if keep_latencies:

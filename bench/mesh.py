@@ -47,14 +47,15 @@ def write_config(mesh: dict, path: str) -> str:
 def start_control_plane(config: str, data_dir: str) -> tuple[Proc, str]:
     # Plaintext: the benchmarks measure calls and config pushes; proxies, the CLI and the
     # simulated fleets are given --insecure for it (tests/support/procs.py).
-    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                  "--insecure")
+    cp = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                  "--data-dir", data_dir, "--insecure")
     return cp, _address(cp, "control-plane")
 
 
-def start_proxy(control_plane: str, node_id: str = "bench") -> tuple[Proc, str, str]:
+def start_proxy(control_plane: str, node_id: str = "bench", *flags: str) -> tuple[Proc, str, str]:
+    """A proxy on ports bound at 0 (more `flags` for `meshgrpc proxy`), once /ready says so."""
     proxy = meshgrpc("proxy", "--node-id", node_id, "--control-plane", control_plane,
-                     "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+                     "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *flags)
     listen, admin = _address(proxy, "proxy"), _address(proxy, "admin")
     poll_until(lambda: admin_get(admin, "/ready")[0] == 200, 30, "proxy never became ready")
     return proxy, listen, admin

@@ -126,7 +126,10 @@ def main() -> None:
                 target, pid = paths[name]
                 b0 = procstat.cpu_seconds(backend.pid)
                 p0 = procstat.cpu_seconds(pid) if pid else 0
-                res, h2cpu = _h2load(target, a.conns, a.in_flight, a.calls, a.pin, None)
+                try:
+                    res, h2cpu = _h2load(target, a.conns, a.in_flight, a.calls, a.pin, None)
+                except RuntimeError as e:
+                    raise RuntimeError(f"round {r + 1}, path {name}: {e}") from None
                 n = res.succeeded
                 row = {"rate": res.rate, "backend": (procstat.cpu_seconds(backend.pid) - b0) / n * 1e6,
                        "proxy": ((procstat.cpu_seconds(pid) - p0) / n * 1e6) if pid else 0.0,

@@ -1,7 +1,7 @@
 """The relay's own CPU per unary call, in memory (not a test, not part of `make bench`).
 
     .venv/bin/python -m bench.relay_cpu [--calls 40000] [--batch 64] [--profile]
-                                        [--grpc-timeout none|fixed|fresh]
+                                        [--grpc-timeout none|fixed|fresh] [--authz none|allow]
 
 A real Relay, DownstreamConnection and UpstreamConnection (the proxy's code, with
 ProxyMetrics as observer) between an h2 client peer and an h2 "backend" peer held
@@ -17,6 +17,11 @@ adds a deadline to each request: `fixed` sends the same value every call (as
 `h2load -H 'grpc-timeout: 5S'`), `fresh` a new value every call (as gRPC clients
 do: the time left to the call's deadline). Either way the relay then sends its
 own, fresh, grpc-timeout upstream.
+
+`--authz allow` makes it the inbound relay: each call judged by an ALLOW policy
+(caller and method exact) that lets the client's SPIFFE ID in, as read at its
+connection's handshake (the TLS itself is not included: it is per connection and
+per byte, under the codec).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from meshgrpc.proxy.listener import DownstreamConnection, Listener
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.router import RouteTable
 from meshgrpc.proxy.state import ProxyState, StateHolder
+from meshgrpc.proxy.tls import Peer
 from meshgrpc.proxy.upstream import UpstreamConnection, UpstreamPools
 
 ADDR = "127.0.0.1:50051"
@@ -104,8 +110,27 @@ def _new_loop():
         return asyncio.new_event_loop()
 
 
+ALLOW_CLIENT = """
+authorization_policies:
+  - name: client-may-echo
+    service: echo
+    action: ALLOW
+    rules: [{from: ["spiffe://mesh.local/service/client"], to: ["/echo.Echo/Unary"]}]
+"""
+
+
+def _authorization(mode: str):
+    if mode == "none":
+        return None
+    from meshgrpc.config.loader import parse_text
+    from meshgrpc.proxy.inbound import InboundAuthorization
+    authz = InboundAuthorization("echo")
+    authz.update([specs.authorization_policy_spec(p) for p in parse_text(ALLOW_CLIENT).authorization_policies])
+    return authz
+
+
 class Bench:
-    def __init__(self, timeout: str = "none") -> None:
+    def __init__(self, timeout: str = "none", authz: str = "none") -> None:
         self.timeouts = _timeouts(timeout)
         rc = resources_pb2.RouteConfig(name="r")
         vh = rc.virtual_hosts.add(name="all", domains=["*"])
@@ -123,12 +148,13 @@ class Bench:
             observer = None
         self.pools = UpstreamPools()
         self.relay = Relay(StateHolder(ProxyState(RouteTable.compile(specs.route_config_spec(rc)), clusters)), self.pools,
-                           observer=observer)
+                           observer=observer, authorization=_authorization(authz))
         # Deadlines arm a timer (never run here: every call ends well before it).
         self.relay.loop = _new_loop()
         self.down = DownstreamConnection(Listener(self.relay, "127.0.0.1", 0))
         self.down_t = Transport()
         self.down.connection_made(self.down_t)
+        self.down.peer = Peer("spiffe://mesh.local/service/client", "TLSv1.3", "h2")
         pool = self.pools.get(ADDR)
         self.up = UpstreamConnection(pool)
         self.up_t = Transport()
@@ -175,10 +201,10 @@ class Bench:
         assert done == n, (done, n)
 
 
-def measure(calls: int, batch: int, rounds: int, timeout: str = "none") -> list[float]:
+def measure(calls: int, batch: int, rounds: int, timeout: str = "none", authz: str = "none") -> list[float]:
     out = []
     for _ in range(rounds):
-        b = Bench(timeout)
+        b = Bench(timeout, authz)
         for _ in range(20):
             b.batch(batch)
         b.cpu = 0
@@ -195,6 +221,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--grpc-timeout", choices=("none", "fixed", "fresh"), default="none",
                     help="grpc-timeout on requests: none, the same value, or a new value per call")
+    ap.add_argument("--authz", choices=("none", "allow"), default="none",
+                    help="judge each call as the inbound relay does, by one ALLOW policy (default none)")
     ap.add_argument("--profile", action="store_true", help="cProfile one round, top 30 by own time")
     ap.add_argument("--profile-filter", default="", help="with --profile: only functions whose path matches")
     a = ap.parse_args()
@@ -202,11 +230,12 @@ def main() -> None:
         import cProfile
         import pstats
         prof = cProfile.Profile()
-        prof.runcall(measure, a.calls, a.batch, 1, a.grpc_timeout)
+        prof.runcall(measure, a.calls, a.batch, 1, a.grpc_timeout, a.authz)
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile_filter or 30)
         return
-    per_call = measure(a.calls, a.batch, a.rounds, a.grpc_timeout)
-    print(f"relay CPU per call (batch {a.batch}, grpc-timeout {a.grpc_timeout}, in memory, no syscalls): "
+    per_call = measure(a.calls, a.batch, a.rounds, a.grpc_timeout, a.authz)
+    print(f"relay CPU per call (batch {a.batch}, grpc-timeout {a.grpc_timeout}, authz {a.authz}, in memory, "
+          f"no syscalls): "
           f"median {statistics.median(per_call):.1f} us  rounds {[round(x, 1) for x in per_call]}"
           f"  gc {'on' if gc.isenabled() else 'off'}")
 

@@ -7,17 +7,25 @@ from __future__ import annotations
 import json
 import os
 
-# Issue 5's targets for this stage.
+from bench import mtls
+
 TARGETS = {
-    "ratio": 0.7,              # proxy unary throughput vs direct, at least
-    "added_p50_ms": 0.35,      # at 1 in flight, at most
-    "cpu_us_per_call": 250,    # proxy CPU per call, at most
     "ack_all_s": 1.0,          # every stream ACKed a change within
-    "proxy_rss_mib": 40,       # with 1,000 endpoints, at most
+    "proxy_rss_mib": 30,       # issue 11: with 1,000 endpoints, at most
     "proxyless_ratio": 0.95,   # issue 12: proxyless throughput vs direct (same grpcio client), at least
     "delta_p99_s": 1.0,        # replicated, scoped: p99 apply-to-ACK of one change, at most
     "stream_kib": 20,          # replicated: control-plane memory per subscribed stream, at most
 }
+# Issue 11's goals for the meshgrpc path: (what, the summary key, at most/least, bound, unit).
+GOALS = (
+    ("proxy CPU per call, 64 in flight, 1 connection", "cpu_us_per_call", "≤", 50, " µs"),
+    ("proxy CPU per call, 64 in flight, 8 connections", "cpu_us_per_call_8c", "≤", 50, " µs"),
+    ("calls/s vs direct, 64 in flight, 1 connection", "ratio", "≥", 0.85, "×"),
+    ("calls/s vs direct, 64 in flight, 8 connections", "ratio_8c", "≥", 0.85, "×"),
+    ("added p50 at 1 in flight, grpcio client", "grpc_added_p50_ms", "≤", 0.15, " ms"),
+    ("bidi stream msgs/s vs direct", "stream_ratio", "≥", 0.95, "×"),
+)
+COMPARED = ("nghttpx", "haproxy", "nginx")
 PERCENTILES = (50, 90, 99, 99.9)
 
 
@@ -29,12 +37,41 @@ def _fmt(value, digits: int = 2, unit: str = "") -> str:
     return "—" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def _digits(bound: float) -> int:
+    return 0 if bound >= 10 else 2
+
+
+def goals(result: dict) -> list[dict]:
+    """Each goal with meshgrpc's value, whether it is met (None: not measured), and
+    the comparison proxies' values beside it."""
+    paths = result.get("paths", {})
+    ours = paths.get("meshgrpc", {})
+    rows = []
+    for what, key, op, bound, unit in GOALS:
+        value = ours.get(key)
+        met = None if value is None else (value <= bound if op == "≤" else value >= bound)
+        rows.append({"goal": what, "target": f"{op} {bound:g}{unit}", "value": value, "digits": _digits(bound),
+                     "unit": unit, "met": met,
+                     "compared": {name: paths[name].get(key) for name in COMPARED if name in paths}})
+    memory = result.get("proxy_memory")
+    rss = memory["VmRSS"] / 1024 if memory else None
+    rows.append({"goal": f"proxy RSS with {memory['endpoints'] if memory else 1000:,} endpoints",
+                 "target": f"≤ {TARGETS['proxy_rss_mib']} MiB", "value": rss, "digits": 1, "unit": " MiB",
+                 "met": None if rss is None else rss <= TARGETS["proxy_rss_mib"], "compared": {}})
+    return rows
+
+
 def markdown(result: dict, chart: str | None) -> str:
     lines = [f"# meshgrpc benchmark — {result['timestamp']}", "", _environment(result), ""]
     lines += _paths_table(result)
+    lines += _goals_table(result)
+    lines += _workers(result)
+    lines += _latency_table(result)
     lines += _proxyless_table(result)
+    lines += mtls.markdown(result.get("mtls"))
     lines += _checks(result)
     lines += _scale_tables(result)
+    lines += _access_log(result)
     lines += _profile(result)
     if chart:
         lines += ["", f"![latency percentiles per path]({os.path.basename(chart)})"]
@@ -44,41 +81,95 @@ def markdown(result: dict, chart: str | None) -> str:
 
 def _environment(result: dict) -> str:
     env, cfg = result["environment"], result["config"]
-    return (f"{env['cpus']} CPUs, Python {env['python']}, {env['h2load']}, {env.get('nginx') or 'nginx: skipped'}, "
-            f"commit {env.get('commit', '?')}. {cfg['rounds']} interleaved rounds; unary {cfg['payload']} B payloads "
-            f"over one h2load connection, {cfg['in_flight']} in flight ({cfg['seconds']:g} s per path per round) "
-            f"and 1 in flight ({cfg['latency_seconds']:g} s); medians of the rounds.")
+    versions = ", ".join(env.get("comparisons", {}).values()) or "no comparison proxies"
+    load_average = " / ".join(f"{x:.1f}" for x in env.get("load_average", ()))
+    return (f"{env['cpus']} CPUs (load average {load_average} at the start), Python {env['python']}, "
+            f"{env['h2load']}, {versions}, commit {env.get('commit', '?')}. {cfg['rounds']} interleaved rounds; "
+            f"unary {cfg['payload']} B payloads, {cfg['in_flight']} in flight over one h2load connection and over "
+            f"{cfg.get('connections', 8)} ({cfg['seconds']:g} s per path per round each), and 1 in flight "
+            f"({cfg['latency_seconds']:g} s); medians of the rounds.")
 
 
 def _paths_table(result: dict) -> list[str]:
-    head = ("| path | calls/s @64 | vs direct | p50 @1 (ms) | p99 @1 (ms) | added p50 (ms) "
-            "| grpc client p50 / p99 @1 (ms) | grpc client added p50 (ms) | proxy CPU/call (µs) "
-            "| backend CPU/call (µs) | bidi stream msgs/s |")
-    lines = ["## Data path", "", head, "|" + "---|" * 11]
+    n = result["config"].get("connections", 8)
+    lines = ["## Data path", "",
+             f"| path | calls/s @64, 1 conn | × direct | calls/s @64, {n} conns | × direct "
+             f"| proxy CPU µs/call (1 / {n} conns) | added p50 @1, h2load (ms) | added p50 @1, grpcio (ms) "
+             "| bidi msgs/s (× direct) | proxy RSS after the load (MiB) |", "|" + "---|" * 10]
     for name, p in result["paths"].items():
-        is_mesh = name == "meshgrpc"
-        ratio = p.get("ratio")
-        ratio_s = _fmt(ratio, 2, "×") + (f"{_mark(ratio >= TARGETS['ratio'])} (≥ {TARGETS['ratio']}×)" if is_mesh else "")
-        added = p.get("added_p50_ms")
-        added_s = _fmt(added, 3) + (f"{_mark(added <= TARGETS['added_p50_ms'])} (≤ {TARGETS['added_p50_ms']})"
-                                    if is_mesh and added is not None else "")
-        gadded = p.get("grpc_added_p50_ms")
-        gadded_s = _fmt(gadded, 3) + (f"{_mark(gadded <= TARGETS['added_p50_ms'])} (≤ {TARGETS['added_p50_ms']})"
-                                      if is_mesh and gadded is not None else "")
-        glat_s = f"{_fmt(p.get('grpc_p50_ms'), 3)} / {_fmt(p.get('grpc_p99_ms'), 3)}"
-        cpu = p.get("cpu_us_per_call")
-        cpu_s = _fmt(cpu, 0) + (f"{_mark(cpu <= TARGETS['cpu_us_per_call'])} (≤ {TARGETS['cpu_us_per_call']})"
-                                if is_mesh and cpu is not None else "")
-        lines.append(f"| {name} | {p['calls_per_s']:.0f} | {ratio_s} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} | "
-                     f"{added_s} | {glat_s} | {gadded_s} | {cpu_s} | {_fmt(p.get('backend_cpu_us_per_call'), 0)} | "
-                     f"{p['stream_msgs_per_s']:.0f} |")
+        memory = p.get("memory_kib")
+        lines.append(
+            f"| {name} | {_fmt(p.get('calls_per_s'), 0)} | {_fmt(p.get('ratio'), 2, '×')} "
+            f"| {_fmt(p.get('calls_per_s_8c'), 0)} | {_fmt(p.get('ratio_8c'), 2, '×')} "
+            f"| {_fmt(p.get('cpu_us_per_call'), 0)} / {_fmt(p.get('cpu_us_per_call_8c'), 0)} "
+            f"| {_fmt(p.get('added_p50_ms'), 3)} | {_fmt(p.get('grpc_added_p50_ms'), 3)} "
+            f"| {_fmt(p.get('stream_msgs_per_s'), 0)} ({_fmt(p.get('stream_ratio'), 2, '×')}) "
+            f"| {_memory(memory)} |")
     for name, why in result.get("skipped", {}).items():
-        lines.append(f"| {name} | skipped: {why} ||||||||||")
-    lines += ["", "proxy CPU: utime+stime of the proxy process (nginx: master + worker) per call, from /proc/PID/stat. "
-              "added p50: the per-round difference to direct, median over rounds. p50/p99 @1: h2load, one call "
-              "in flight (its per-request time). grpc client: sequential unary calls from a grpcio sync client in "
-              "the harness, timed on the client: what an application sees, including the client's own gRPC work "
-              "and the two WINDOW_UPDATE frames grpcio adds to every request."]
+        lines.append(f"| {name} | skipped: {why} |" + "|" * 8)
+    lines += ["", "× direct and added p50: per round against direct, then the median over rounds. proxy CPU: "
+              "utime+stime of the proxy's processes (a master and its workers) per call, from /proc/PID/stat. "
+              "h2load @1: its per-request time, one call in flight. grpcio @1: sequential unary calls from a grpcio "
+              "sync client in the harness, timed on the client: what an application sees, including the client's "
+              "own gRPC work and the two WINDOW_UPDATE frames grpcio adds to every request. RSS: VmRSS summed over "
+              "the proxy's processes once the rounds are over (PSS beside it where they share many pages)."]
+    return lines
+
+
+def _memory(memory: dict | None) -> str:
+    """RSS in MiB; for a proxy of several processes also their PSS, which counts the
+    pages they share (a forked worker's with its parent) once."""
+    if not memory:
+        return "—"
+    rss = f"{memory['VmRSS'] / 1024:.1f}"
+    pss = memory.get("Pss")
+    return rss if pss is None or pss >= 0.9 * memory["VmRSS"] else f"{rss} (PSS {pss / 1024:.1f})"
+
+
+def _goals_table(result: dict) -> list[str]:
+    rows = goals(result)
+    compared = [name for name in COMPARED if name in result["paths"]]
+    lines = ["", "## Issue 11's goals, checked on meshgrpc", "",
+             "| goal | target | meshgrpc | | " + " | ".join(compared) + " |", "|" + "---|" * (4 + len(compared))]
+    for row in rows:
+        verdict = {None: "not measured", True: "✅ met", False: "❌ not met"}[row["met"]]
+        others = [_fmt(row["compared"].get(name), row["digits"], row["unit"]) for name in compared]
+        lines.append(f"| {row['goal']} | {row['target']} | {_fmt(row['value'], row['digits'], row['unit'])} "
+                     f"| {verdict} | " + " | ".join(others) + " |")
+    met = sum(1 for row in rows if row["met"])
+    lines += ["", f"{met} of {len(rows)} goals met."]
+    return lines
+
+
+def _workers(result: dict) -> list[str]:
+    w, cfg = result.get("workers"), result["config"]
+    if not w:
+        return []
+    n, runs = str(w["workers"]), w["runs"]
+    lines = ["", f"## `meshgrpc proxy --workers`: 1 vs {n} workers", "",
+             f"{cfg['in_flight']} in flight over {cfg.get('connections', 8)} connections (the kernel spreads "
+             "connections between the workers that share the port with SO_REUSEPORT), in the same rounds; the "
+             "backend is one grpc.aio process.", "",
+             "| workers | calls/s | × 1 worker | proxy CPU µs/call | backend cores used | machine busy |",
+             "|---|---|---|---|---|---|"]
+    for label, key in (("1", "1"), (n, n), ("direct (no proxy)", "direct")):
+        run = runs[key]
+        scaling = {"1": "1.00×", n: _fmt(w["scaling"], 2, "×")}.get(key, "")
+        lines.append(f"| {label} | {_fmt(run['calls_per_s'], 0)} | {scaling} | {_fmt(run['cpu_us_per_call'], 0)} "
+                     f"| {_fmt(run['backend_cores'], 2)} | {_fmt(run['machine_busy'] * 100, 0, '%')} |")
+    return lines + ["", f"{n} workers reach {_fmt(w['of_direct'], 2, '×')} direct's throughput. "
+                        f"The limit is {w['limit']}."]
+
+
+def _latency_table(result: dict) -> list[str]:
+    n = result["config"].get("connections", 8)
+    lines = ["", "### Latency at 1 in flight, and the backend's cost", "",
+             f"| path | h2load p50 / p99 (ms) | grpcio p50 / p99 (ms) | backend CPU µs/call (1 / {n} conns) |",
+             "|---|---|---|---|"]
+    for name, p in result["paths"].items():
+        backend = f"{_fmt(p.get('backend_cpu_us_per_call'), 0)} / {_fmt(p.get('backend_cpu_us_per_call_8c'), 0)}"
+        lines.append(f"| {name} | {_fmt(p.get('p50_ms'), 3)} / {_fmt(p.get('p99_ms'), 3)} "
+                     f"| {_fmt(p.get('grpc_p50_ms'), 3)} / {_fmt(p.get('grpc_p99_ms'), 3)} | {backend} |")
     return lines
 
 
@@ -134,8 +225,10 @@ def _scale_tables(result: dict) -> list[str]:
     if m:
         rss = m["VmRSS"] / 1024
         lines += ["", "## Proxy memory", "", "| endpoints | RSS (MiB) | peak (MiB) | target |", "|---|---|---|---|"]
-        if result.get("proxy_rss_idle_kib"):
-            lines.append(f"| 1 (the bench proxy, after the load) | {result['proxy_rss_idle_kib'] / 1024:.1f} | — | |")
+        idle = result.get("paths", {}).get("meshgrpc", {}).get("memory_kib")
+        if idle:
+            lines.append(f"| 1 (the bench proxy, after the load) | {idle['VmRSS'] / 1024:.1f} "
+                         f"| {idle['VmHWM'] / 1024:.1f} | |")
         lines.append(f"| {m['endpoints']} | {rss:.1f} | {m['VmHWM'] / 1024:.1f} | ≤ {TARGETS['proxy_rss_mib']} MiB"
                      f"{_mark(rss <= TARGETS['proxy_rss_mib'])} |")
     return lines
@@ -172,6 +265,16 @@ def _replicated(r: dict | None) -> list[str]:
     return lines
 
 
+def _access_log(result: dict) -> list[str]:
+    a = result.get("access_log")
+    if not a:
+        return []
+    return ["", "## Access log (sample 1.0)", "",
+            f"{a['calls']} calls: `log()` on the event loop {a['log_call_us']:.2f} µs per call; the whole "
+            f"process's CPU, writer thread included, {a['cpu_us_per_line']:.1f} µs per line "
+            f"({a['bytes_per_line']:.0f} bytes); {a['written']} written, {a['dropped']} dropped."]
+
+
 def _profile(result: dict) -> list[str]:
     prof = result.get("profile")
     if not prof:
@@ -197,7 +300,7 @@ def chart(result: dict, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    paths = list(result["paths"])
+    paths = [name for name, p in result["paths"].items() if "percentiles_ms" in p]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(1, len(paths))
     for i, name in enumerate(paths):

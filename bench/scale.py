@@ -198,11 +198,11 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         store = ("--store", etcd.url(), "--etcd-prefix", "/bench", "--insecure",
                  "--data-dir", os.path.join(workdir, "replicated-data"))
         t0 = time.monotonic()
-        first = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", *store)
+        first = meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", *store)
         cps.append(first)
         targets = [first.address("control-plane", 300)]
         for _ in range(replicas - 1):
-            cps.append(meshgrpc("control-plane", "--listen", "127.0.0.1:0", *store))
+            cps.append(meshgrpc("control-plane", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", *store))
             targets.append(cps[-1].address("control-plane", 300))
         result = {"proxies": proxies, "replicas": replicas, "etcd_members": len(etcd.members), "clusters": clusters,
                   "endpoints": clusters * per_cluster, "route_configs": route_configs,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 DEFAULT_CONTROL_PLANE = "127.0.0.1:15010"
+DEFAULT_HTTP = "127.0.0.1:15014"   # Istio's monitoring port
 
 
 def _add_control_plane_flag(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,25 @@ def _bytes(text: str) -> int:
     if unit not in _UNITS or not number.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (bytes, or e.g. 64KiB, 16MiB)")
     return int(number) * _UNITS[unit]
+
+
+def _report_interval(text: str) -> float:
+    from meshgrpc.proxy.load_reporter import MAX_INTERVAL_S, MIN_INTERVAL_S
+    value = float(text)
+    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds")
+    return value
+
+
+def _workers(text: str) -> int:
+    """A number of proxy workers, or `auto`: one per core this process may run on
+    (its CPU affinity, which taskset and cgroup cpusets narrow; os.cpu_count() counts
+    every core of the machine)."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1 or more, or auto: one per core)")
+    return int(text)
 
 
 def _settle_seconds(text: str) -> float:
@@ -132,6 +153,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-san", action="append", default=[], metavar="HOST",
                    help="a name or address clients dial the control plane by, added to its certificate "
                         "(localhost, 127.0.0.1, ::1 and this host's name always are); repeatable")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the dashboard, its JSON (/api/v1/mesh) and /metrics, read-only (default {DEFAULT_HTTP}; "
+                        "'' turns it off)")
+    p.add_argument("--load-report-interval", type=_report_interval, default=2.0, metavar="SECONDS",
+                   help="how often proxies send load reports, 0.2 to 60 (told to each proxy; default 2)")
     # Test-only: MODULE:FUNCTION replacing the translation for proxyless clients
     # (tests make configs gRPC rejects with it).
     p.add_argument("--proxyless-translator", default="", help=argparse.SUPPRESS)
@@ -207,12 +233,24 @@ def _parser() -> argparse.ArgumentParser:
     _add_control_plane_flag(p)
     p.add_argument("--listen", default="127.0.0.1:15001", metavar="HOST:PORT")
     p.add_argument("--admin", default="127.0.0.1:15000", metavar="HOST:PORT")
+    p.add_argument("--inbound", default="", metavar="HOST:PORT",
+                   help="also serve this service's inbound side here (Istio's port: 0.0.0.0:15006): mutual TLS "
+                        "from other proxies, each call judged by the service's authorization policies and "
+                        "relayed to --app; needs --service (default: no inbound listener)")
+    p.add_argument("--inbound-endpoint", default="", metavar="HOST:PORT",
+                   help="the address other proxies reach the inbound listener at, registered (with a lease) as "
+                        "an endpoint of --service's cluster while the proxy runs (default: the address --inbound "
+                        "binds; needed when that is every address)")
+    p.add_argument("--app", default="", metavar="HOST:PORT",
+                   help="the local application the inbound listener relays to, over h2c (with --inbound)")
     p.add_argument("--route-config", default="default")
     p.add_argument("--discovery", choices=["delta", "sotw"], default="delta",
                    help="delta (default): incremental, subscribing only to the clusters the route config "
                         "reaches; sotw: state of the world, every cluster (for control planes before delta)")
     p.add_argument("--zone", default="")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                   help="proxy processes sharing the listen port (SO_REUSEPORT), the kernel spreading "
+                        "connections between them; auto: one per core (default 1)")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                    help="an edge limit of the outbound listener (meshgrpc/proxy/listener.py EdgeLimits and "
@@ -223,10 +261,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--replay-memory", type=_bytes, default=16 << 20, metavar="BYTES",
                    help="request bytes all calls together may keep to retry, hedge or mirror; "
                         "a call that does not fit is not retried (default 16MiB)")
+    p.add_argument("--access-log", default="", metavar="PATH",
+                   help="one JSON line per call (request and trace ids, route, cluster, endpoint, path, "
+                        "statuses, duration, bytes, attempts) to PATH, '-' for standard output; written by a "
+                        "thread of its own, lines dropped and counted rather than ever holding a call "
+                        "(default: no access log)")
+    p.add_argument("--access-log-sample", type=_share, default=1.0, metavar="SHARE",
+                   help="the share of calls the access log records, 0 to 1 (default 1)")
+    p.add_argument("--trace-headers", choices=["on", "off"], default="on",
+                   help="on (default): every call goes upstream with x-request-id (the client's, or a new "
+                        "UUID) and a W3C traceparent with this hop's span id (the client's trace, or a new "
+                        "one); off: request headers pass as they came (a few microseconds less per call)")
     p.add_argument("--discovery-keepalive", type=_seconds, default=20.0, metavar="SECONDS",
                    help="ping the control plane after this long without data, and reconnect when a ping "
                         "is not answered within 10 s more; the control plane must permit it (its "
                         "--min-ping-interval, default 10) (default 20)")
+
+    p = sub.add_parser("explain", help="ask a proxy which route, cluster and endpoint it would take for a call, "
+                                       "and why")
+    p.add_argument("path", metavar="/pkg.Service/Method")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="a request header of the call (repeatable)")
+    p.add_argument("--authority", default="", help="the call's :authority (default: the proxy's listen address)")
+    p.add_argument("--proxy", default="127.0.0.1:15000", metavar="ADMIN_ADDR",
+                   help="the proxy's admin address (default 127.0.0.1:15000)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("demo", help="run a control plane, a proxy and sample backends with a live table")
     p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
@@ -235,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="when to apply the canary change if --duration is 0 (default 20)")
     p.add_argument("--rate", type=float, default=200.0, help="client calls per second (default 200)")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs after a clean exit")
+    p.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                   help=f"the control plane's dashboard (default {DEFAULT_HTTP}; its URL is printed first)")
     return parser
 
 
@@ -258,6 +319,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "proxy":
         from meshgrpc.proxy import main
         return main.run(args)
+    if args.command == "explain":
+        from meshgrpc import explain_command
+        return explain_command.run(args)
     if args.command == "demo":
         from meshgrpc import demo
         return demo.run(args)

@@ -1,6 +1,11 @@
 """The gRPC connections to the control plane, both ends in one place so they cannot
-drift apart: what its server permits, and what its clients (the proxy's discovery
-stream, the CLI's calls and registration stream) ask for.
+drift apart: what its server permits, and what its clients ask for: the CLI's
+calls and registration stream (grpcio, with `client_options()`), and the proxy's
+discovery stream and certificate requests (meshgrpc.grpcwire, which takes
+`Keepalive`, `MAX_MESSAGE_BYTES` and `ssl_context()` as they are;
+meshgrpc/xds/client.py control_plane_dialer, identity/joining.py). The proxy
+imports this module but never grpcio: grpcio is imported where a grpcio channel
+is made, which only the control plane, the CLI and the tests do.
 
 Keepalive (grpc doc/keepalive.md; grpc-core chttp2 ping_abuse_policy.cc and
 ping_rate_policy.cc). A client pings after `interval` without data and drops the
@@ -15,7 +20,7 @@ strikes (default 2) sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings". Nothing res
 the strikes on an idle discovery stream (only data the server sends does), so the
 server must permit the clients' interval: by default it permits pings twice as
 often as proxies send them, as timers drift and a client told "too_many_pings"
-doubles its interval anyway.
+doubles its interval anyway (grpcwire's Dialer does the same).
 
 Credentials. The control plane serves TLS with a certificate from the mesh's CA
 (controlplane/trust.py) and wants a credential on every call: a bearer token
@@ -24,7 +29,11 @@ grpcio sends only over TLS) or, on its mTLS port, a workload certificate. A
 client's `ClientCredentials` carry the CA bundle and one of those; by default the
 CLI finds both where a local control plane writes them (`.meshgrpc/ca.pem`,
 `.meshgrpc/admin.token`), MESHGRPC_TOKEN overriding the token. `--insecure`
-(plaintext) talks to a control plane run with --insecure.
+(plaintext) talks to a control plane run with --insecure. A grpcwire client
+checks what grpcio's ssl_channel_credentials checks (`ssl_context()`: the chain
+against the CA bundle, the host name it dialled against the certificate's
+names) and sends the token as the same `authorization` metadata, read again for
+each call by a long-running client (`TokenSource`).
 
 Message sizes. A config file may be 16 MiB (config/bounds.py); as a protobuf
 message it is usually smaller, but lists of one-letter strings grow 1.5x, and `get`
@@ -35,11 +44,19 @@ adds registered endpoints, so both ends allow twice that instead of gRPC's defau
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-
-import grpc
+import shutil
+import ssl
+import tempfile
+from typing import TYPE_CHECKING
 
 from meshgrpc.config.bounds import MAX_FILE_BYTES
+
+if TYPE_CHECKING:
+    import grpc
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 2 * MAX_FILE_BYTES
 CLIENT_INTERVAL = 20.0        # seconds without data before a client pings
@@ -102,20 +119,30 @@ class ClientCredentials:
     chain_pem: bytes = b""
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
+        import grpc   # here, not at the top: see the module doc
+
         tls = grpc.ssl_channel_credentials(self.ca_bundle, self.key_pem or None, self.chain_pem or None)
         if not self.token:
             return tls
         return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(self.token))
 
     def channel(self, target: str, options=()) -> grpc.Channel:
+        import grpc
+
         if self.insecure:
             return grpc.insecure_channel(target, options=options)
         return grpc.secure_channel(target, self.channel_credentials(), options=options)
 
     def aio_channel(self, target: str, options=()) -> grpc.aio.Channel:
+        import grpc
+
         if self.insecure:
             return grpc.aio.insecure_channel(target, options=options)
         return grpc.aio.secure_channel(target, self.channel_credentials(), options=options)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS of a grpcwire client (meshgrpc.grpcwire.Dialer's ssl_context)."""
+        return ssl_context(self.ca_bundle, self.key_pem, self.chain_pem)
 
     def __repr__(self) -> str:   # never the token
         kind = "insecure" if self.insecure else "tls" + (" +token" if self.token else "") + \
@@ -131,15 +158,20 @@ def credentials_from_args(args) -> ClientCredentials:
     Raises CredentialError."""
     if getattr(args, "insecure", False):
         return INSECURE
-    ca_file = getattr(args, "ca_file", None) or DEFAULT_CA_FILE
+    return ClientCredentials(ca_bundle=read_ca_bundle(getattr(args, "ca_file", None)),
+                             token=read_token(getattr(args, "token_file", None)))
+
+
+def read_ca_bundle(ca_file: str | None) -> bytes:
+    """The CA bundle in `ca_file` (default .meshgrpc/ca.pem). Raises CredentialError."""
+    ca_file = ca_file or DEFAULT_CA_FILE
     try:
         with open(ca_file, "rb") as f:
-            ca_bundle = f.read()
+            return f.read()
     except OSError as e:
         raise CredentialError(f"cannot read the control plane's CA bundle {ca_file}: {e.strerror} (a control "
                               f"plane writes it into its data dir; pass --ca-file, or --insecure for a control "
                               f"plane run with --insecure)") from None
-    return ClientCredentials(ca_bundle=ca_bundle, token=read_token(getattr(args, "token_file", None)))
 
 
 def read_token(token_file: str | None) -> str:
@@ -156,3 +188,55 @@ def read_token(token_file: str | None) -> str:
         if token_file:
             raise CredentialError(f"cannot read --token-file {token_file}: {e.strerror}") from None
         return ""
+
+
+class TokenSource:
+    """The bearer token of a long-running client, read again (read_token) for each
+    call, so a token file rewritten with a new token is used from the next call
+    on. When it cannot be read then, the last token read is sent and the failure
+    logged. Raises CredentialError at construction, as read_token does."""
+
+    def __init__(self, token_file: str | None) -> None:
+        self.token_file = token_file
+        self._last = read_token(token_file)
+
+    def __call__(self) -> str:
+        try:
+            self._last = read_token(self.token_file)
+        except CredentialError as e:
+            log.warning("%s; sending the token read before", e)
+        return self._last
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """The call's `authorization` metadata (none without a token: the control
+        plane then answers UNAUTHENTICATED "no credential")."""
+        token = self()
+        return [("authorization", f"Bearer {token}")] if token else []
+
+    def __repr__(self) -> str:   # never the token
+        return f"TokenSource({self.token_file or TOKEN_ENV + ' or ' + DEFAULT_TOKEN_FILE})"
+
+
+def ssl_context(ca_bundle: bytes, key_pem: bytes = b"", chain_pem: bytes = b"") -> ssl.SSLContext:
+    """TLS to the control plane for a grpcwire client: its certificate checked
+    against `ca_bundle` and the host name dialled (as grpcio checks them), with
+    `chain_pem`/`key_pem` as the client certificate when given (the mTLS port)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # CERT_REQUIRED and check_hostname
+    context.load_verify_locations(cadata=ca_bundle.decode())
+    if chain_pem:
+        _load_chain(context, key_pem, chain_pem)
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, key_pem: bytes, chain_pem: bytes) -> None:
+    # ssl loads a chain only from files: private ones (a 0700 directory), gone once loaded.
+    folder = tempfile.mkdtemp(prefix="meshgrpc-tls-")
+    try:
+        paths = []
+        for name, data in (("chain.pem", chain_pem), ("key.pem", key_pem)):
+            paths.append(os.path.join(folder, name))
+            with open(os.open(paths[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(data)
+        context.load_cert_chain(*paths)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -127,12 +127,16 @@ def mesh_config(addresses: dict[str, str], canary_weight: int) -> dict:
 
 
 def route_config(canary_weight: int) -> dict:
-    # Every service may see it: the proxyless client is a workload of service "demo-client".
-    return {"name": "default", "services": ["*"], "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
-        "name": "greeter", "match": {"prefix": "/helloworld.Greeter/"},
-        "route": {"weighted_clusters": [{"name": "greeter", "weight": 100 - canary_weight},
-                                        {"name": "greeter-canary", "weight": canary_weight}],
-                  "timeout": "2s"}}]}]}
+    """Calls with `x-canary: true` go to the canary; the rest are split by weight.
+    Every service may see it: the proxyless client is a workload of service "demo-client"."""
+    canary = {"name": "canary", "route": {"cluster": "greeter-canary", "timeout": "2s"},
+              "match": {"prefix": "/helloworld.Greeter/", "headers": [{"name": "x-canary", "exact": "true"}]}}
+    split = {"name": "default", "match": {"prefix": "/helloworld.Greeter/"},
+             "route": {"weighted_clusters": [{"name": "greeter", "weight": 100 - canary_weight},
+                                             {"name": "greeter-canary", "weight": canary_weight}],
+                       "timeout": "2s"}}
+    return {"name": "default", "services": ["*"], "virtual_hosts": [{"name": "all", "domains": ["*"],
+                                                                     "routes": [canary, split]}]}
 
 
 def credentials(data_dir: str) -> ClientCredentials:
@@ -253,7 +257,7 @@ def start_proxyless(start, mesh: Mesh, workdir: str, rate: float) -> Child:
                  {"GRPC_XDS_BOOTSTRAP": path})
 
 
-async def start_mesh(children: list[Child], workdir: str, say, rate: float) -> Mesh:
+async def start_mesh(children: list[Child], workdir: str, screen: Screen, rate: float, http: str) -> Mesh:
     def start(label: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         child = Child(label, args, workdir, env)
         children.append(child)
@@ -265,8 +269,9 @@ async def start_mesh(children: list[Child], workdir: str, say, rate: float) -> M
     with open(config, "w") as f:
         json.dump(mesh_config(addresses, canary_weight=10), f, indent=2)
     cp = start("control-plane", _meshgrpc("control-plane", "--config", config, "--listen", "127.0.0.1:0",
-                                          "--data-dir", os.path.join(workdir, "data")))
+                                          "--http", http, "--data-dir", os.path.join(workdir, "data")))
     cp_address = await cp.address("control-plane")
+    screen.pin(f"dashboard: http://{await cp.address('dashboard')}/")
     data_dir = os.path.join(workdir, "data")
     proxy = start("proxy", _meshgrpc("proxy", "--node-id", "demo", "--control-plane", cp_address,
                                      "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2",
@@ -280,8 +285,8 @@ async def start_mesh(children: list[Child], workdir: str, say, rate: float) -> M
             raise DemoError(f"the proxy was not ready within {STARTUP_DEADLINE_S:g}s:\n{proxy.output()[-2000:]}")
         await asyncio.sleep(0.1)
     start_proxyless(start, mesh, workdir, rate)
-    say("started: " + ", ".join(f"{c.label} pid {c.pid}" for c in children))
-    say(f"control plane {mesh.control_plane}, proxy {mesh.proxy} (admin http://{mesh.admin}); "
+    screen.say("started: " + ", ".join(f"{c.label} pid {c.pid}" for c in children))
+    screen.say(f"control plane {mesh.control_plane}, proxy {mesh.proxy} (admin http://{mesh.admin}); "
         f"greeter-3 is slowed by {SLOW_MS:g} ms; logs in {workdir}")
     return mesh
 
@@ -293,15 +298,22 @@ class Screen:
         self.out = out
         self.tty = out.isatty()
         self.events: list[str] = []
+        self.pinned: list[str] = []  # shown above every frame on a terminal
 
     def say(self, line: str) -> None:
         self.events.append(line)
         if not self.tty:
             print(line, file=self.out, flush=True)
 
+    def pin(self, line: str) -> None:
+        """Printed at once, and kept at the top of the screen on a terminal."""
+        self.pinned.append(line)
+        print(line, file=self.out, flush=True)
+
     def frame(self, text: str) -> None:
         if self.tty:
-            text = "\x1b[H\x1b[2J" + text + "\n\n" + "\n".join(self.events[-6:])
+            text = ("\x1b[H\x1b[2J" + "".join(p + "\n" for p in self.pinned) + text + "\n\n"
+                    + "\n".join(self.events[-6:]))
         print(text + ("" if self.tty else "\n"), file=self.out, flush=True)
 
 
@@ -324,7 +336,7 @@ async def _run(args, children: list[Child], workdir: str, screen: Screen) -> int
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    mesh = await start_mesh(children, workdir, screen.say, args.rate / 2)
+    mesh = await start_mesh(children, workdir, screen, args.rate / 2, args.http)
     log, proxyless, tail = CallLog(), CallLog(), LineTail(mesh.proxyless_calls)
     traffic_stop = asyncio.Event()
     traffic = asyncio.create_task(drive(mesh.proxy, log, args.rate, traffic_stop))

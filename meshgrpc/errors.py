@@ -1,11 +1,27 @@
 """meshgrpc's error types. Each carries the gRPC status it maps to, so a servicer
-turns any of them into a status with a message that says why, in one place."""
+turns any of them into a status with a message that says why, in one place.
+
+The proxy raises these too (config validation) but never reports them through
+grpcio, and must not import it: `code` is looked up in grpc.StatusCode only when
+read, which only the control plane's servicers do."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import grpc
+
+class _Status:
+    """A class attribute reading as grpc.StatusCode.<name>, importing grpcio on first read."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner):
+        import grpc   # here, not at the top: see the module doc
+
+        return getattr(grpc.StatusCode, self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,13 +39,13 @@ class FieldError:
 class MeshError(Exception):
     """Base of meshgrpc's errors; `code` is the gRPC status it is reported with."""
 
-    code = grpc.StatusCode.INTERNAL
+    code = _Status("INTERNAL")
 
 
 class ConfigError(MeshError):
     """Config that breaks one or more rules; carries every error found, not just the first."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = _Status("INVALID_ARGUMENT")
 
     def __init__(self, errors: list[FieldError] | list[str], source: str = "") -> None:
         self.errors = [e if isinstance(e, FieldError) else FieldError("", e) for e in errors]
@@ -44,31 +60,33 @@ class LimitExceeded(ConfigError):
 
 
 class NotFound(MeshError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = _Status("NOT_FOUND")
 
 
 class FailedPrecondition(MeshError):
     """The request is well formed but the mesh's state refuses it (e.g. deleting a
     cluster a route still uses)."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = _Status("FAILED_PRECONDITION")
 
 
 class Unavailable(MeshError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = _Status("UNAVAILABLE")
 
 
 class Unauthenticated(MeshError):
     """The call carries no credential the control plane accepts."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = _Status("UNAUTHENTICATED")
 
 
 class PermissionDenied(MeshError):
     """The caller is known but may not do this."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = _Status("PERMISSION_DENIED")
 
 
 class ResourceExhausted(MeshError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    """A bound the server keeps was reached (e.g. how many proxies may report load)."""
+
+    code = _Status("RESOURCE_EXHAUSTED")

@@ -37,6 +37,7 @@ class ProxyMetrics:
         self._events: dict[tuple[str, str, str], int] = {}
         self._gauges = gauges
         self.nacks = 0
+        self._access_log = None
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self)
 
@@ -58,6 +59,17 @@ class ProxyMetrics:
 
     def on_nack(self) -> None:
         self.nacks += 1
+
+    def route_calls(self) -> dict[tuple[str, str], int]:
+        """Calls finished so far per (route, cluster), every status together (for load reports)."""
+        totals: dict[tuple[str, str], int] = {}
+        for (route, cluster, _, _), stats in list(self._calls.items()):
+            totals[route, cluster] = totals.get((route, cluster), 0) + stats.count
+        return totals
+
+    def watch_access_log(self, access_log) -> None:
+        """Reports an AccessLog's lines written and dropped (proxy/access_log.py)."""
+        self._access_log = access_log
 
     def render(self) -> bytes:
         return generate_latest(self._registry)
@@ -86,6 +98,18 @@ class ProxyMetrics:
         nacks = CounterMetricFamily("meshgrpc_proxy_config_nacks", "Config updates rejected")
         nacks.add_metric([], self.nacks)
         yield nacks
+        decisions = CounterMetricFamily(
+            "meshgrpc_proxy_authz_decisions", "Inbound calls by authorization decision: allow, deny, or would_deny "
+            "(a dry-run policy's; the call passed). policy is \"\" where no policy applied", labels=["policy", "decision"])
+        for (policy, decision), count in sorted(gauges.authz.items()):
+            decisions.add_metric([policy, decision], count)
+        yield decisions
+        if self._access_log is not None:
+            yield CounterMetricFamily("meshgrpc_proxy_access_log_lines", "Access log lines written",
+                                      value=self._access_log.written)
+            yield CounterMetricFamily("meshgrpc_proxy_access_log_dropped",
+                                      "Access log lines dropped: the buffer was full (the log's file "
+                                      "descriptor did not take them in time)", value=self._access_log.dropped)
 
     def _call_families(self) -> Iterable:
         labels = ["route", "cluster", "grpc_status", "http_status"]
@@ -139,7 +163,9 @@ class ScrapeGauges:
     """What the proxy's state reports at scrape time."""
 
     def __init__(self, in_flight: dict[str, int], versions: dict[str, str],
-                 edge: dict[str, dict[str, int]] | None = None) -> None:
+                 edge: dict[str, dict[str, int]] | None = None,
+                 authz: dict[tuple[str, str], int] | None = None) -> None:
         self.in_flight = in_flight
         self.versions = versions
-        self.edge = edge or {}  # side (downstream, upstream) -> what each HTTP/2 limit did
+        self.edge = edge or {}  # side (downstream, upstream, inbound...) -> what each HTTP/2 limit did
+        self.authz = authz or {}  # (policy, decision) -> inbound calls

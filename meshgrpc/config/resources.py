@@ -1,9 +1,9 @@
 """The mesh's resource types: their type URLs, message classes, and how each
-resource is named. Three are on the sidecars' discovery stream (TYPE_ORDER);
-listeners, the targets of proxyless gRPC clients, are stored and managed like
-them (MESH_TYPES) but reach clients only as Envoy resources (meshgrpc/proxyless/);
-authorization policies are stored and managed the same way, for the inbound side
-(meshgrpc/authz/), and are not on the sidecars' stream yet."""
+resource is named. Four are on the sidecars' discovery stream (TYPE_ORDER):
+clusters, endpoint sets, route configs and the authorization policies their
+inbound side enforces (meshgrpc/proxy/inbound.py); listeners, the targets of
+proxyless gRPC clients, are stored and managed like them (MESH_TYPES) but reach
+clients only as Envoy resources (meshgrpc/proxyless/)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ LISTENER = "type.googleapis.com/meshapi.v1.Listener"
 AUTHZ = "type.googleapis.com/meshapi.v1.AuthorizationPolicy"
 
 # The sidecars' discovery stream. Make-before-break: a push sends clusters and
-# endpoints before the routes that use them.
-TYPE_ORDER = (CLUSTER, ENDPOINTS, ROUTES)
+# endpoints (and policies, which nothing references) before the routes that use them.
+TYPE_ORDER = (CLUSTER, ENDPOINTS, ROUTES, AUTHZ)
 # Every type a MeshConfig holds: what the control plane validates, stores and serves.
-MESH_TYPES = TYPE_ORDER + (LISTENER, AUTHZ)
+MESH_TYPES = (CLUSTER, ENDPOINTS, ROUTES, LISTENER, AUTHZ)
 
 MESSAGE_CLASS = {
     CLUSTER: resources_pb2.Cluster,

@@ -15,6 +15,7 @@ from meshgrpc.config.rules_common import (
 from meshgrpc.config.specs import HealthCheckSpec, OutlierSpec
 from meshgrpc.config.specs.common import duration_or, seconds
 from meshgrpc.errors import FieldError
+from meshgrpc.identity.spiffe import SCHEME
 
 RING_SIZE_MIN, RING_SIZE_MAX = 1024, 1_048_576
 CONNECTIONS_MAX = 1024
@@ -140,6 +141,26 @@ def retry_budget(r: pb.RetryBudget, path: str, ctx: Context) -> Iterator[FieldEr
     yield from duration(r, "ttl", path, MINUTE)
     if r.HasField("ttl") and 0 < seconds(r.ttl) < 1:
         yield FieldError(f"{path}.ttl", f"ttl {fmt_seconds(seconds(r.ttl))} is below 1s")
+
+
+def transport(t: pb.Transport, path: str, ctx: Context) -> Iterator[FieldError]:
+    yield from known_enum(t, "mode", path)
+    identity = t.peer_identity
+    if not identity:
+        return
+    if t.mode != pb.Transport.MUTUAL_TLS:
+        yield FieldError(join(path, "peer_identity"), "peer_identity applies only to mode MUTUAL_TLS")
+    elif not identity.startswith(SCHEME) or len(identity) <= len(SCHEME) or any(c.isspace() for c in identity):
+        yield FieldError(join(path, "peer_identity"),
+                         f"{identity!r} is not a SPIFFE ID (spiffe://<trust domain>/<path>)")
+
+
+def checks_over_mutual_tls(c: pb.Cluster, path: str, ctx: Context) -> Iterator[FieldError]:
+    # The health checker dials h2c; an inbound listener refuses that at the handshake,
+    # so every endpoint would be marked unhealthy.
+    if c.HasField("health_check") and c.transport.mode == pb.Transport.MUTUAL_TLS:
+        yield FieldError(join(path, "health_check"), "active health checks of a MUTUAL_TLS cluster are not "
+                                                     "supported yet (they connect in plaintext)")
 
 
 # ---------------------------------------------------------------- endpoint rules

@@ -125,6 +125,8 @@ CLUSTER_RULES: tuple[Rule, ...] = (
     _sub("prequal", (rc.prequal,)),
     _sub("out_of_band_load_reports", (rc.out_of_band_load_reports,)),
     _sub("failure_penalty", (rc.failure_penalty,)),
+    _sub("transport", (rc.transport,)),
+    rc.checks_over_mutual_tls,
 )
 
 ENDPOINT_SET_RULES: tuple[Rule, ...] = (rc.set_cluster, rc.addresses, rc.endpoint_weights, rc.health_statuses)

@@ -18,6 +18,7 @@ task). With `--insecure` nothing is checked and every caller is admin.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import inspect
@@ -92,7 +93,10 @@ RULES: dict[str, Rule] = {
     "/meshapi.v1.Discovery/StreamResources": Rules.DISCOVERY,
     "/meshapi.v1.Discovery/DeltaResources": Rules.DISCOVERY,
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": Rules.DISCOVERY,
+    "/meshapi.v1.LoadReporting/StreamLoadReports": Rules.DISCOVERY,     # every proxy reports its load
 }
+
+FIRST_REQUEST_WAIT_S = 1.0  # how long a refused stream's first request is waited for
 
 _CALLER: contextvars.ContextVar[Principal] = contextvars.ContextVar("meshgrpc_caller", default=INSECURE)
 
@@ -182,28 +186,41 @@ def _wrapped(handler: grpc.RpcMethodHandler, admit: Callable) -> grpc.RpcMethodH
            ("stream" if handler.response_streaming else "unary")
     behavior = getattr(handler, kind)
     make = getattr(grpc, f"{kind}_rpc_method_handler")
-    return make(_guard(behavior, admit), request_deserializer=handler.request_deserializer,
+    return make(_guard(behavior, admit, handler.request_streaming), request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
 
 
-def _guard(behavior, admit: Callable):
-    async def enter(context) -> bool:
+def _guard(behavior, admit: Callable, request_streaming: bool):
+    async def enter(request, context) -> bool:
         try:
             _CALLER.set(admit(context))
         except MeshError as e:
             log.info("refused %s from %s: %s", type(e).__name__, context.peer(), e)
+            if request_streaming:
+                await _first_request(request)
             await context.abort(e.code, str(e))
         return True
 
     if inspect.isasyncgenfunction(behavior):
         async def generator(request, context):
-            await enter(context)
+            await enter(request, context)
             async for item in behavior(request, context):
                 yield item
         return generator
 
     async def call(request, context):
-        await enter(context)
+        await enter(request, context)
         result = behavior(request, context)
         return await result if inspect.isawaitable(result) else result
     return call
+
+
+async def _first_request(requests) -> None:
+    """Takes a refused stream's first request (bounded) before the refusal goes out:
+    a grpcio client whose first write meets a stream the server already ended may
+    report INTERNAL ("Internal error from Core") instead of the status it was sent."""
+    try:
+        async with asyncio.timeout(FIRST_REQUEST_WAIT_S):
+            await anext(aiter(requests), None)
+    except (TimeoutError, grpc.RpcError, StopAsyncIteration):
+        pass

@@ -262,6 +262,15 @@ async def _register(targets: list[str], credentials: ClientCredentials, instance
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return await hold_registration(targets, credentials, instance, rng, stop)
+
+
+async def hold_registration(targets: list[str], credentials, instance: management_pb2.Instance,
+                            rng: random.Random, stop: asyncio.Event) -> int:
+    """Registers `instance` and holds it (heartbeats, re-registering elsewhere when a
+    stream breaks) until `stop` is set, then unregisters; returns the exit code.
+    `credentials` has `aio_channel(target, options=...)` (ClientCredentials, or a
+    proxy's WorkloadIdentity). The proxy's inbound endpoint is held the same way."""
     backoff, held = Backoff(rng, jitter=0.5), _Held()
     attempt = 0
     while not stop.is_set():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Callable
 
 import grpc
@@ -50,6 +51,9 @@ class Controller:
         # apply or delete, not only registrations): pushed without waiting for the
         # debounce, as the applying replica pushes its own at once.
         self.on_configured: Callable[[], None] = lambda: None
+        # Told (kind, seconds) of each store commit: "apply", "delete", "register" or
+        # "unregister", and how long the store took (the control plane's metrics).
+        self.on_commit: Callable[[str, float], None] = lambda kind, seconds: None
         self._lock = asyncio.Lock()
 
     @property
@@ -75,22 +79,22 @@ class Controller:
             if config_digest is None:
                 return plan
             return dataclasses.replace(plan, commit=dataclasses.replace(plan.commit, config_digest=config_digest))
-        return await self._execute(decide, dry_run)
+        return await self._execute(decide, dry_run, "apply")
 
     async def delete(self, type_url: str, name: str, dry_run: bool = False) -> list[management_pb2.ResourceChange]:
-        return await self._execute(lambda state: mesh_state.plan_delete(state, type_url, name), dry_run)
+        return await self._execute(lambda state: mesh_state.plan_delete(state, type_url, name), dry_run, "delete")
 
     async def register(self, instance: management_pb2.Instance, lease: int = 0) -> None:
-        await self._execute(lambda state: mesh_state.plan_register(state, instance, lease), dry_run=False)
+        await self._execute(lambda state: mesh_state.plan_register(state, instance, lease), False, "register")
 
     async def unregister(self, cluster: str, address: str) -> bool:
         if mesh_state.plan_unregister(self._state, cluster, address) is None:
             return False
         await self._execute(lambda state: mesh_state.plan_unregister(state, cluster, address) or _nothing(state),
-                            dry_run=False)
+                            False, "unregister")
         return True
 
-    async def _execute(self, decide: Decide, dry_run: bool) -> list[management_pb2.ResourceChange]:
+    async def _execute(self, decide: Decide, dry_run: bool, kind: str) -> list[management_pb2.ResourceChange]:
         async with self._lock:
             plan = decide(self._state)
             if dry_run:
@@ -98,7 +102,9 @@ class Controller:
             for _ in range(REBASES):
                 try:
                     # Durable first: a crash after this serves the change.
+                    started = time.monotonic()
                     self._state = await self._store.commit(plan.commit, self._state, plan.state)
+                    self.on_commit(kind, time.monotonic() - started)
                     break
                 except Conflict as e:
                     plan = self._rebase(decide, plan, e)

@@ -28,11 +28,13 @@ import logging
 import os
 import signal
 import sys
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meshgrpc.addresses import split_address
+from meshgrpc.admin.http import AdminServer
 from meshgrpc.control_channel import server_options
 from meshgrpc.controlplane import access
 from meshgrpc.controlplane.controller import Controller
@@ -41,11 +43,15 @@ from meshgrpc.controlplane.etcd_store import EtcdStore, parse_store_url
 from meshgrpc.controlplane.filewatch import FileWatcher, parse_config, read_config
 from meshgrpc.controlplane.guard import removal_limit
 from meshgrpc.controlplane.identity_service import IdentityService
+from meshgrpc.controlplane.load_book import LoadBook
+from meshgrpc.controlplane.load_service import LoadReportingServicer
 from meshgrpc.controlplane.management import ManagementServicer
+from meshgrpc.controlplane.metrics import ControlPlaneMetrics
 from meshgrpc.controlplane.publisher import Publisher
 from meshgrpc.controlplane.registry import Registry
 from meshgrpc.controlplane.store import SqliteStore, Store
 from meshgrpc.controlplane.trust import Trust, TrustSettings
+from meshgrpc.dashboard.server import DashboardPages
 from meshgrpc.errors import MeshError
 from meshgrpc.identity import spiffe
 from meshgrpc.identity.private_files import ensure_private_dir
@@ -137,15 +143,48 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
     return await _run_server(args, controller, publisher, registry, cache, watcher)
 
 
+class _Visibility:
+    """What the control plane shows of itself: load reports, metrics, the dashboard."""
+
+    def __init__(self, args, controller: Controller, publisher: Publisher, cache: SnapshotCache) -> None:
+        self.book = LoadBook(args.load_report_interval)
+        self.servers: list[DiscoveryServer] = []  # both discovery servers, once built (_add_services)
+        self.metrics = ControlPlaneMetrics(self.servers, lambda: len(self.book),
+                                           lambda: controller.state.registration_count(), clock=time.monotonic)
+        controller.on_commit, publisher.on_published = self.metrics.on_commit, self.metrics.on_published
+        self.pages = DashboardPages(cache, self.book, self.servers,
+                                    lambda: {t: tv.version for t, tv in publisher.versions.items()}, self.metrics)
+        self.http: AdminServer | None = None
+
+    async def start_http(self, listen: str) -> bool:
+        """Serves the dashboard on `listen` ("" = not at all); False if it cannot bind."""
+        if not listen:
+            return True
+        try:
+            host, port = split_address(listen, listen=True)
+            self.http = AdminServer(self.pages.routes())
+            host, port = await self.http.start(host, port)
+        except (ValueError, OSError) as e:
+            print(f"meshgrpc control-plane: --http {listen}: {e}", file=sys.stderr)
+            return False
+        log.info("dashboard listening on %s:%d (http://%s:%d/)", host, port, host, port)
+        return True
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
     trust = getattr(args, "trust", None)
     server = _new_server(trust, args.min_ping_interval)
     ports = _bind_all(server, args, trust)
-    if ports is None:
+    seen = _Visibility(args, controller, publisher, cache)
+    if ports is None or not await seen.start_http(args.http):
         return 1
     identity = IdentityService(trust, mtls_port=ports[1])
     health_servicer = _add_services(server, controller, publisher, registry, cache, identity,
-                                    load_translator(getattr(args, "proxyless_translator", "")))
+                                    load_translator(getattr(args, "proxyless_translator", "")), seen)
     await server.start()
     log.info("control-plane listening on %s:%d", args.listen.rsplit(":", 1)[0], ports[0])
     if ports[1]:
@@ -162,6 +201,7 @@ async def _run_server(args, controller, publisher, registry, cache, watcher) -> 
         await health_servicer.enter_graceful_shutdown()
         await registry.stop()   # first: streams ended by the shutdown must not unregister
         await server.stop(GRACE_SECONDS)
+        await seen.close()
         for component in owned:
             await component.stop()
     return 1 if failed else 0
@@ -201,14 +241,17 @@ def _new_server(trust: Trust | None, min_ping_interval: float) -> grpc.aio.Serve
                            interceptors=[access.AccessInterceptor(authenticator)])
 
 
-def _add_services(server, controller, publisher, registry, cache, identity: IdentityService, translator):
+def _add_services(server, controller, publisher, registry, cache, identity: IdentityService, translator,
+                  seen: _Visibility):
     claims = NodeClaims()   # one identity per node id, across both discovery protocols
-    discovery = DiscoveryServer(cache, caller=access.caller, claims=claims)
-    discovery.add_to(server)
+    discovery = DiscoveryServer(cache, caller=access.caller, claims=claims, observer=seen.metrics)
     # Proxyless gRPC clients: Envoy xDS v3 on the same port.
-    ads = AdsServer(cache, translator=translator, caller=access.caller, claims=claims)
-    ads.add_to(server)
+    ads = AdsServer(cache, translator=translator, caller=access.caller, claims=claims, observer=seen.metrics)
+    seen.servers += [discovery, ads]
+    for each in seen.servers:
+        each.add_to(server)
     ManagementServicer(controller, publisher, registry, cache, (discovery, ads), identity).add_to(server)
+    LoadReportingServicer(seen.book).add_to(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return health_servicer

@@ -15,11 +15,11 @@ import functools
 import logging
 
 import grpc
-from google.protobuf import duration_pb2
 
 from meshapi.v1 import management_pb2, management_pb2_grpc, resources_pb2
 from meshgrpc.config import resources
 from meshgrpc.controlplane.access import WORKLOAD, caller
+from meshgrpc.config.specs import duration
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.guard import emptying_problem
 from meshgrpc.controlplane.publisher import Publisher
@@ -101,7 +101,7 @@ class ManagementServicer(management_pb2_grpc.ManagementServicer):
         resumed = " (lease resumed)" if first.lease_id and lease.token == first.lease_id else ""
         log.info("registered %s in cluster %r%s", first.instance.address, first.instance.cluster, resumed)
         try:
-            reply = management_pb2.RegisterResponse(lease_ttl=_duration(self._registry.ttl), lease_id=lease.token)
+            reply = management_pb2.RegisterResponse(lease_ttl=duration(self._registry.ttl), lease_id=lease.token)
             await context.write(reply)
             while await self._read(context) is not None:
                 await self._registry.heartbeat(lease)
@@ -161,8 +161,3 @@ def _type_of(kind: int) -> str:
         raise ConfigError([FieldError("kind", "required: CLUSTER, ENDPOINTS, ROUTE, LISTENER or AUTHORIZATION_POLICY")])
     return resources.TYPE_OF_KIND[kind]
 
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d

@@ -92,9 +92,16 @@ class Publisher:
         self._wake = asyncio.Event()
         self._task = OwnedTask("publisher", self._run)
         self.pushes = 0
+        # When the oldest committed change not yet published was committed (clock
+        # seconds); told to `on_published` with the snapshot that carries it.
+        self._changed_at: float | None = None
+        self.on_published: Callable[[float], None] = lambda committed_at: None
 
     def notify(self) -> None:
-        self.debouncer.changed(self._clock())
+        now = self._clock()
+        self.debouncer.changed(now)
+        if self._changed_at is None:
+            self._changed_at = now
         self._wake.set()
 
     def publish(self) -> bool:
@@ -107,12 +114,16 @@ class Publisher:
         mesh = state.served()
         bumped = self._bumped(state, mesh)
         if not bumped and self._cache.current is not None:
+            self._changed_at = None  # nothing served changed: nothing to converge on
             return False
         if state.versions is None:
             self._record(bumped)
         self.versions.update(bumped)
         self._cache.set(Snapshot.from_mesh(mesh, {t: tv.version for t, tv in self.versions.items()}))
         self.pushes += 1
+        changed_at, self._changed_at = self._changed_at, None
+        if changed_at is not None:
+            self.on_published(changed_at)
         log.info("serving %s", ", ".join(f"{resources.SHORT_NAME[t]}={tv.version}" for t, tv in self.versions.items()))
         return True
 

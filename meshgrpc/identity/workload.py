@@ -11,8 +11,10 @@ What the data path uses (the small API of this module):
   listener or connector holding a context presents the new certificate on every
   handshake after the renewal, and connections already up keep theirs until they
   close; nothing needs to be rebound.
-- `aio_channel(target, options)`: a grpcio channel to the control plane's mTLS
-  port with the current certificate (the discovery client opens one per stream).
+- `control_plane_context()` and `mtls_target(target)`: what a grpcwire client
+  of the control plane's mTLS port dials with, made afresh for each connection
+  from the current certificate (identity/joining.py: the discovery stream
+  presents the renewed certificate from its next reconnect on).
 - `subscribe(callback)`: told of each new certificate.
 
 Renewal is an OwnedTask (`start`/`stop`); time and sleep are passed in, so tests
@@ -150,11 +152,25 @@ class WorkloadIdentity:
     def client_context(self) -> ssl.SSLContext:
         return self._context(ssl.PROTOCOL_TLS_CLIENT)
 
+    def control_plane_context(self) -> ssl.SSLContext:
+        """TLS to the control plane's mTLS port with the current certificate: the
+        control plane checked against the mesh's CA and the host name dialled."""
+        cert = self._require()
+        return ClientCredentials(ca_bundle=cert.ca_bundle, key_pem=cert.key_pem,
+                                 chain_pem=cert.chain_pem).ssl_context()
+
     def aio_channel(self, target: str, options=()):
-        """A channel to the control plane at `target`'s host, on its mTLS port."""
+        """A grpcio channel to the control plane's mTLS port with the current
+        certificate: for the inbound endpoint's registration (controlplane/commands.py
+        hold_registration), the one part of the proxy still on grpcio, imported only
+        by a proxy run with --inbound."""
         cert = self._require()
         credentials = ClientCredentials(ca_bundle=cert.ca_bundle, key_pem=cert.key_pem, chain_pem=cert.chain_pem)
-        return credentials.aio_channel(mtls_target(target, cert.mtls_port), options)
+        return credentials.aio_channel(self.mtls_target(target), options)
+
+    def mtls_target(self, target: str) -> str:
+        """The control plane at `target`'s host, on the mTLS port the current certificate came with."""
+        return mtls_target(target, self._require().mtls_port)
 
     def _context(self, protocol: int) -> ssl.SSLContext:
         cert = self._require()

@@ -275,9 +275,14 @@ class Attempt:
 
     def on_breaker(self, why: str) -> None:
         """The cluster's max_pending_requests refused to queue this attempt."""
+        self.fail_call(why)
+
+    def fail_call(self, why: str) -> None:
+        """No attempt of the call can be sent (`why` says why): the call ends UNAVAILABLE."""
         if self.state is not State.DONE:
             self.finish(None, self.call.relay.clock(), ok=False)
-            self.call.fail(gs.UNAVAILABLE, why)
+            if not self.mirror:
+                self.call.fail(gs.UNAVAILABLE, why)
 
     # -- ending ---------------------------------------------------------------------
     def fail(self, failure: Failure, reset_code=None) -> None:

@@ -56,7 +56,7 @@ class Call:
     __slots__ = ("relay", "down", "down_sid", "grpc", "state", "t0", "deadline", "route", "cluster",
                  "up_headers", "body", "attempts", "winner", "tried", "retry", "hedge", "last_failure",
                  "grpc_status", "http_status", "timers", "idle", "idle_at", "mirror", "mirror_state", "counted",
-                 "retry_reserved")
+                 "retry_reserved", "path", "hop", "bytes_in", "bytes_out")
 
     def __init__(self, relay: RelayServices, down: StreamSide, down_sid: int, grpc: bool, t0: float) -> None:
         self.relay = relay
@@ -82,6 +82,9 @@ class Call:
         self.mirror_state = None  # the route's MirrorPolicy, while a mirror copy runs
         self.counted = False  # counted in the cluster's max_requests
         self.retry_reserved = False  # a retry admitted and counted in max_retries, not started yet
+        self.path = b""  # the request's :path
+        self.hop = None  # trace.Hop: its request and trace ids, once routed
+        self.bytes_in = self.bytes_out = 0  # request DATA from the client, response DATA to it
 
     def __repr__(self) -> str:
         return f"<Call down={self.down_sid} {self.state.value} attempts={self.attempts!r}>"
@@ -150,6 +153,7 @@ class Call:
     # -- request side (downstream events) -------------------------------------------------
     def on_request_data(self, data, flow_len: int, end_stream: bool) -> None:
         self._touch()
+        self.bytes_in += len(data)
         body = self.body
         if not body.add(data, flow_len, self.route.action.retry_buffer_limit if self.route else 0):
             self._stop_replaying()

@@ -205,6 +205,42 @@ class ClusterState:
             "endpoints": [e.describe(now) for e in self.endpoints],
         }
 
+    def explain(self, hash_key: bytes | None = None) -> dict:
+        """Which endpoint the picker would take for a call now and why (the picker's
+        own explain), with every endpoint's score inputs and, for each one not
+        balanced over, why it is left out. JSON-ready; never on the call path."""
+        now = self._env.clock()
+        decision = self._picker.explain(hash_key)
+        balanced = {id(e) for e in self.candidates}
+        return {
+            "cluster": self.name, "lb_policy": self.spec.lb_policy, "picker": type(self._picker).__name__,
+            "panic": self.panic, "local_zone": self._env.local_zone, "local_zone_only": self.local_only,
+            "chosen": decision.chosen.address if decision.chosen is not None else None, "why": decision.why,
+            "score": decision.score, "drawn": list(decision.drawn),
+            "endpoints": [self._explain_endpoint(e, id(e) in balanced, decision.scores.get(e.address), now)
+                          for e in self.endpoints],
+        }
+
+    def _explain_endpoint(self, e: EndpointState, balanced: bool, score: float | None, now: float) -> dict:
+        tally = e.stats.outlier
+        view = {"address": e.address, "zone": e.zone, "weight": e.weight, "health": e.health_label(),
+                "ejected_for_s": None if tally.ejected_until is None else max(0.0, tally.ejected_until - now),
+                "rtt_estimate_s": e.rtt_estimate(now), "pending": e.stats.pending, "in_flight": e.stats.in_flight,
+                "balanced_over": balanced, "score": score}
+        if not balanced:
+            view["left_out"] = self._left_out(e, now)
+        return view
+
+    def _left_out(self, e: EndpointState, now: float) -> str:
+        if e.health == "DRAINING":
+            return "DRAINING: finishes its calls, gets no new ones"
+        reason = e.unusable_reason(now)
+        if reason is not None:
+            return reason
+        if self.local_only and e.zone != self._env.local_zone:
+            return f"not in the proxy's zone {self._env.local_zone!r}, which is healthy enough to take the calls"
+        return "not balanced over"
+
     def __repr__(self) -> str:
         return (f"<ClusterState {self.name!r} endpoints={len(self.endpoints)} usable={len(self.usable)}"
                 f"{' panic' if self.panic else ''} picker={self._picker!r}>")

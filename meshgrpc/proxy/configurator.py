@@ -80,6 +80,7 @@ class ProxyConfigurator:
             clusters=candidate[resources.CLUSTER].values(),
             endpoints=candidate[resources.ENDPOINTS].values(),
             routes=candidate[resources.ROUTES].values(),
+            authorization_policies=candidate[resources.AUTHZ].values(),
         )
 
     def _build(self, candidate: dict[str, dict[str, Message]], versions: dict[str, str]) -> ProxyState:
@@ -92,13 +93,15 @@ class ProxyConfigurator:
         previous = self._holder.current.clusters
         clusters = ClusterSet.build(built[resources.CLUSTER], built[resources.ENDPOINTS], previous,
                                     rng=self._rng, local_zone=self._local_zone, prober=self._prober)
-        return ProxyState(routes=routes, clusters=clusters, versions=versions)
+        policies = tuple(built[resources.AUTHZ][n] for n in sorted(built[resources.AUTHZ]))
+        return ProxyState(routes=routes, clusters=clusters, versions=versions, policies=policies)
 
 
 _SPEC_OF = {
     resources.CLUSTER: specs.cluster_spec,
     resources.ENDPOINTS: specs.endpoint_specs,
     resources.ROUTES: specs.route_config_spec,
+    resources.AUTHZ: specs.authorization_policy_spec,
 }
 
 

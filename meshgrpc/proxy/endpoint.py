@@ -14,6 +14,7 @@ from meshgrpc.config.specs import EndpointSpec, FailurePenaltySpec, PeakEwmaSpec
 from meshgrpc.config.specs.common import default_of
 from meshgrpc.proxy import ewma, penalty
 from meshgrpc.proxy.load_reports.endpoint_load import EndpointLoad
+from meshgrpc.proxy.load_window import LoadWindow
 from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class EndpointStats:
 
     __slots__ = ("in_flight", "total", "failures", "last_latency_s", "pending", "rtt", "rtt_at",
                  "check_healthy", "outlier", "unreachable_until", "penalty", "penalty_at", "pushed_back_until",
-                 "load")
+                 "load", "window")
 
     def __init__(self, rtt: float = _DEFAULT_RTT, now: float = 0.0) -> None:
         self.in_flight = 0  # calls started and not finished
@@ -56,6 +57,13 @@ class EndpointStats:
         # The server asked for no calls before this (grpc-retry-pushback-ms, Retry-After).
         self.pushed_back_until = 0.0
         self.load = EndpointLoad()  # the backend's latest load report (ORCA)
+        # Attempts since the last load report (the reporter takes and resets it).
+        self.window = LoadWindow()
+
+    def take_window(self) -> LoadWindow:
+        """The figures since the previous take; a fresh window starts now."""
+        window, self.window = self.window, LoadWindow()
+        return window
 
 
 class EndpointState:
@@ -111,9 +119,23 @@ class EndpointState:
     @property
     def usable(self) -> bool:
         """Should get calls: eligible, healthy by config and checks, not ejected."""
+        return self.unusable_reason() is None
+
+    def unusable_reason(self, now: float | None = None) -> str | None:
+        """Why the endpoint gets no calls (outside panic mode); None when it is usable."""
         s = self.stats
-        return (self.health not in _NOT_PICKED and self.weight > 0 and s.outlier.ejected_until is None
-                and (s.check_healthy or not self._checked) and s.unreachable_until <= self._clock())
+        if self.weight <= 0:
+            return "weight 0"
+        if self.health in _NOT_PICKED:
+            return f"{self.health} by the control plane"
+        if s.outlier.ejected_until is not None:
+            return "ejected by outlier detection"
+        if self._checked and not s.check_healthy:
+            return "failing its active health checks"
+        now = self._clock() if now is None else now
+        if s.unreachable_until > now:
+            return f"unreachable: in its reconnect back-off for {s.unreachable_until - now:.2f}s"
+        return None
 
     @property
     def in_flight(self) -> int:
@@ -155,6 +177,7 @@ class EndpointState:
         stats.last_latency_s = latency_s
         if not ok:
             stats.failures += 1
+        stats.window.record(ok, latency_s, grpc_status)
         if not responded:
             self._finish_unanswered(stats, ok, latency_s)
         if (grpc_status == penalty.UNAVAILABLE or grpc_status == penalty.RESOURCE_EXHAUSTED) \

@@ -2,13 +2,16 @@
 cluster that has `health_check`, and the verdicts they lead to.
 
 `HealthChecker` owns one task per (cluster, endpoint address), each with its own
-grpc.aio channel. A task checks every `interval` (plus up to `jitter_fraction`
-of it at random, so checks of many endpoints do not synchronise), counts
-consecutive passes and failures, and reports a change of verdict through the
-`on_change(cluster, address, healthy)` callback once `unhealthy_threshold`
-failures or `healthy_threshold` passes in a row say so. A check passes when
-Check answers SERVING within `timeout`; any other status, an RPC error or the
-deadline is a failure.
+connection (a meshgrpc.grpcwire channel: the proxy imports no grpcio). A task
+checks every `interval` (plus up to `jitter_fraction` of it at random, so checks
+of many endpoints do not synchronise), counts consecutive passes and failures,
+and reports a change of verdict through the `on_change(cluster, address,
+healthy)` callback once `unhealthy_threshold` failures or `healthy_threshold`
+passes in a row say so. A check passes when Check answers SERVING within
+`timeout`, connecting included; any other status, an RPC error or the deadline
+is a failure. After a failed check the connection is dropped and dialled again
+at the next one, so a dead endpoint costs one connection attempt per interval
+and a restarted one is seen within about one interval.
 
 An endpoint starts with the verdict its stats hold (EndpointStats.check_healthy:
 healthy for a new endpoint, so a new cluster serves at once rather than waiting a
@@ -17,7 +20,7 @@ whole round of checks; Envoy instead holds new hosts back until their first chec
 Lifecycle: `sync(cluster_set)` after every config swap starts tasks for new
 endpoints, restarts those whose check config changed and stops those gone;
 `await stop()` cancels every task and waits (bounded) for each to close its
-channel. The callback runs on the event loop; in the proxy it is
+connection. The callback runs on the event loop; in the proxy it is
 `lambda c, a, h: holder.current.clusters.set_health(c, a, h)`.
 """
 
@@ -28,10 +31,11 @@ import logging
 import random
 from typing import TYPE_CHECKING, Callable
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+# The protobuf messages only: grpc_health.v1.health_pb2 imports no grpcio.
+from grpc_health.v1 import health_pb2
 
 from meshgrpc.config.specs import HealthCheckSpec
+from meshgrpc.grpcwire import Channel, Dialer, RpcError
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import ClusterSet
@@ -39,24 +43,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnChange = Callable[[str, str, bool], None]
-STOP_TIMEOUT = 5.0  # longest wait for the tasks to close their channels on stop()
+STOP_TIMEOUT = 5.0  # longest wait for the tasks to close their connections on stop()
+CHECK = "/grpc.health.v1.Health/Check"
 
 
 # One cluster's HealthCheck with the defaults of resources.proto filled in.
 CheckSettings = HealthCheckSpec
-
-
-def channel_options(settings: HealthCheckSpec) -> list[tuple[str, int]]:
-    # A dead endpoint's channel backs off between connection attempts (gRPC's
-    # default grows to 120 s); cap it near the interval so a restarted endpoint
-    # is seen within about one interval. Own subchannels: no sharing with the
-    # proxy's other channels. No retries: a failed check is the signal.
-    backoff_ms = max(100, int(settings.interval * 1000))
-    return [("grpc.initial_reconnect_backoff_ms", min(1000, backoff_ms)),
-            ("grpc.min_reconnect_backoff_ms", min(1000, backoff_ms)),
-            ("grpc.max_reconnect_backoff_ms", backoff_ms),
-            ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.enable_retries", 0)]
 
 
 class Verdict:
@@ -87,9 +79,11 @@ class Verdict:
 class HealthChecker:
     """Owns the health-check tasks of one proxy. Use from the event loop only."""
 
-    def __init__(self, on_change: OnChange, *, rng: random.Random | None = None) -> None:
+    def __init__(self, on_change: OnChange, *, rng: random.Random | None = None,
+                 dialer: Dialer | None = None) -> None:
         self._on_change = on_change
         self._rng = rng or random.Random()
+        self._dialer = dialer or Dialer()
         self._tasks: dict[tuple[str, str], tuple[CheckSettings, asyncio.Task]] = {}
         self._stopping: set[asyncio.Task] = set()
 
@@ -137,17 +131,15 @@ class HealthChecker:
     async def _run(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
         cluster, address = key
         verdict = Verdict(healthy, settings)
-        channel = grpc.aio.insecure_channel(address, options=channel_options(settings))
+        probe = _Probe(self._dialer, address, health_pb2.HealthCheckRequest(service=settings.service_name))
         try:
-            stub = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service=settings.service_name)
             await asyncio.sleep(self._jitter(settings))  # spread the first round too
             while True:
-                if verdict.record(await _check(stub, request, settings.timeout, address)):
+                if verdict.record(await probe.check(settings.timeout)):
                     self._on_change(cluster, address, verdict.healthy)
                 await asyncio.sleep(settings.interval + self._jitter(settings))
         finally:
-            await channel.close()
+            await probe.close()
 
     def _jitter(self, settings: CheckSettings) -> float:
         return settings.interval * settings.jitter_fraction * self._rng.random()
@@ -156,15 +148,34 @@ class HealthChecker:
         return f"<HealthChecker checking={len(self._tasks)} stopping={len(self._stopping)}>"
 
 
-async def _check(stub: health_pb2_grpc.HealthStub, request: health_pb2.HealthCheckRequest,
-                 timeout: float, address: str) -> bool:
-    """One Check call: True if SERVING within `timeout`."""
-    try:
-        response = await stub.Check(request, timeout=timeout)
-    except grpc.aio.AioRpcError as e:
-        log.debug("health check of %s failed: %s %s", address, e.code().name, e.details())
-        return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
+class _Probe:
+    """Check calls to one endpoint over a connection kept between checks."""
+
+    def __init__(self, dialer: Dialer, address: str, request: health_pb2.HealthCheckRequest) -> None:
+        self._dialer, self._address, self._request = dialer, address, request
+        self._channel: Channel | None = None
+
+    async def check(self, timeout: float) -> bool:
+        """One Check call, connecting first if needed: True if SERVING within `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._call(timeout)
+        except (RpcError, TimeoutError) as e:
+            log.debug("health check of %s failed: %s", self._address, e or f"no answer within {timeout:g}s")
+            await self.close()   # a fresh connection for the next check
+            return False
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _call(self, timeout: float) -> health_pb2.HealthCheckResponse:
+        if self._channel is None or self._channel.closed:
+            await self.close()
+            self._channel = await self._dialer.connect(self._address, timeout)
+        return await self._channel.unary(CHECK, self._request, health_pb2.HealthCheckResponse, timeout=timeout)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -13,7 +13,10 @@ meshgrpc/codec/limits.py): a client must send its preface and SETTINGS within
 most `max_connections` are open at once (one more gets GOAWAY and is closed, before
 the fd limit makes the listener fail everyone); a client whose responses pile up
 unread beyond `buffer_budget` gets no new streams (REFUSED_STREAM) until it reads,
-and a stalled one is closed (h2side.py).
+and a stalled one is closed (h2side.py); with `max_connection_age` a connection is
+asked to go (GOAWAY, as in a drain) once it is that old, so clients spread over
+new connections and, on the inbound listener, reconnect with their renewed
+certificates (Envoy's max_connection_duration).
 
 A flooding client ends its connection in a few milliseconds and reconnects at
 once: each new connection costs the event loop that everyone shares another
@@ -22,6 +25,12 @@ listener ended a connection for breaking the protocol or a flood limit, a new
 connection is read only after `flood_read_delay`: clients already connected are
 not touched, a new honest one waits a few milliseconds once, and a flooder that
 reconnects gets a bounded share of the proxy.
+
+The inbound listener (`--inbound`) is the same Listener with a TLS context
+(tls.py): the handshake, bounded by `preface_timeout`, happens before a
+connection exists here, so a plaintext client or one without a mesh certificate
+never gets one. The peer is read once per connection (`peer`: SPIFFE ID, TLS
+version, ALPN), logged, and judged by the relay's authorization on each call.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import socket
 from meshgrpc.codec import Counters, Limits
 from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM
 from meshgrpc.proxy.h2side import PAUSED_AFTER_FLOOD, H2Side, running_loop
+from meshgrpc.proxy.tls import ALPN_H2, PLAINTEXT_PEER, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +57,14 @@ class EdgeLimits:
     idle_timeout: float = 3600.0  # seconds a connection may stay without streams
     max_connections: int = 10_000  # open at once; the proxy raises its fd limit above this
     stall_timeout: float = 30.0  # seconds a client may leave our writes unread
-    buffer_budget: int = 8 << 20  # response bytes buffered for one client before it gets no new streams
+    # Response bytes buffered for one client (read from endpoints, not yet taken by
+    # it) before it gets no new streams: Envoy's per-connection buffer limit, 1 MiB.
+    # What a client that stops reading pulls from endpoints, holds in memory, and
+    # has cancelled at once when it is closed.
+    buffer_budget: int = 1 << 20
     flood_memory: float = 1.0  # seconds after a connection ended for a flood during which new ones are delayed
     flood_read_delay: float = 0.025  # seconds such a new connection waits before it is read; 0: not delayed
+    max_connection_age: float = 0.0  # seconds before a connection gets GOAWAY (its calls finish); 0: never
 
     @classmethod
     def parse(cls, settings: list[str]) -> EdgeLimits:
@@ -76,12 +91,12 @@ class ListenerCounters:
     """What the listener's limits did (the codec's own counters are in `http2`)."""
 
     __slots__ = ("http2", "refused_connections", "preface_timeouts", "idle_closed", "refused_for_buffering",
-                 "slow_readers_closed", "delayed_after_flood")
+                 "slow_readers_closed", "delayed_after_flood", "aged_out")
 
     def __init__(self) -> None:
         self.http2 = Counters()
         self.refused_connections = self.preface_timeouts = self.idle_closed = 0
-        self.refused_for_buffering = self.slow_readers_closed = self.delayed_after_flood = 0
+        self.refused_for_buffering = self.slow_readers_closed = self.delayed_after_flood = self.aged_out = 0
 
     def as_dict(self) -> dict[str, int]:
         return {**self.http2.as_dict(), **{n: getattr(self, n) for n in self.__slots__ if n != "http2"}}
@@ -102,10 +117,12 @@ class DownstreamConnection(H2Side):
         self.last_active = 0.0  # when its last call started or ended (idle timeout)
         self.opening: dict = {}  # stream id -> (headers, end_stream) of this read, not yet routed
         self.starting: list = []  # calls of this read, started once the whole read is handled
+        self.peer = PLAINTEXT_PEER  # who the client is (TLS listeners), read once at the handshake
         self._preface_timer: asyncio.TimerHandle | None = None
         self._budget_timer: asyncio.TimerHandle | None = None
         self._flood_timer: asyncio.TimerHandle | None = None
         self._held: list[bytes] = []  # what arrived before flood_read_delay passed
+        self._age_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<DownstreamConnection calls={len(self.calls)} goaway={self.goaway_last} closed={self.closed}>"
@@ -113,6 +130,8 @@ class DownstreamConnection(H2Side):
     def connection_made(self, transport) -> None:
         listener = self.listener
         super().connection_made(transport)
+        if listener.ssl is not None and not self._peer_accepted(transport):
+            return
         if len(listener.conns) >= listener.limits.max_connections:
             listener.counters.refused_connections += 1
             self.h2.goaway(ENHANCE_YOUR_CALM, 0, b"too many connections")
@@ -126,6 +145,18 @@ class DownstreamConnection(H2Side):
             if listener.flooded_recently():
                 listener.counters.delayed_after_flood += 1  # paused at its first read (data_received)
                 self._flood_timer = loop.call_later(listener.limits.flood_read_delay, self._read_after_flood)
+            if listener.limits.max_connection_age > 0:
+                self._age_timer = loop.call_later(listener.limits.max_connection_age, self._aged)
+
+    def _peer_accepted(self, transport) -> bool:
+        self.peer = peer = peer_of(transport)
+        where = "%s:%d" % transport.get_extra_info("peername")[:2]
+        if peer.alpn != ALPN_H2:  # RFC 9113 §3.2: h2 over TLS is chosen by ALPN
+            log.info("%s connection from %s refused: ALPN %s, not h2", self.listener.name, where, peer.alpn or "none")
+            transport.abort()
+            return False
+        log.info("%s connection from %s: %s", self.listener.name, where, peer.describe())
+        return True
 
     def _read_after_flood(self) -> None:
         self._flood_timer = None
@@ -178,6 +209,11 @@ class DownstreamConnection(H2Side):
                      self.listener.limits.stall_timeout)
             self.h2.goaway(ENHANCE_YOUR_CALM, None, b"responses left unread")
             self.hang_up()
+
+    def _aged(self) -> None:
+        self._age_timer = None
+        self.listener.counters.aged_out += 1
+        self.send_goaway()
 
     def _no_preface(self) -> None:
         self._preface_timer = None
@@ -255,10 +291,10 @@ class DownstreamConnection(H2Side):
     def connection_lost(self, exc) -> None:
         self.forget()
         self.opening, self.starting, self._held = {}, [], []
-        for timer in (self._preface_timer, self._budget_timer, self._flood_timer):
+        for timer in (self._preface_timer, self._budget_timer, self._flood_timer, self._age_timer):
             if timer is not None:
                 timer.cancel()
-        self._preface_timer = self._budget_timer = self._flood_timer = None
+        self._preface_timer = self._budget_timer = self._flood_timer = self._age_timer = None
         calls, self.calls = list(self.calls.values()), {}
         for call in calls:
             call.on_downstream_lost()
@@ -270,8 +306,10 @@ class Listener:
     """The proxy's downstream socket and the connections accepted on it."""
 
     def __init__(self, relay, host: str, port: int, *, limits: EdgeLimits = EdgeLimits(),
-                 reuse_port: bool = False, backlog: int = 1024) -> None:
+                 reuse_port: bool = False, backlog: int = 1024, ssl=None, name: str = "proxy") -> None:
         self.relay = relay
+        self.ssl = ssl  # an ssl.SSLContext (the inbound listener's mutual TLS), or None for h2c
+        self.name = name  # how its log lines name it: "proxy" (outbound) or "inbound"
         self.host, self.port = host, port
         self.limits = limits
         self.counters = ListenerCounters()
@@ -285,18 +323,19 @@ class Listener:
         self._sweeper: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
-        return f"<Listener {self.host}:{self.port} conns={len(self.conns)} draining={self.draining}>"
+        return f"<Listener {self.name} {self.host}:{self.port} conns={len(self.conns)} draining={self.draining}>"
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self.relay.loop = loop
+        secure = {} if self.ssl is None else {"ssl": self.ssl, "ssl_handshake_timeout": self.limits.preface_timeout}
         self.server = await loop.create_server(
             lambda: DownstreamConnection(self), self.host, self.port,
             reuse_port=self.reuse_port or None, backlog=self.backlog, family=socket.AF_INET
-            if ":" not in self.host else socket.AF_INET6)
+            if ":" not in self.host else socket.AF_INET6, **secure)
         self.host, self.port = self.server.sockets[0].getsockname()[:2]
         self._sweep_later()
-        log.info("proxy listening on %s:%d", self.host, self.port)
+        log.info("%s listening on %s:%d", self.name, self.host, self.port)
         return self.host, self.port
 
     def in_flight(self) -> int:
@@ -358,9 +397,9 @@ class Listener:
 
 
 async def serve(relay, host: str, port: int, *, reuse_port: bool = False,
-                limits: EdgeLimits = EdgeLimits()) -> Listener:
+                limits: EdgeLimits = EdgeLimits(), ssl=None, name: str = "proxy") -> Listener:
     """Bind a Listener for `relay` (several worker processes may share the port
-    with reuse_port=True) and log `proxy listening on HOST:PORT`."""
-    listener = Listener(relay, host, port, limits=limits, reuse_port=reuse_port)
+    with reuse_port=True) and log `NAME listening on HOST:PORT`."""
+    listener = Listener(relay, host, port, limits=limits, reuse_port=reuse_port, ssl=ssl, name=name)
     await listener.start()
     return listener

@@ -1,10 +1,18 @@
 """`meshgrpc proxy`: wires the relay, the discovery client and the admin endpoints
 together, and drains on SIGTERM.
 
-With --workers N the parent reserves the listen port (bound with SO_REUSEPORT but
+With --workers N (auto: one per core, cli.py) the parent reserves the listen port (bound with SO_REUSEPORT but
 never listening, so no connection queues on it), then forks N workers that each
 run a whole proxy and bind the same port once their config is complete; the kernel
 spreads connections between them. Worker 0 serves the admin port.
+
+With --inbound ADDR --app ADDR (and --service: its workload certificate) the proxy
+is also its service's inbound sidecar: a second listener terminating mutual TLS
+from other proxies, relaying to the application (inbound.py). It registers the
+listener's address (or --inbound-endpoint) as an endpoint of its service's
+cluster, with its workload certificate and a lease it heartbeats like `meshgrpc
+register`, so the endpoint leaves the mesh when the proxy stops (unregistered
+before the drain starts) or dies (when the lease expires).
 """
 
 from __future__ import annotations
@@ -18,41 +26,43 @@ import resource
 import signal
 import socket
 import sys
+import time
 
 import uvloop
 
-from meshapi.v1 import discovery_pb2
+from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.addresses import split_address, split_targets
 from meshgrpc.admin.http import AdminServer
 from meshgrpc.admin.metrics import ProxyMetrics, ScrapeGauges
 from meshgrpc.admin.views import AdminViews
 from meshgrpc.config import resources
-from meshgrpc.control_channel import CredentialError, Keepalive, client_options
+from meshgrpc.control_channel import CredentialError, Keepalive, credentials_from_args
+from meshgrpc.errors import ConfigError
 from meshgrpc.identity.issuer import IssueFailed
-from meshgrpc.identity.joining import discovery_credentials
+from meshgrpc.identity.joining import discovery_dialer
+from meshgrpc.proxy.access_log import AccessLog
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.configurator import ProxyConfigurator
 from meshgrpc.proxy.health import HealthChecker
+from meshgrpc.proxy import load_report, load_stream
+from meshgrpc.proxy.inbound import InboundAuthorization, app_state
 from meshgrpc.proxy.listener import EdgeLimits, serve
+from meshgrpc.proxy.load_reporter import LoadReporter
 from meshgrpc.proxy.load_reports.oob import OobSubscriber
 from meshgrpc.proxy.load_reports.probes import Prober
 from meshgrpc.proxy.load_reports.streams import GrpcioStreams
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
+from meshgrpc.proxy.tls import UpstreamTls
 from meshgrpc.proxy.upstream import UpstreamPools
+from meshgrpc.tasks import OwnedTask
 from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.delta_client import DeltaClient
 
 log = logging.getLogger("meshgrpc.proxy")
 
-
-def discovery_channel_options(keepalive_interval: float) -> tuple:
-    """A control plane that vanishes without closing the connection (host down, network
-    cut) is noticed within --discovery-keepalive + 10 s, and the client reconnects. The
-    control plane's server permits pings as often as its --min-ping-interval, and both
-    ends carry config messages up to the same size (control_channel.py)."""
-    return client_options(Keepalive(interval=keepalive_interval))
+UNREGISTER_TIMEOUT = 5.0  # seconds a stopping proxy gives the control plane to drop its inbound endpoint
 
 
 class Proxy:
@@ -80,23 +90,45 @@ class Proxy:
             self.holder, args.route_config, self.pools, local_zone=args.zone,
             on_nack=self.metrics.on_nack, on_applied=self._applied, rng=rng, prober=self.prober)
         self.configured = asyncio.Event()  # set once a complete config is applied
+        self.access_log = AccessLog(args.access_log, args.access_log_sample) if args.access_log else None
+        if self.access_log is not None:
+            self.metrics.watch_access_log(self.access_log)
+        self.inbound = Inbound(args, rng, self.metrics, self.access_log) if args.inbound else None
         self.relay = Relay(self.holder, self.pools, observer=self.metrics, rng=rng,
-                           replay_memory=args.replay_memory)
+                           replay_memory=args.replay_memory, access_log=self.access_log,
+                           trace_headers=args.trace_headers == "on")
         node_id = args.node_id if worker == 0 else f"{args.node_id}/{worker}"
         client = DeltaClient if args.discovery == "delta" else DiscoveryClient
-        self.identity, credentials = discovery_credentials(args)
+        # A control plane that vanishes without closing the connection (host down,
+        # network cut) is noticed within --discovery-keepalive + 10 s, and the client
+        # reconnects; the control plane permits pings as often as its
+        # --min-ping-interval (control_channel.py). Credentials: identity/joining.py.
+        self.identity, dialer = discovery_dialer(args, Keepalive(interval=args.discovery_keepalive))
         self.client = client(
             args.control_plane, discovery_pb2.Node(id=node_id, zone=args.zone),
-            {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config]},
-            self.configurator.on_update, channel_options=discovery_channel_options(args.discovery_keepalive),
-            credentials=credentials)
+            {resources.CLUSTER: [], resources.ENDPOINTS: [], resources.ROUTES: [args.route_config],
+             resources.AUTHZ: []},
+            self.configurator.on_update, dialer=dialer)
+        self.load_reporter = self._load_reporter(rng, dialer)
         self.draining = False
         self.listener = None
+
+    def _load_reporter(self, rng: random.Random, dialer) -> LoadReporter:
+        """Load reports to the control plane, dialled like the discovery stream."""
+        routes = load_report.RouteCallDeltas(self.metrics.route_calls)
+        return LoadReporter(
+            self.client.targets, lambda: load_report.hello(self.client.node, self.configurator.versions),
+            lambda window_s: load_report.build_report(self.holder.current.clusters, routes.take(),
+                                                      self.configurator.versions, window_s, time.monotonic()),
+            load_stream.connector(dialer),
+            clock=time.monotonic, rng=rng)
 
     def _applied(self, state) -> None:
         self.health.sync(state.clusters)
         self.load_reports.sync(state.clusters)
         self.streams.sync(state.clusters.addresses())
+        if self.inbound is not None and state.policies != self.inbound.policies:
+            self.inbound.update_policies(state.policies)
         if self.configurator.ready:
             self.configured.set()
 
@@ -105,7 +137,13 @@ class Proxy:
         edge = {"upstream": self.pools.counters.as_dict()}
         if self.listener is not None:
             edge["downstream"] = self.listener.counters.as_dict()
-        return ScrapeGauges(in_flight, dict(self.configurator.versions), edge)
+        authz = {}
+        if self.inbound is not None:
+            authz = self.inbound.authorization.decisions()
+            edge["inbound_upstream"] = self.inbound.pools.counters.as_dict()
+            if self.inbound.listener is not None:
+                edge["inbound"] = self.inbound.listener.counters.as_dict()
+        return ScrapeGauges(in_flight, dict(self.configurator.versions), edge, authz)
 
     async def serve(self) -> int:
         stop = asyncio.Event()
@@ -120,9 +158,13 @@ class Proxy:
                       file=sys.stderr)
                 return 1
             self.identity.start()
+            self.pools.tls = UpstreamTls(self.identity.client_context(), self.identity.current.spiffe_id)
         self.client.start()
         self.outliers.start()
         self.prober.start()
+        if self.access_log is not None:
+            self.access_log.start()
+        self.load_reporter.start()
         if self.reuse_port:
             # The kernel hands connections to every worker bound to the port, and /ready
             # (worker 0's) cannot speak for the others: a worker joins the port only once
@@ -131,6 +173,8 @@ class Proxy:
         host, port = split_address(self.args.listen, listen=True)
         self.listener = listener = await serve(self.relay, host, port, reuse_port=self.reuse_port,
                                                limits=self.args.edge_limits)
+        if self.inbound is not None:
+            await self.inbound.start(self.identity)
         admin = await self._start_admin(listener) if self.worker == 0 else None
         _freeze_startup_heap()
         await stop.wait()
@@ -138,7 +182,9 @@ class Proxy:
 
     async def _start_admin(self, listener) -> AdminServer:
         views = AdminViews(self.holder, self.configurator, self.client, self.metrics,
-                           draining=lambda: self.draining, in_flight=listener.in_flight)
+                           draining=lambda: self.draining, in_flight=listener.in_flight,
+                           authority=f"{listener.host}:{listener.port}",
+                           authorization=self.inbound.authorization if self.inbound is not None else None)
         admin = AdminServer(views.routes())
         host, port = split_address(self.args.admin, listen=True)
         bound_host, bound_port = await admin.start(host, port)
@@ -149,8 +195,12 @@ class Proxy:
         """/ready turns 503, GOAWAY to clients, calls in flight get up to --drain-timeout."""
         self.draining = True
         log.info("draining: up to %.1fs for %d call(s) in flight", self.args.drain_timeout, listener.in_flight())
-        drained = await listener.drain(self.args.drain_timeout)
+        drains = [listener.drain(self.args.drain_timeout)]
+        if self.inbound is not None:
+            drains.append(self.inbound.drain(self.args.drain_timeout))
+        drained = all(await asyncio.gather(*drains))
         await self.client.stop()
+        await self.load_reporter.stop()
         if self.identity is not None:
             await self.identity.stop()
         await self.outliers.stop()
@@ -159,10 +209,65 @@ class Proxy:
         await self.prober.stop()
         await self.streams.close()
         await self.pools.close()
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.stop)   # its last lines, bounded by its own timeout
         if admin is not None:
             await admin.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out")
         return 0
+
+
+class Inbound:
+    """The inbound sidecar: its relay (fixed to the app, judging each call), its
+    own upstream pool to the app, and its mutual-TLS listener."""
+
+    def __init__(self, args, rng: random.Random, observer, access_log) -> None:
+        self.args = args
+        self.pools = UpstreamPools(rng=rng)
+        self.authorization = InboundAuthorization(args.service)
+        self.policies: tuple = ()  # the specs `authorization` was compiled from
+        self.registration: OwnedTask | None = None  # holds the inbound endpoint in the service's cluster
+        self._unregister = asyncio.Event()
+        self.relay = Relay(StateHolder(app_state(args.app, rng)), self.pools, observer=observer, rng=rng,
+                           replay_memory=args.replay_memory, access_log=access_log,
+                           trace_headers=args.trace_headers == "on", authorization=self.authorization)
+        self.listener = None
+
+    def update_policies(self, policies: tuple) -> None:
+        self.authorization.update(policies)
+        self.policies = policies
+
+    async def start(self, identity) -> None:
+        host, port = split_address(self.args.inbound, listen=True)
+        self.listener = await serve(self.relay, host, port, limits=self.args.edge_limits,
+                                    ssl=identity.server_context(), name="inbound")
+        endpoint = self.args.inbound_endpoint or f"{self.listener.host}:{self.listener.port}"
+        instance = management_pb2.Instance(cluster=self.args.service, address=endpoint, zone=self.args.zone)
+        targets = split_targets(self.args.control_plane)
+        # (grpcio's registration client: imported here, so a proxy without --inbound never loads grpcio)
+        from meshgrpc.controlplane.commands import hold_registration
+        self.registration = OwnedTask(f"registration {endpoint}", lambda: hold_registration(
+            targets, identity, instance, random.Random(), self._unregister))
+        self.registration.start()
+
+    async def drain(self, timeout: float) -> bool:
+        await self._stop_registration()
+        drained = await self.listener.drain(timeout) if self.listener is not None else True
+        await self.pools.close()
+        return drained
+
+    async def _stop_registration(self) -> None:
+        """Unregister first, so callers stop picking this endpoint while its calls finish."""
+        if self.registration is None:
+            return
+        self._unregister.set()
+        task = self.registration.start()  # the running task (start() returns it)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), UNREGISTER_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("unregistering the inbound endpoint took over %.0fs; its lease will expire",
+                        UNREGISTER_TIMEOUT)
+        await self.registration.stop()
 
 
 async def _first_of(*events: asyncio.Event) -> None:
@@ -186,15 +291,16 @@ def _freeze_startup_heap() -> None:
 
 
 def run(args) -> int:
-    if args.workers < 1:
-        print("meshgrpc proxy: --workers must be at least 1", file=sys.stderr)
-        return 2
-    for flag, value in (("--listen", args.listen), ("--admin", args.admin)):
+    for flag, value in (("--listen", args.listen), ("--admin", args.admin), ("--inbound", args.inbound or "")):
         try:
-            split_address(value, listen=True)
+            if value or flag != "--inbound":
+                split_address(value, listen=True)
         except ValueError as e:
             print(f"meshgrpc proxy: {flag}: {e}", file=sys.stderr)
             return 2
+    if problem := _inbound_problem(args):
+        print(f"meshgrpc proxy: {problem}", file=sys.stderr)
+        return 2
     try:
         args.edge_limits = EdgeLimits.parse(args.limit)
     except ValueError as e:
@@ -207,13 +313,39 @@ def run(args) -> int:
         print(f"meshgrpc proxy: --control-plane: {e}", file=sys.stderr)
         return 2
     try:
-        discovery_credentials(args)
+        credentials_from_args(args)   # the CA bundle and token files are readable
     except CredentialError as e:
         print(f"meshgrpc proxy: {e}", file=sys.stderr)
         return 2
     if args.workers == 1:
         return uvloop.run(Proxy(args).serve())
     return _run_workers(args)
+
+
+def _inbound_problem(args) -> str | None:
+    """Why --inbound/--app cannot be served as given, or None."""
+    if not args.inbound and not args.app:
+        return None
+    if not (args.inbound and args.app):
+        return "--inbound and --app go together (the inbound listener relays to the app)"
+    if not args.service or args.insecure:
+        return "--inbound needs --service and its join token: other proxies verify its workload certificate"
+    if args.workers > 1:
+        return "--inbound with --workers > 1 is not supported yet"
+    host = split_address(args.inbound, listen=True)[0]
+    if host in ("0.0.0.0", "::", "") and not args.inbound_endpoint:
+        return (f"--inbound {args.inbound} binds every address; say which one other proxies reach it at "
+                "with --inbound-endpoint HOST:PORT (registered as the endpoint)")
+    if args.inbound_endpoint:
+        try:
+            split_address(args.inbound_endpoint)
+        except ValueError as e:
+            return f"--inbound-endpoint: {e}"
+    try:
+        app_state(args.app)
+    except ConfigError as e:
+        return f"--app: {e.errors[0].message}"
+    return None
 
 
 def _raise_fd_limit(connections: int) -> None:

@@ -52,6 +52,7 @@ class Pipe:
             self.owed += n
             self.owed_conn += n
             self.dst.buffered += n
+            self.call.bytes_out += n
         if end:
             self.end = True
         self.pump()

@@ -1,8 +1,9 @@
 """Starting relayed calls: the per-call path from a downstream request to its
 first upstream attempt.
 
-`Relay.start_call` reads the request head (request_head.py), takes one look at
-the current ProxyState, routes, applies the route's rate limit and fault
+`Relay.start_call` reads the request head (request_head.py), judges the call by
+the service's authorization policies (the inbound relay only: inbound.py), takes
+one look at the current ProxyState, routes, applies the route's rate limit and fault
 injection, checks the cluster's max_requests breaker, arms the deadline (the
 client's grpc-timeout capped by the route's timeout) and hands the Call its first
 attempt (call.py). Everything after that is the Call's.
@@ -27,7 +28,11 @@ from meshgrpc.codec.errors import PROTOCOL_ERROR
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt
 from meshgrpc.proxy.call import MIRROR_TIMEOUT, Call, CallState
+from meshgrpc.proxy.access_log import access_record
 from meshgrpc.proxy.request_head import Reject, parse_request
+from meshgrpc.proxy.inbound import InboundAuthorization, denial_message
+from meshgrpc.proxy.tls import NO_CERTIFICATE
+from meshgrpc.proxy.trace import propagate
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +55,15 @@ class Relay:
 
     def __init__(self, state, pools, observer=None, clock=time.monotonic,
                  later: Callable | None = None, rng: random.Random | None = None,
-                 replay_memory: int = REPLAY_MEMORY) -> None:
+                 replay_memory: int = REPLAY_MEMORY, access_log=None, trace_headers: bool = True,
+                 authorization: InboundAuthorization | None = None) -> None:
         self.state = state
+        self.authorization = authorization  # the inbound relay's: judges each call before routing
         self.pools = pools
         self.flusher = pools.flusher
         self.observer = observer
+        self.access_log = access_log  # access_log.AccessLog, or None: no access log
+        self.trace_headers = trace_headers  # x-request-id and traceparent kept or made, per hop (trace.py)
         self.clock = clock
         self.rng = rng or random.Random()
         self._later = later
@@ -70,9 +79,12 @@ class Relay:
             down.reset(sid, PROTOCOL_ERROR)
             return
         call = Call(self, down, sid, head.grpc, self.clock())
+        call.path = head.path[1]
         down.calls[sid] = call
         if ended:
             call.body.end = True
+        if self.authorization is not None and self._denied(call, down, head.path[1], headers):
+            return
         state = self.state.current
         routes = state.routes
         if routes is None:
@@ -90,7 +102,11 @@ class Relay:
         up = [head.method, head.scheme, head.path]
         if head.authority is not None:
             up.append(head.authority)
-        call.up_headers = up + regular + list(route.headers_to_add)
+        added = regular + list(route.headers_to_add) if route.headers_to_add else regular
+        if self.trace_headers:
+            call.hop = hop = propagate(added, self.rng.getrandbits)
+            added = hop.headers
+        call.up_headers = up + added
         if route.rate_limiter is not None and self._rate_limited(call, route, regular):
             return
         cluster_name = route.pick_cluster()
@@ -117,6 +133,15 @@ class Relay:
         if route.fault is not None and self._fault(call, route, call.up_headers):
             return
         call.begin()
+
+    def _denied(self, call: Call, down, path: bytes, headers) -> bool:
+        """Judges an inbound call by its caller's SPIFFE ID (read at the handshake)."""
+        identity = down.peer.spiffe_id
+        decision = self.authorization.judge(identity, path, headers)
+        if decision.allowed:
+            return False
+        call.fail(gs.PERMISSION_DENIED, denial_message(decision, identity, path), ok=True)
+        return True
 
     def _rate_limited(self, call: Call, route, headers) -> bool:
         wait = route.rate_limiter.admit(headers)
@@ -154,7 +179,14 @@ class Relay:
     def attach(self, attempt: Attempt) -> None:
         """Queue `attempt` on its endpoint's pool (which opens its stream when it can)."""
         ep = attempt.endpoint
-        pool = self.pools.get(ep.address, ep.host, ep.port)
+        mutual_tls = attempt.cluster.spec.mutual_tls
+        if mutual_tls is None:
+            pool = self.pools.get(ep.address, ep.host, ep.port)
+        else:
+            pool = self.pools.get_secure(ep.address, ep.host, ep.port, attempt.cluster.name, mutual_tls.peer_identity)
+            if pool is None:
+                attempt.fail_call(NO_CERTIFICATE.format(cluster=attempt.cluster.name))
+                return
         attempt.pool = pool
         pool.attach(attempt)
 
@@ -213,12 +245,16 @@ class Relay:
             obs.on_event(event, name, detail)
 
     def call_ended(self, call: Call, grpc_status, latency: float) -> None:
-        obs = self.observer
+        obs, access_log = self.observer, self.access_log
+        if obs is None and access_log is None:
+            return
+        route = call.route.name if call.route is not None else ""
+        cluster = call.cluster.name if call.cluster is not None else ""
+        ep = call.tried[-1].address if call.tried else ""
         if obs is not None:
-            route = call.route.name if call.route is not None else ""
-            cluster = call.cluster.name if call.cluster is not None else ""
-            ep = call.tried[-1].address if call.tried else ""
             obs.on_call_end(route, cluster, ep, grpc_status, call.http_status, latency)
+        if access_log is not None:
+            access_log.log(access_record(call, route, cluster, ep, grpc_status, latency))
 
     def _loop(self):
         if self.loop is None:

@@ -15,6 +15,11 @@ RouteConfiguration:
   `*.example.com` does not match `example.com`.
 - then the first route, in config order, whose path matcher (exact, prefix or
   regex fullmatch, on :path without its query string) and header matchers all hold.
+
+`RouteTable.explain` says why (for `meshgrpc explain`): it asks the same
+compiled matchers, in config order, what each makes of the call, and reports
+the decision `route()` itself returns; `RouteEntry.explain_split` draws the
+weighted split as `pick_cluster()` does. Neither is on the call path.
 """
 
 from __future__ import annotations
@@ -70,9 +75,26 @@ class RouteEntry:
     def pick_cluster(self) -> str:
         if self._single is not None:
             return self._single
+        return self._cluster_at(self._random())
+
+    def _cluster_at(self, draw: float) -> str:
         # _choices has the last cluster twice, so a draw that rounds up to _total
         # still lands on a real cluster without a branch.
-        return self._choices[bisect.bisect_right(self._cumulative, self._random() * self._total)]
+        return self._choices[bisect.bisect_right(self._cumulative, draw * self._total)]
+
+    def explain_split(self) -> dict:
+        """The weighted split and one draw of it, as pick_cluster() makes it (the draw
+        comes from the route's random source, as a call's would)."""
+        weights = list(self.action.weighted_clusters) or [(self.action.cluster, 1)]
+        total = sum(w for _, w in weights) or 1
+        split = [{"cluster": c, "weight": w, "share": w / total} for c, w in weights]
+        if self._single is not None:
+            return {"clusters": split, "draw": None, "chosen": self._single,
+                    "why": f"{self._single} is the only cluster the route sends to"}
+        draw = self._random()
+        chosen = self._cluster_at(draw)
+        return {"clusters": split, "draw": draw, "chosen": chosen,
+                "why": f"draw {draw:.3f} of the weights' total falls in {chosen}'s share"}
 
 
 class _Matcher:
@@ -104,6 +126,18 @@ class _Matcher:
             return path == self.value
         return self.regex(path) is not None
 
+    def mismatches(self, path: bytes, headers: Headers) -> list[str]:
+        """Why this route does not match the call ([] when it does), from the same tests."""
+        reasons = []
+        if not self.path_holds(path):
+            wanted = {"prefix": "start with", "path": "equal", "regex": "fully match the regex"}[self.kind]
+            reasons.append(f"path {path.decode('utf-8', 'replace')!r} does not {wanted} {self.value.decode()!r}")
+        reasons += [why for test in self.header_tests if (why := test.mismatch(headers)) is not None]
+        return reasons
+
+    def describe(self) -> str:
+        return ", ".join([f"{self.kind} {self.value.decode()}"] + [t.describe() for t in self.header_tests])
+
 
 class _HeaderTest:
     """One compiled HeaderMatcher.
@@ -134,6 +168,26 @@ class _HeaderTest:
         if value is None:
             return False
         return self._compare(value) != self.invert
+
+    def mismatch(self, headers: Headers) -> str | None:
+        """Why the header test fails for these headers; None when it holds."""
+        if self.holds(headers):
+            return None
+        name = self.name.decode()
+        if self.never:
+            return f"header {name} ends in -bin: never matched (gRFC A28)"
+        value = _header_value(headers, self.name)
+        got = "absent" if value is None else repr(value.decode("utf-8", "replace"))
+        return f"header {name}: wanted {self._wanted()}, got {got}"
+
+    def describe(self) -> str:
+        return f"header {self.name.decode()} {self._wanted()}"
+
+    def _wanted(self) -> str:
+        if self.kind == "present":
+            return "present" if self.value != self.invert else "absent"
+        shown = self.value.decode("utf-8", "replace") if isinstance(self.value, bytes) else self.value
+        return f"{'not ' if self.invert else ''}{self.kind} {shown!r}"
 
     def _compare(self, value: bytes) -> bool:
         kind = self.kind
@@ -178,10 +232,11 @@ class _VirtualHost:
     come before it. `decided` goes one step further: for each exact path in the
     config whose answer cannot depend on headers, the answer itself."""
 
-    __slots__ = ("name", "exact", "services", "catch_all", "others", "decided")
+    __slots__ = ("name", "exact", "services", "catch_all", "others", "decided", "matchers")
 
     def __init__(self, name: str, matchers: list[_Matcher]) -> None:
         self.name = name
+        self.matchers = tuple(matchers)  # every route in config order (for explain)
         self.exact: dict[bytes, _Matcher] = {}
         self.services: dict[bytes, _Matcher] = {}
         self.catch_all: _Matcher | None = None
@@ -225,6 +280,23 @@ class _VirtualHost:
             if m.matches(path, headers):
                 return m.entry
         return best.entry if best is not None else None
+
+    def explain(self, path: bytes, headers: Headers, decision: RouteEntry | None) -> list[dict]:
+        """Every route in config order: chosen, or why not (`decision` is route()'s answer)."""
+        out, chosen = [], None
+        for m in self.matchers:
+            reasons = m.mismatches(path, headers)
+            if m.entry is decision and chosen is None:
+                chosen, verdict = m.entry.name, "chosen"
+            elif reasons:
+                verdict = "no match: " + "; ".join(reasons)
+            elif chosen is not None:
+                verdict = f"matches too, but route {chosen} comes first (the first match wins)"
+            else:
+                verdict = "matches, but was not chosen (report this: route() disagrees)"
+            out.append({"route": m.entry.name, "match": m.describe(), "cluster": list(m.entry.clusters),
+                        "chosen": m.entry is decision, "verdict": verdict})
+        return out
 
 
 def _decided(matchers: list[_Matcher], path: bytes) -> RouteEntry | None:
@@ -306,6 +378,19 @@ class RouteTable:
         vh = self._lookup(_host_of(authority))
         return vh.name if vh is not None else None
 
+    def explain(self, authority: bytes, path: bytes, headers: Headers) -> dict:
+        """Which virtual host and route `route()` takes for this call, and why each
+        route in the virtual host was or was not taken. JSON-ready."""
+        host = _host_of(authority)
+        vh, how = self._find(host)
+        decision = self.route(authority, path, headers)
+        out = {"route_config": self.name, "host": host.decode("utf-8", "replace"),
+               "virtual_host": vh.name if vh is not None else None, "virtual_host_why": how,
+               "route": decision.name if decision is not None else None}
+        if vh is not None:
+            out["routes"] = vh.explain(path.split(b"?", 1)[0], headers, decision)
+        return out
+
     def _remember(self, authority: bytes) -> _VirtualHost | None:
         if len(self._memo) >= _AUTHORITY_MEMO_SIZE:
             self._memo.clear()
@@ -313,16 +398,23 @@ class RouteTable:
         return vh
 
     def _lookup(self, host: bytes) -> _VirtualHost | None:
+        return self._find(host)[0]
+
+    def _find(self, host: bytes) -> tuple[_VirtualHost | None, str]:
+        """The virtual host for `host` and which of its domains matched."""
+        shown = host.decode("utf-8", "replace")
         vh = self._exact.get(host)
         if vh is not None:
-            return vh
+            return vh, f"domain {shown!r} matches exactly"
         for suffix, vh in self._suffixes:
             if len(host) > len(suffix) and host.endswith(suffix):
-                return vh
+                return vh, f"domain '*{suffix.decode()}' is the longest suffix of {shown!r}"
         for prefix, vh in self._prefixes:
             if len(host) > len(prefix) and host.startswith(prefix):
-                return vh
-        return self._any
+                return vh, f"domain '{prefix.decode()}*' is the longest prefix of {shown!r}"
+        if self._any is not None:
+            return self._any, f"domain '*' matches any host; none more specific matches {shown!r}"
+        return None, f"no virtual host's domains match {shown!r}"
 
     def __repr__(self) -> str:
         routes = sum(len(vh.exact) + len(vh.services) + len(vh.others) + (vh.catch_all is not None)

@@ -16,11 +16,14 @@ from typing import Any
 class ProxyState:
     """routes: a compiled RouteTable (router.py), or None before the first route
     config arrives (every call then fails UNAVAILABLE); clusters: a ClusterSet
-    (cluster.py); versions: type_url -> version string, for config_dump and logs."""
+    (cluster.py); versions: type_url -> version string, for config_dump and logs;
+    policies: the AuthorizationPolicySpecs the proxy's inbound side compiles for its
+    service (inbound.py)."""
 
     routes: Any
     clusters: Any
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    policies: tuple = ()
 
 
 class StateHolder:

@@ -3,7 +3,7 @@ that keeps the set of pools in line with the endpoints config names.
 
 An EndpointPool multiplexes calls' attempts on few connections. A connection takes
 streams up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS; another connection is
-opened when all are full (h2's TooManyStreamsError counts as full), up to the
+opened when all are full (the codec's TooManyStreams counts as full), up to the
 cluster's circuit_breaker.max_connections_per_endpoint; beyond that, attempts wait
 for a stream slot, counted against max_pending_requests. A connection that
 receives GOAWAY drains: no new streams, those above last_stream_id are refused to
@@ -13,6 +13,13 @@ the endpoint off (exponential, jittered, capped) so a dead endpoint costs one
 connect per backoff period rather than one per call; attempts arriving meanwhile,
 and attempts waiting for a connection that fails, are refused to their calls,
 which retry them on another endpoint when they can.
+
+A pool for an endpoint of a MUTUAL_TLS cluster (`tls`) opens its connections with
+the proxy's workload certificate and keeps one only if the peer presents the
+SPIFFE ID the cluster expects (tls.py); any other peer is closed at once and counts
+as a failed connect, naming both identities. Pools are keyed by address and
+expected identity, so one address reached as two identities never shares a
+connection.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from meshgrpc.backoff import Backoff
 from meshgrpc.codec import CannotOpenStream, Counters, Limits
 from meshgrpc.codec.errors import NO_ERROR
 from meshgrpc.proxy.h2side import Flusher, H2Side
+from meshgrpc.proxy.tls import UpstreamTls, peer_of
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,8 +170,9 @@ class EndpointPool:
     def __init__(self, address: str, host: str, port: int, *, flusher: Flusher,
                  limits: UpstreamLimits = UPSTREAM_LIMITS, counters: Counters | None = None,
                  clock=time.monotonic, rng: random.Random | None = None, max_waiters: int = 4096,
-                 max_streams_per_conn: int = 1000) -> None:
+                 max_streams_per_conn: int = 1000, tls: UpstreamTls | None = None, peer_identity: str = "") -> None:
         self.address, self.host, self.port = address, host, port
+        self.tls, self.peer_identity = tls, peer_identity  # mutual TLS, expecting this SPIFFE ID
         self.flusher, self.limits, self.clock = flusher, limits, clock
         self.counters = counters
         self.max_waiters = max_waiters  # a bound whatever the clusters' breakers say
@@ -178,7 +187,8 @@ class EndpointPool:
         self.connects = 0  # connection attempts made (observability, tests)
 
     def __repr__(self) -> str:
-        return (f"<EndpointPool {self.address} conns={len(self.conns)} connecting={self.connecting} "
+        tls = f" mtls={self.peer_identity}" if self.tls is not None else ""
+        return (f"<EndpointPool {self.address}{tls} conns={len(self.conns)} connecting={self.connecting} "
                 f"waiters={len(self.waiters)} closing={self.closing}>")
 
     def attach(self, attempt) -> None:
@@ -256,9 +266,11 @@ class EndpointPool:
 
     async def _open(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
+        secure = {} if self.tls is None else {
+            "ssl": self.tls.context, "server_hostname": "", "ssl_handshake_timeout": timeout}
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout)
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port, **secure), timeout)
         except asyncio.TimeoutError:
             self.connecting -= 1
             self._connect_failed(f"no connection within the connect_timeout of {timeout:g}s")
@@ -268,6 +280,8 @@ class EndpointPool:
             self._connect_failed(str(e) or type(e).__name__)
             return
         self.connecting -= 1
+        if self.tls is not None and not self._peer_verified(conn):
+            return
         self.backoff.succeeded()
         if self.closing:
             conn.close_if_idle()
@@ -275,6 +289,17 @@ class EndpointPool:
         self.conns.append(conn)
         self.serve_waiters()
         self.flusher.flush()
+
+    def _peer_verified(self, conn: UpstreamConnection) -> bool:
+        """The mutual-TLS peer is who the cluster expects (else the connect failed)."""
+        peer = peer_of(conn.transport)
+        problem = self.tls.problem(peer, self.peer_identity)
+        if problem is not None:
+            conn.transport.abort()
+            self._connect_failed(problem)
+            return False
+        log.info("mutual TLS connection to %s: %s", self.address, peer.describe())
+        return True
 
     def _connect_failed(self, why: str) -> None:
         delay = self.backoff.failed()
@@ -330,7 +355,9 @@ class UpstreamPools:
         self.rng = rng or random.Random()
         self.pool_options = pool_options
         self.pools: dict[str, EndpointPool] = {}
+        self.secure_pools: dict[tuple[str, str], EndpointPool] = {}  # (address, peer SPIFFE ID)
         self.retiring: list[EndpointPool] = []
+        self.tls: UpstreamTls | None = None  # set once the proxy holds a workload certificate
 
     def __repr__(self) -> str:
         return f"<UpstreamPools {sorted(self.pools)} retiring={len(self.retiring)}>"
@@ -345,21 +372,39 @@ class UpstreamPools:
             self.pools[address] = pool
         return pool
 
+    def get_secure(self, address: str, host: str, port: int, cluster_name: str, peer_identity: str):
+        """The mutual-TLS pool of `address` for a cluster expecting `peer_identity`
+        ("" for the cluster's default); None when the proxy has no certificate."""
+        tls = self.tls
+        if tls is None:
+            return None
+        expected = tls.expected(cluster_name, peer_identity)
+        pool = self.secure_pools.get((address, expected))
+        if pool is None:
+            pool = EndpointPool(address, host, port, flusher=self.flusher, limits=self.limits, counters=self.counters,
+                                clock=self.clock, rng=self.rng, tls=tls, peer_identity=expected, **self.pool_options)
+            self.secure_pools[(address, expected)] = pool
+        return pool
+
     def sync(self, addresses) -> None:
         """Make the pool set match `addresses` (an iterable of "host:port")."""
         wanted = set(addresses)
         for address in wanted - self.pools.keys():
             self.get(address)
         for address in self.pools.keys() - wanted:
-            pool = self.pools.pop(address)
-            pool.close()
-            self.retiring.append(pool)
+            self._retire(self.pools.pop(address))
+        for key in [k for k in self.secure_pools if k[0] not in wanted]:
+            self._retire(self.secure_pools.pop(key))
         self.retiring = [p for p in self.retiring if not p.idle()]
+
+    def _retire(self, pool: EndpointPool) -> None:
+        pool.close()
+        self.retiring.append(pool)
 
     async def close(self) -> None:
         """Shut every pool now (process exit); awaits the connect tasks' cancellation."""
-        pools = list(self.pools.values()) + self.retiring
-        self.pools, self.retiring = {}, []
+        pools = list(self.pools.values()) + list(self.secure_pools.values()) + self.retiring
+        self.pools, self.secure_pools, self.retiring = {}, {}, []
         tasks = [t for p in pools for t in p.tasks]
         for pool in pools:
             pool.close(now=True)

@@ -30,7 +30,8 @@ import tempfile
 
 from meshgrpc.addresses import split_targets
 from meshgrpc.control_channel import CredentialError, credentials_from_args
-from meshgrpc.identity.issuer import GrpcIssuer, IssueFailed, mtls_target
+from meshgrpc.identity.issuer import IssueFailed, Issuer, mtls_target
+from meshgrpc.identity.joining import token_dialer
 from meshgrpc.identity.private_files import write_private
 from meshgrpc.identity.workload import WorkloadIdentity
 
@@ -69,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         print("meshgrpc bootstrap: a secure control plane needs --service (the client's identity) and --cert-dir "
               "(where its certificate goes), or --insecure", file=sys.stderr)
         return 2
-    return asyncio.run(_secure(args, targets, credentials))
+    return asyncio.run(_secure(args, targets))
 
 
-async def _secure(args, targets: list[str], credentials) -> int:
+async def _secure(args, targets: list[str]) -> int:
     os.makedirs(args.cert_dir, mode=0o700, exist_ok=True)
-    identity = WorkloadIdentity(args.service, GrpcIssuer(args.control_plane, args.service, credentials).issue,
+    identity = WorkloadIdentity(args.service, Issuer(args.control_plane, args.service, token_dialer(args)).issue,
                                 files_dir=args.cert_dir)
     try:
         cert = await asyncio.wait_for(identity.join(), 30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import config_source_pb2
-from google.protobuf import duration_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
@@ -28,13 +27,6 @@ MESSAGE_CLASS = {
     CDS: cluster_pb2.Cluster,
     EDS: endpoint_pb2.ClusterLoadAssignment,
 }
-
-
-def duration(seconds: float) -> duration_pb2.Duration:
-    """Seconds as a google.protobuf.Duration, the Envoy messages' time type."""
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(round(seconds * 1e9))
-    return d
 
 
 def ads_source() -> config_source_pb2.ConfigSource:

@@ -78,7 +78,8 @@ class AdsServer(DiscoveryServer):
         # Gap lines already logged per stream; an entry goes with its session.
         self._logged: weakref.WeakKeyDictionary[Session, set[str]] = weakref.WeakKeyDictionary()
 
-    def on_sent(self, session: Session, plan: ResponsePlan) -> None:
+    def on_sent(self, session: Session, plan: ResponsePlan, size: int) -> None:
+        super().on_sent(session, plan, size)
         snapshot = self.cache.current
         if snapshot is None:
             return
@@ -91,7 +92,7 @@ class AdsServer(DiscoveryServer):
     def proxy_statuses(self) -> list[management_pb2.ProxyStatus]:
         snapshot = self.cache.current
         statuses = []
-        for session in [s for s in self._sessions if s.node is not None]:
+        for session in self.sessions():
             status = session.status()
             if snapshot is not None:
                 status.unsupported.extend(snapshot.gaps(_subscriptions(session)))

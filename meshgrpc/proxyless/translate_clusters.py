@@ -27,8 +27,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import wrappers_pb2
 
 from meshgrpc.config.specs import ClusterSpec, EndpointSpec, OutlierSpec
-from meshgrpc.config.specs.common import default_of
-from meshgrpc.proxyless.envoy_types import ads_source, duration
+from meshgrpc.config.specs.common import default_of, duration
+from meshgrpc.proxyless.envoy_types import ads_source
 from meshgrpc.proxyless.gaps import Gaps
 
 _POLICY = {"ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN, "RING_HASH": cluster_pb2.Cluster.RING_HASH}
@@ -81,6 +81,11 @@ def _cluster_gaps(spec: ClusterSpec, gaps: Gaps) -> None:
     for field in _UNSUPPORTED_BREAKERS:
         if getattr(breaker, field) != default_of(type(breaker), field):
             gaps.add(f"circuit_breaker.{field}", "gRPC limits only max_requests (gRFC A32); not applied")
+    if spec.mutual_tls is not None:
+        # gRFC A29 (xDS mTLS) needs certificate providers in the client's bootstrap, which
+        # meshgrpc does not configure: the client would connect in plaintext and be refused.
+        gaps.add("transport", "MUTUAL_TLS is not served to proxyless clients (gRFC A29 certificate providers); "
+                              "they connect in plaintext, which the endpoints' inbound listeners refuse")
     if spec.health_check is not None:
         gaps.add("health_check", "gRPC clients do not run active health checks; they skip only endpoints "
                                  "whose health_status is UNHEALTHY or DRAINING")

@@ -32,9 +32,9 @@ from meshgrpc import grpc_codes
 from meshgrpc.config.specs import (
     ActionSpec, FaultSpec, HeaderMatcherSpec, ListenerSpec, MatchSpec, RetrySpec, RouteConfigSpec, RouteSpec,
 )
-from meshgrpc.config.specs.common import default_of
+from meshgrpc.config.specs.common import default_of, duration
 from meshgrpc.config.specs.routes import RESET
-from meshgrpc.proxyless.envoy_types import ads_source, duration
+from meshgrpc.proxyless.envoy_types import ads_source
 from meshgrpc.proxyless.gaps import Gaps
 
 FAULT_FILTER = "envoy.filters.http.fault"

@@ -4,10 +4,10 @@ configs reach (Istio's Sidecar-resource idea), so its memory and its share of
 pushes stay flat as the mesh grows.
 
 `DeltaSubscriptions` is the sans-IO part (what is subscribed, held, parked; which
-requests to send), so its transport can be swapped; `DeltaClient` runs it over
-grpc.aio with DiscoveryClient's reconnect loop (backoff, failover between
-control-plane replicas). On reconnect each type's first request carries the
-versions the proxy holds, so nothing unchanged is resent.
+requests to send); `DeltaClient` runs it on DiscoveryClient's transport-agnostic
+stream and reconnect loop (backoff, failover between control-plane replicas). On
+reconnect each type's first request carries the versions the proxy holds, so
+nothing unchanged is resent.
 
 Make-before-break on the proxy's side: a route config that reaches clusters the
 proxy does not hold yet is parked (not applied, not answered) while the proxy
@@ -23,14 +23,13 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-import grpc
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
 from meshapi.v1 import discovery_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER, unpack
 from meshgrpc.errors import ConfigError
-from meshgrpc.xds.client import DiscoveryClient
+from meshgrpc.xds.client import DiscoveryClient, DiscoveryStream
 from meshgrpc.xds.delta_state import WILDCARD
 from meshgrpc.xds.snapshot import route_refs
 
@@ -181,20 +180,16 @@ class DeltaClient(DiscoveryClient):
         self.subs = DeltaSubscriptions(self.subscriptions, scoped)
         self.versions = self.subs.versions
 
-    async def _stream_once(self) -> bool:
-        async with self._credentials.aio_channel(self.target, options=self._channel_options) as channel:
-            call = channel.stream_stream(
-                METHOD, request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
-                response_deserializer=discovery_pb2.DeltaDiscoveryResponse.FromString)()
-            for request in self.subs.first_requests(self.node):
-                await call.write(request)
-            await call.initial_metadata()
-            self.connected, self.connects = True, self.connects + 1
-            while (response := await call.read()) is not grpc.aio.EOF:
-                for request in self._handle(response):
-                    await call.write(request)
-            await call.code()
-            return True
+    METHOD = METHOD
+    RESPONSE = discovery_pb2.DeltaDiscoveryResponse
+
+    async def _serve(self, stream: DiscoveryStream) -> None:
+        for request in self.subs.first_requests(self.node):
+            await stream.send(request)
+        await self._accepted(stream)
+        while (response := await stream.recv()) is not None:
+            for request in self._handle(response):
+                await stream.send(request)
 
     def _handle(self, response: discovery_pb2.DeltaDiscoveryResponse) -> list[discovery_pb2.DeltaDiscoveryRequest]:
         """Applies one response; returns the requests it calls for, in order."""

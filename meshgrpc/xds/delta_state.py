@@ -35,7 +35,7 @@ import sys
 from collections.abc import Mapping
 
 from meshapi.v1 import discovery_pb2, management_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.xds.snapshot import PackedResource, Snapshot, TypeResources
 from meshgrpc.xds.stream_state import StreamState
 
@@ -246,7 +246,7 @@ class DeltaStreamState(StreamState):
             return []
         keep = self.types[ROUTES].route_refs(snapshot[ROUTES])
         return [s.status(snapshot[t], s.changes(snapshot[t], keep if t != ROUTES else frozenset()) is None)
-                for t, s in self.types.items()]
+                for t, s in self.types.items() if s.subscribed]
 
 
 def next_delta(types: Mapping[str, DeltaTypeState], snapshot: Snapshot | None) -> DeltaPlan | None:
@@ -256,9 +256,9 @@ def next_delta(types: Mapping[str, DeltaTypeState], snapshot: Snapshot | None) -
         return None
     routes = types[ROUTES]
     keep = routes.route_refs(snapshot[ROUTES])
-    for type_url in (CLUSTER, ENDPOINTS):
-        state = types[type_url]
-        if not state.awaiting:
+    for type_url in (CLUSTER, ENDPOINTS, AUTHZ):
+        state = types.get(type_url)
+        if state is not None and not state.awaiting:
             plan = state.changes(snapshot[type_url], keep)
             if plan is not None:
                 return plan

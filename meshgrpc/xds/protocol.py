@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.xds import wire
 
 
@@ -61,7 +61,7 @@ def _mesh_node(node: discovery_pb2.Node) -> NodeInfo:
 
 MESH = DiscoveryProtocol(
     type_urls=TYPE_ORDER,
-    layout=Layout(first=(CLUSTER, ENDPOINTS), routes=ROUTES, referenced=frozenset({CLUSTER, ENDPOINTS})),
+    layout=Layout(first=(CLUSTER, ENDPOINTS, AUTHZ), routes=ROUTES, referenced=frozenset({CLUSTER, ENDPOINTS})),
     response=wire.MESH_RESPONSE,
     request_class=discovery_pb2.DiscoveryRequest,
     empty_is_wildcard=True,

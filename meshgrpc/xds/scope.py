@@ -1,7 +1,9 @@
 """What a workload's discovery stream may carry: the route configs its service may
 see (the one named like the service, and those whose `services` list it or "*"),
-the clusters and endpoint sets they reach, and, for proxyless clients, the
-listeners that use those route configs. Operators' streams (admin and read
+the clusters and endpoint sets they reach, the authorization policies of its own
+service (what its inbound side enforces; another service's policies say who may
+call that service, which is that service's business), and, for proxyless
+clients, the listeners that use those route configs. Operators' streams (admin and read
 tokens, or an --insecure control plane) see everything.
 
 `ScopedViews` gives each stream the snapshot it may see: the same interface as a
@@ -17,7 +19,7 @@ import dataclasses
 import types
 from collections.abc import Callable, Mapping
 
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, LISTENER, ROUTES
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, LISTENER, ROUTES
 from meshgrpc.xds import wire
 from meshgrpc.xds.snapshot import Snapshot, TypeResources
 
@@ -32,6 +34,7 @@ class Visible:
     routes: frozenset[str]
     clusters: frozenset[str]
     listeners: frozenset[str]
+    policies: frozenset[str]
 
 
 def visible(mesh: Snapshot, service: str) -> Visible:
@@ -40,12 +43,13 @@ def visible(mesh: Snapshot, service: str) -> Visible:
     reached = mesh[ROUTES].resources
     clusters = frozenset().union(*(reached[n].refs for n in routes))
     listeners = frozenset(n for n, p in mesh[LISTENER].resources.items() if p.message.route_config in routes)
-    return Visible(routes, clusters, listeners)
+    policies = frozenset(n for n, p in mesh[AUTHZ].resources.items() if p.message.service == service)
+    return Visible(routes, clusters, listeners, policies)
 
 
 def mesh_names(v: Visible) -> dict[str, frozenset[str]]:
     """The sidecars' discovery stream, by type URL."""
-    return {CLUSTER: v.clusters, ENDPOINTS: v.clusters, ROUTES: v.routes}
+    return {CLUSTER: v.clusters, ENDPOINTS: v.clusters, ROUTES: v.routes, AUTHZ: v.policies}
 
 
 class ScopedSnapshot:

@@ -18,6 +18,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import grpc
 
@@ -65,6 +66,20 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
+class DiscoveryObserver(Protocol):
+    """Hears what the streams do (the control plane's metrics). Called on the event
+    loop thread; each call only counts or records."""
+
+    def sent(self, server: DiscoveryServer, session: Session, type_url: str, size: int) -> None:
+        """A response of `size` bytes went out."""
+
+    def answered(self, server: DiscoveryServer, session: Session, type_url: str, outcome: str) -> None:
+        """The node answered its latest response of `type_url`: "ack" or "nack"."""
+
+    def closed(self, server: DiscoveryServer, session: Session) -> None:
+        """The stream ended."""
+
+
 class DiscoveryServer:
     """Serves `cache` to every connected proxy. `clock` gives wall-clock seconds
     (for connected_since); the timeouts bound each idle wait and each read/write.
@@ -73,14 +88,17 @@ class DiscoveryServer:
     (controlplane/access.py: a Principal with `role`, `service` and `key()`; None
     when nothing is checked). A workload's stream carries only what its service
     may see (scope.py); a node id belongs to one identity at a time (claims.py,
-    `claims` shared with the other discovery server on the port)."""
+    `claims` shared with the other discovery server on the port).
+    `observer` (optional) hears of each response sent, answer read and stream ended."""
 
     def __init__(self, cache: SnapshotCache, *, clock: Callable[[], float] = time.time,
                  idle_timeout: float = 30.0, io_timeout: float = 30.0, body_cache_size: int = 1024,
                  protocol: DiscoveryProtocol = MESH, service: str = SERVICE, method: str = METHOD,
                  delta_method: str | None = DELTA_METHOD, caller: Callable[[], object | None] = lambda: None,
-                 claims: NodeClaims | None = None, views: ScopedViews | None = None) -> None:
+                 claims: NodeClaims | None = None, views: ScopedViews | None = None,
+                 observer: DiscoveryObserver | None = None) -> None:
         self.cache = cache
+        self.observer = observer
         self._caller = caller
         self.claims = claims if claims is not None else NodeClaims()
         self._views = views or ScopedViews(lambda: cache.current, mesh_names, wire.MESH_RESPONSE)
@@ -112,7 +130,8 @@ class DiscoveryServer:
         session = Session(_GrpcStreamIO(context), self.cache, self._bodies, peer=context.peer(),
                           connected_since=self._clock(), idle_timeout=self._idle_timeout,
                           io_timeout=self._io_timeout, variant=variant, sent=self._sent, on_sent=self.on_sent,
-                          admit=self._admission(principal), view=self._scope(principal))
+                          admit=self._admission(principal), view=self._scope(principal),
+                          on_answer=self._on_answer)
         self._sessions.add(session)
         try:
             await session.run(lambda: context.send_initial_metadata(()))
@@ -122,6 +141,8 @@ class DiscoveryServer:
             await context.abort(e.code, e.message)
         finally:
             self._sessions.discard(session)
+            if self.observer is not None:
+                self.observer.closed(self, session)
 
     def _admission(self, principal):
         if principal is None:
@@ -141,12 +162,22 @@ class DiscoveryServer:
             return None   # operators see everything
         return lambda snapshot: self._views.view(snapshot, service)
 
-    def on_sent(self, session: Session, plan: ResponsePlan) -> None:
-        """Called after each response a stream took; a hook for subclasses."""
+    def on_sent(self, session: Session, plan: ResponsePlan, size: int) -> None:
+        """Called after each response a stream took; subclasses extending it call it too."""
+        if self.observer is not None:
+            self.observer.sent(self, session, plan.type_url, size)
+
+    def _on_answer(self, session: Session, type_url: str, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer.answered(self, session, type_url, outcome)
+
+    def sessions(self) -> list[Session]:
+        """The connected streams that have identified their node."""
+        return [s for s in self._sessions if s.node is not None]
 
     def proxy_statuses(self) -> list[management_pb2.ProxyStatus]:
         """One status per connected stream that has identified its node."""
-        return [s.status() for s in self._sessions if s.node is not None]
+        return [s.status() for s in self.sessions()]
 
     def resources_sent(self, type_url: str) -> int:
         """Resources of `type_url` sent so far, on every stream."""

@@ -28,6 +28,9 @@ from meshgrpc.xds.stream_state import UnknownTypeError
 from meshgrpc.xds.variants import Sotw, Variant
 
 
+_SETTLED = (management_pb2.TypeStatus.SYNCED, management_pb2.TypeStatus.NOT_SENT)
+
+
 class StreamIO(Protocol):
     async def read(self):
         """The next request, or None when the proxy closed its side."""
@@ -54,7 +57,7 @@ class Session:
                  variant: Variant | None = None, protocol: DiscoveryProtocol = MESH,
                  sent: collections.Counter | None = None, on_sent: Callable | None = None,
                  admit: Callable[[str], Callable[[], None]] | None = None,
-                 view: Callable | None = None) -> None:
+                 view: Callable | None = None, on_answer: Callable | None = None) -> None:
         """`admit(node_id)` takes the node id for this stream's identity, returning
         its release, or raises StreamError; `view(snapshot)` is what of a snapshot
         this stream may see (scope.py; default: all of it)."""
@@ -64,7 +67,8 @@ class Session:
         self.peer, self.connected_since = peer, connected_since
         self.node = None  # the protocol's Node message, from the first request
         self.variant = variant or Sotw(protocol)
-        self._on_sent = on_sent  # told (session, plan) of each response once the transport took it
+        self._on_sent = on_sent  # told (session, plan, size in bytes) of each response the transport took
+        self._on_answer = on_answer  # told (session, type_url, "ack" | "nack") of each answer to a response
         # Resources sent per type URL, counted into a counter the server shares
         # between its streams (one per stream would cost each stream a dict).
         self.sent = sent if sent is not None else collections.Counter()
@@ -125,11 +129,14 @@ class Session:
 
     def _apply(self, request) -> None:
         try:
-            changed = self.variant.on_request(request)
+            outcome = self.variant.on_request(request)
         except UnknownTypeError as e:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        if changed:
-            self._wake.set()
+        if outcome == "stale":
+            return
+        self._wake.set()
+        if self._on_answer is not None and outcome in ("ack", "nack"):
+            self._on_answer(self, request.type_url, outcome)
 
     async def _send_loop(self, reader: asyncio.Task) -> None:
         while True:
@@ -142,10 +149,11 @@ class Session:
             if plan is None:
                 await self._idle()
             else:
-                await self._send(self.variant.encode(plan, snapshot, self.bodies))
+                data = self.variant.encode(plan, snapshot, self.bodies)
+                await self._send(data)
                 self.sent[plan.type_url] += plan.resource_count
                 if self._on_sent is not None:
-                    self._on_sent(self, plan)
+                    self._on_sent(self, plan, len(data))
 
     async def _idle(self) -> None:
         # Bounded: the loop re-checks its state at least every idle_timeout.
@@ -167,6 +175,11 @@ class Session:
     def state(self):
         """The variant's per-stream state (StreamState or DeltaStreamState)."""
         return self.variant.state
+
+    def in_sync(self) -> bool:
+        """True when the node has ACKed everything the current snapshot holds for it
+        (every type SYNCED, or NOT_SENT: nothing of it was ever sent)."""
+        return all(t.state in _SETTLED for t in self.variant.statuses(self.cache.current))
 
     def status(self) -> management_pb2.ProxyStatus:
         protocol = self.variant.protocol

@@ -154,4 +154,6 @@ class StreamState:
         return str(self._nonces)
 
     def statuses(self, current_versions: Mapping[str, str]) -> list[management_pb2.TypeStatus]:
-        return [s.status(current_versions.get(t, "")) for t, s in self.types.items()]
+        """The types the stream subscribed to (a proxy that never asks for a type,
+        such as one without an inbound side, has no status for it)."""
+        return [s.status(current_versions.get(t, "")) for t, s in self.types.items() if s.subscribed]

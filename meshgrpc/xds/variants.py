@@ -27,9 +27,10 @@ class Variant(Protocol):
     protocol: DiscoveryProtocol
     state: object
 
-    def on_request(self, request) -> bool:
-        """Applies one request; True when what to send may have changed. Raises
-        UnknownTypeError for a type the server does not serve."""
+    def on_request(self, request) -> str:
+        """Applies one request; returns what it was: "subscribe", "ack", "nack" or
+        "stale" (ignored; nothing to send changed). Raises UnknownTypeError for a
+        type the server does not serve."""
 
     def next_plan(self, snapshot: Snapshot | None):
         """The next response to send towards `snapshot`, or None."""
@@ -50,8 +51,8 @@ class Sotw:
         self.state = StreamState(protocol.type_urls, empty_is_wildcard=protocol.empty_is_wildcard,
                                  resume=protocol.resume)
 
-    def on_request(self, request) -> bool:
-        return self.state.on_request(request) is not Outcome.STALE
+    def on_request(self, request) -> str:
+        return self.state.on_request(request).value
 
     def next_plan(self, snapshot: Snapshot | None) -> ResponsePlan | None:
         return next_response(self.state.types, snapshot, self.protocol.layout)
@@ -81,8 +82,8 @@ class Delta:
     def __init__(self) -> None:
         self.state = DeltaStreamState()
 
-    def on_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> bool:
-        return self.state.on_request(request) is not DeltaOutcome.STALE
+    def on_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> str:
+        return self.state.on_request(request).value
 
     def next_plan(self, snapshot: Snapshot | None) -> DeltaPlan | None:
         return next_delta(self.state.types, snapshot)

@@ -25,7 +25,8 @@ def start_control_plane(backing, *extra: str) -> tuple[Proc, str]:
     a data dir for the SQLite store."""
     store = backing.args if hasattr(backing, "args") else ("--data-dir", str(backing))
     mtls = () if "--insecure" in extra or "--listen-mtls" in extra else ("--listen-mtls", "127.0.0.1:0")
-    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", *store, *mtls, *extra)
+    proc = meshgrpc("--log-level", "INFO", "control-plane", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                    *store, *mtls, *extra)
     return proc, proc.address("control-plane")
 
 

@@ -9,7 +9,7 @@ import shutil
 import signal
 import time
 
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.identity.ca import CertificateAuthority
 from tests.integration.cp_support import (EXAMPLE, DiscoveryProbe, cli, endpoint_addresses, start_control_plane,
                                           versions_of)
@@ -50,7 +50,7 @@ def test_the_example_config_is_served_to_a_discovery_client(tmp_path, backing):
             assert sorted(c.name for c in probe.latest(CLUSTER)) == ["greeter", "greeter-canary"]
             assert endpoint_addresses(probe.latest(ENDPOINTS), "greeter") == {"127.0.0.1:50051", "127.0.0.1:50052"}
             assert [r.name for r in probe.latest(ROUTES)] == ["default"]
-            status = poll_until(lambda: (r := cli(address, "status")).stdout.count("SYNCED") == 3 and r, 10,
+            status = poll_until(lambda: (r := cli(address, "status")).stdout.count("SYNCED") == len(TYPE_ORDER) and r, 10,
                                 "status shows the probe synced on every type")
             assert "probe-1" in status.stdout
         assert proc.stop() == 0

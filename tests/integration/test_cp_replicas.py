@@ -29,7 +29,7 @@ from tests.conftest import Backing
 from tests.integration.cp_support import EXAMPLE, DiscoveryProbe, cli, start_control_plane, versions_of
 from tests.integration.test_cp_registration import served_addresses
 from tests.support.mesh import Load, Mesh, interop_unary, mesh_config, route
-from tests.support.procs import credentials, meshgrpc, poll_until
+from tests.support.procs import credentials, dialer, meshgrpc, poll_until
 
 
 @pytest.fixture
@@ -244,7 +244,7 @@ def _mover(client_class, targets: str, seed: int, like=None):
     seen = Recorder()
     client = client_class(targets, discovery_pb2.Node(id="mover"),
                           {CLUSTER: [], ENDPOINTS: [], ROUTES: ["default"]}, seen, rng=random.Random(seed),
-                          credentials=credentials(targets))
+                          dialer=dialer(targets))
     client.wire = []
     if isinstance(like, DeltaClient):
         client.subs = like.subs

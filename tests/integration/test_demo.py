@@ -25,11 +25,13 @@ def _shares(output: str, phase: str, who: str = "") -> dict[str, float]:
 
 
 def test_demo_runs_unattended_and_stops_everything():
-    result = subprocess.run([*MESHGRPC, "demo", "--duration", "8"], capture_output=True, text=True, timeout=90,
+    result = subprocess.run([*MESHGRPC, "demo", "--duration", "8", "--http", "127.0.0.1:0"], capture_output=True,
+                            text=True, timeout=90,
                             cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 
+    assert re.match(r"dashboard: http://127\.0\.0\.1:\d+/\n", result.stdout), result.stdout[:500]  # first
     started = re.search(r"^started: (.*)$", result.stdout, re.M)
     assert started, output[-4000:]
     pids = [int(p) for p in re.findall(r"pid (\d+)", started[1])]

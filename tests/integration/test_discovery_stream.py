@@ -8,14 +8,20 @@ import random
 
 import grpc
 
-from meshapi.v1 import discovery_pb2, management_pb2
+from meshapi.v1 import discovery_pb2, management_pb2, resources_pb2 as r
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.errors import ConfigError
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.backoff import Backoff
+from meshgrpc.grpcwire import Dialer
 from meshgrpc.xds.client import DiscoveryClient
 from meshgrpc.xds.server import DiscoveryServer
-from tests.unit.xds_builders import snap
+from meshgrpc.xds.snapshot import Snapshot
+from tests.unit.xds_builders import mesh, snap
+
+# What these streams subscribe to: the types make-before-break orders (a stream also
+# subscribed to authorization policies gets them before routes: tests/unit/test_xds_ordering.py).
+STREAMED = (CLUSTER, ENDPOINTS, ROUTES)
 
 S = management_pb2.TypeStatus.SyncState
 METHOD = "/meshapi.v1.Discovery/StreamResources"
@@ -82,7 +88,7 @@ class RawStream:
         await self.call.write(req)
 
     async def subscribe(self, node, versions=None):
-        for i, t in enumerate(TYPE_ORDER):
+        for i, t in enumerate(STREAMED):
             await self.send(t, node=node if i == 0 else "", version=(versions or {}).get(t, ""))
 
     async def recv(self, timeout=2.0) -> discovery_pb2.DiscoveryResponse:
@@ -266,9 +272,9 @@ def test_client_acks_nacks_and_reconnects_after_a_server_restart():
             applied.append((type_url, version))
 
         client = DiscoveryClient(f"127.0.0.1:{plane.port}", discovery_pb2.Node(id="px"),
-                                 {t: [] for t in TYPE_ORDER}, on_update, rng=random.Random(1))
+                                 {t: [] for t in STREAMED}, on_update, rng=random.Random(1))
         client.start()
-        await poll(lambda: client.versions == {t: "1" for t in TYPE_ORDER}, "client at version 1")
+        await poll(lambda: client.versions == {t: "1" for t in STREAMED}, "client at version 1")
         assert applied == [(CLUSTER, "1"), (ENDPOINTS, "1"), (ROUTES, "1")] and client.connected
         await poll(lambda: (s := plane.status("px")) and all(t.state == S.SYNCED for t in s.types), "SYNCED")
 
@@ -286,7 +292,7 @@ def test_client_acks_nacks_and_reconnects_after_a_server_restart():
         await plane.start(port=plane.port)
         await poll(lambda: client.connects > connects, "client to reconnect")
         # Resumed with the versions it holds: only what it lacks (version 2) is sent.
-        await poll(lambda: client.versions == {t: "2" for t in TYPE_ORDER}, "client at version 2")
+        await poll(lambda: client.versions == {t: "2" for t in STREAMED}, "client at version 2")
         assert all(v == "2" for _, v in applied)
         # Restarted again: the client resumes at the current versions; nothing is resent.
         await plane.stop()
@@ -322,4 +328,36 @@ def test_client_backs_off_with_full_jitter_up_to_the_cap():
         assert delays[:8] == [expected.failed() for _ in range(8)]
         assert all(0 <= d <= min(1.0, 0.1 * 2 ** i) for i, d in enumerate(delays))
         assert not client.connected and client.connects == 0
+    run(main())
+
+
+def test_client_takes_a_response_above_grpcs_default_limit_up_to_the_control_channels():
+    async def main():
+        blob = "v" * (64 << 10)   # 96 endpoints of 64 KiB: a 6 MiB EndpointSet
+        config = mesh(["big"])
+        del config.endpoints[0].endpoints[:]
+        config.endpoints[0].endpoints.extend(r.Endpoint(address=f"10.0.0.{i + 1}:80", metadata={"blob": blob})
+                                             for i in range(96))
+        cache = SnapshotCache()
+        cache.set(Snapshot.from_mesh(config, {t: "1" for t in TYPE_ORDER}))
+        plane = await Plane(cache).start()
+        got = {}
+        client = DiscoveryClient(f"127.0.0.1:{plane.port}", discovery_pb2.Node(id="big"), {ENDPOINTS: []},
+                                 lambda t, v, items: got.update({t: items}), rng=random.Random(1))
+        client.start()
+        try:
+            await poll(lambda: client.versions.get(ENDPOINTS) == "1", "the 6 MiB response applied")
+            assert len(got[ENDPOINTS][0].endpoints) == 96
+        finally:
+            await client.stop()
+        # The control channel's limit is what allows it: at gRPC's default 4 MiB it is refused.
+        small = DiscoveryClient(f"127.0.0.1:{plane.port}", discovery_pb2.Node(id="small"), {ENDPOINTS: []},
+                                lambda *a: None, rng=random.Random(1), dialer=Dialer(max_message_bytes=4 << 20))
+        small.start()
+        try:
+            await poll(lambda: "RESOURCE_EXHAUSTED" in small.last_error, "the 6 MiB response refused at 4 MiB")
+            assert "above the limit of 4194304" in small.last_error and small.versions == {}
+        finally:
+            await small.stop()
+        await plane.stop()
     run(main())

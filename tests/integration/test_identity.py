@@ -269,12 +269,15 @@ SCOPED = {
     "routes": [route_config([route("/", "billing")], name="greeter"),
                {**route_config([route("/", "ledger")], name="shared"), "services": ["greeter", "audit"]},
                route_config([route("/", "greeter")], name="default")],
+    "authorization_policies": [{"name": n, "service": svc, "action": "ALLOW", "rules": [{}]}
+                               for n, svc in (("greeter-in", "greeter"), ("audit-in", "audit"))],
 }
 
 
 def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
     """Its own route config (named like the service), those whose `services` list it,
-    and the clusters and endpoints they reach; operators see everything."""
+    the clusters and endpoints they reach, and its own service's authorization
+    policies; operators see everything."""
     with Mesh(tmp_path) as mesh:
         address = mesh.start_control_plane(SCOPED)
         ca = (tmp_path / "data" / "ca.pem").read_bytes()
@@ -286,7 +289,7 @@ def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
                     for t in resources.TYPE_ORDER:
                         await call.write(discovery_pb2.DiscoveryRequest(node=discovery_pb2.Node(id=node), type_url=t))
                     got = {}
-                    while len(got) < 3:
+                    while len(got) < len(resources.TYPE_ORDER):
                         r = await asyncio.wait_for(call.read(), 10)
                         got[r.type_url] = sorted(resources.resource_name(resources.unpack(r.type_url, a))
                                                  for a in r.resources)
@@ -300,12 +303,14 @@ def test_a_workload_stream_carries_only_what_its_service_may_see(tmp_path):
         audit = ClientCredentials(ca_bundle=ca, token=token(address, "--service", "audit"))
         other = ClientCredentials(ca_bundle=ca, token=token(address, "--service", "other"))
         assert seen(greeter, "g") == {"routes": ["greeter", "shared"], "clusters": ["billing", "ledger"],
-                                      "endpoints": ["billing", "ledger"]}
-        assert seen(audit, "a") == {"routes": ["shared"], "clusters": ["ledger"], "endpoints": ["ledger"]}
-        assert seen(other, "o") == {"routes": [], "clusters": [], "endpoints": []}
+                                      "endpoints": ["billing", "ledger"], "authorization_policies": ["greeter-in"]}
+        assert seen(audit, "a") == {"routes": ["shared"], "clusters": ["ledger"], "endpoints": ["ledger"],
+                                    "authorization_policies": ["audit-in"]}
+        assert seen(other, "o") == {"routes": [], "clusters": [], "endpoints": [], "authorization_policies": []}
         assert seen(credentials(address), "admin") == {"routes": ["default", "greeter", "shared"],
                                                        "clusters": ["billing", "greeter", "ledger"],
-                                                       "endpoints": ["billing", "greeter", "ledger"]}
+                                                       "endpoints": ["billing", "greeter", "ledger"],
+                                                       "authorization_policies": ["audit-in", "greeter-in"]}
 
 
 # ---------------------------------------------------------------- joining and renewal
@@ -341,3 +346,25 @@ def test_a_proxy_joins_with_its_token_renews_and_a_revoked_token_cannot_renew(tm
         mesh.procs.append(again)
         assert again.popen.wait(20) == 1
         again.wait_for_line(rf"refused a certificate for greeter: UNAUTHENTICATED: token {token_id} was revoked", 5)
+
+
+def test_a_proxy_redials_its_discovery_stream_with_its_renewed_certificate(tmp_path):
+    """Certificates of 4 s renewed at 2 s: once the first has expired the control
+    plane restarts, and the proxy's stream comes back on the mTLS port only if it
+    presents the certificate current at that reconnect."""
+    with Mesh(tmp_path) as mesh:
+        backend = mesh.start_backend("a")
+        config = mesh_config({"echo": [backend]}, [route("/", "echo")], route_name="greeter")
+        lifetime = ("--cert-lifetime", "4s")
+        address = mesh.start_control_plane(config, extra=lifetime)
+        token_file = tmp_path / "join.token"
+        token_file.write_text(token(address, "--service", "greeter") + "\n")
+        mesh.start_proxy("greeter-1", "--service", "greeter", "--route-config", "greeter",
+                         "--token-file", str(token_file), "--ca-file", str(tmp_path / "data" / "ca.pem"))
+        mesh.wait_synced("greeter-1")
+        # The second renewal comes 4 s after joining: the first certificate has expired.
+        poll_until(lambda: mesh.control_plane.output().count("to workload greeter (certificate)") >= 2, 15,
+                   "two renewals with the certificate")
+        mesh.kill_control_plane()
+        mesh.start_control_plane(config, listen=address, attempts=5, extra=lifetime)
+        mesh.wait_synced("greeter-1", timeout=20)

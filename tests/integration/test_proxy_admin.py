@@ -9,7 +9,7 @@ from meshtest.interop import messages_pb2, test_pb2_grpc
 from tests.support.mesh import Mesh, interop_unary, mesh_config, route, route_config, short_versions
 from tests.support.procs import poll_until
 
-TYPES = {"Cluster", "EndpointSet", "RouteConfig"}
+TYPES = {"Cluster", "EndpointSet", "RouteConfig", "AuthorizationPolicy"}
 
 
 def test_admin_pages_follow_config_and_calls(tmp_path):

@@ -1,6 +1,7 @@
 """A real `meshgrpc proxy` shutting down and scaling out: SIGTERM drains (calls in
 flight finish, /ready turns 503, new connections are refused, exit 0 within
---drain-timeout), and --workers 2 serves one port from two processes."""
+--drain-timeout), and --workers 2 (or auto: one per core) serves one port from
+several processes."""
 
 from __future__ import annotations
 
@@ -123,3 +124,17 @@ def test_two_workers_share_the_port_and_both_stop_on_sigterm(tmp_path):
         assert proxy.proc.popen.wait(10) == 0
         for pid in workers:
             assert not os.path.exists(f"/proc/{pid}"), f"worker {pid} outlived the proxy"
+
+
+def test_workers_auto_starts_one_worker_per_core(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    with Mesh(tmp_path) as mesh:
+        backend = mesh.start_backend("a")
+        mesh.start_control_plane(mesh_config({"svc": [backend]}, [route("/", "svc")]))
+        proxy = mesh.start_proxy("auto", "--workers", "auto")
+        # One core: a single process serves, as with --workers 1; otherwise one child per core.
+        assert len(children(proxy.pid)) == (cores if cores > 1 else 0), (cores, children(proxy.pid))
+        poll_until(lambda: proxy.proc.output().count("proxy listening on 127.0.0.1:") == cores, 30,
+                   f"{cores} workers never all joined the port")
+        with proxy.channel() as channel:
+            assert interop_unary(channel) == "a"

@@ -38,6 +38,9 @@ log = logging.getLogger("backend")
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
+# The trace headers a call arrived with, answered as x-seen-<name> (tests of the
+# proxy's trace propagation read what the backend got).
+SEEN = ("traceparent", "tracestate", "x-request-id")
 BACKEND_HEADER = "x-backend"
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -157,6 +160,7 @@ class TestService(test_pb2_grpc.TestServiceServicer):
         if self._options.name:
             headers.append((BACKEND_HEADER, self._options.name))
         headers += [(k, v) for k, v in context.invocation_metadata() if k == ECHO_INITIAL]
+        headers += [("x-seen-" + k, v) for k, v in context.invocation_metadata() if k in SEEN]
         await context.send_initial_metadata(headers)
 
     async def _fail(self, context) -> None:
@@ -357,6 +361,10 @@ def _no_delay(options: BackendOptions) -> None:
 def main(argv: list[str] | None = None, add_services: AddServices = add_test_service,
          description: str = "gRPC interop TestService for meshgrpc tests") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # grpc.aio logs a whole traceback (ExecuteBatchError) for each call whose client
+    # reset it while its response was being sent: tens of milliseconds of formatting
+    # when a client resets many calls at once, which every other caller would wait on.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(logging.CRITICAL)
     asyncio.run(serve(parse_args(argv, description), add_services))
     return 0
 

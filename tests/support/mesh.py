@@ -30,8 +30,8 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
-from tests.support.procs import Proc, meshgrpc, poll_until, run_meshgrpc
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
+from tests.support.procs import MESHGRPC, Proc, credential_args, meshgrpc, poll_until, run_meshgrpc
 
 BIG = 64 << 20
 # Client options for calls through the proxy: large messages; no client-side retries,
@@ -43,7 +43,7 @@ CHANNEL_OPTIONS = (("grpc.max_receive_message_length", BIG), ("grpc.max_send_mes
 BACKEND_MODULES = {"interop": "tests.support.interop_server", "greeter": "tests.support.greeter",
                    "demo": "meshgrpc.demo_backends",
                    "echo": "tests.integration.relay_harness"}
-TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig"}
+TYPE_NAMES = {CLUSTER: "Cluster", ENDPOINTS: "EndpointSet", ROUTES: "RouteConfig", AUTHZ: "AuthorizationPolicy"}
 START_TIMEOUT = 20.0
 
 
@@ -236,7 +236,7 @@ class Mesh:
         retries a bind failure (restarting on a port the previous process just released)."""
         # A restart on the same address keeps the mTLS port too (clients' bootstraps name it).
         mtls = self.cp_mtls_address if listen == self.cp_address and self.cp_mtls_address else "127.0.0.1:0"
-        args = ["control-plane", "--listen", listen, "--data-dir", self.data_dir, *extra]
+        args = ["control-plane", "--listen", listen, "--http", "127.0.0.1:0", "--data-dir", self.data_dir, *extra]
         if "--insecure" not in extra and "--listen-mtls" not in extra:
             args += ["--listen-mtls", mtls]
         if config is not None:
@@ -260,11 +260,14 @@ class Mesh:
         self.control_plane.kill()
         self.control_plane = None
 
-    def start_proxy(self, node_id: str = "proxy-1", *extra: str, ready: bool = True) -> ProxyHandle:
-        """Starts `meshgrpc proxy` against the control plane; waits for /ready unless `ready` is False."""
+    def start_proxy(self, node_id: str = "proxy-1", *extra: str, ready: bool = True,
+                    command: list[str] | None = None) -> ProxyHandle:
+        """Starts `meshgrpc proxy` against the control plane; waits for /ready unless `ready` is False.
+        `command` replaces `python -m meshgrpc.cli` (e.g. a wrapper that inspects the process)."""
         assert self.cp_address, "start the control plane first"
-        proc = self._own(meshgrpc("proxy", "--node-id", node_id, "--control-plane", self.cp_address,
-                                  "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra))
+        args = ["proxy", "--node-id", node_id, "--control-plane", self.cp_address,
+                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
+        proc = self._own(Proc([*(command or MESHGRPC), *args, *credential_args(args)]))
         handle = ProxyHandle(proc, node_id)
         self.proxies[node_id] = handle
         if ready:
@@ -316,7 +319,7 @@ def status_rows(status_text: str) -> dict[str, str]:
     return rows
 
 
-def synced(status_text: str, node_id: str, types: int = 3) -> bool:
+def synced(status_text: str, node_id: str, types: int = len(TYPE_ORDER)) -> bool:
     """True when `node_id` is SYNCED on every type in `meshgrpc status` output."""
     row = status_rows(status_text).get(node_id, "")
     return row.count("SYNCED") == types

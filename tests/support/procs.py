@@ -8,7 +8,7 @@ is remembered with its data dir, and a `meshgrpc` command naming it with
 --control-plane is given the admin token and CA bundle it wrote there (or
 --insecure, for a control plane started with --insecure), unless the command
 passes credentials of its own. `credentials(address)` gives in-process clients
-the same.
+the same (`dialer(address)`: for grpcwire's, the discovery clients).
 """
 
 from __future__ import annotations
@@ -167,6 +167,17 @@ def credentials(target: str):
     with open(os.path.join(data_dir, "admin.token")) as f:
         token = f.read().strip()
     return ClientCredentials(ca_bundle=bundle, token=token)
+
+
+def dialer(target: str):
+    """A grpcwire Dialer for an in-process discovery client of our control plane at
+    `target`, with the credentials `credentials(target)` gives."""
+    from meshgrpc.xds.client import control_plane_dialer
+    creds = credentials(target)
+    if creds.insecure:
+        return control_plane_dialer()
+    return control_plane_dialer(ssl_context=creds.ssl_context(),
+                                metadata=lambda: [("authorization", f"Bearer {creds.token}")])
 
 
 def poll_until(predicate, timeout: float, message: str, interval: float = 0.05):

@@ -115,7 +115,7 @@ def test_least_request_multiplies_the_load_by_one_plus_recent_failures():
     eps[0].on_start()
     eps[0].on_finish(False, 0.001, RESOURCE_EXHAUSTED, responded=True)
     eps[1].on_start()  # b: 1 in flight -> load 2; a: 0 in flight, 1 failure -> load 2
-    assert {row["address"]: row["load"] for row in picker.scores()} == {"a:1": 2.0, "b:1": 2.0}
+    assert picker.explain().scores == {"a:1": 2.0, "b:1": 2.0}
 
 
 # ---------------------------------------------------------------- pushback

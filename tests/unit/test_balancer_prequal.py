@@ -283,12 +283,13 @@ def test_a_cluster_of_one_needs_no_probes():
     assert single.pick().host == "a" and prober.sent == 0
 
 
-def test_scores_list_the_pool_best_first():
+def test_pooled_lists_the_pool_best_first_and_explain_takes_the_best_cold_one():
     clock = FakeClock()
     eps = endpoints("a", "b", "c", clock=clock)
     picker = picker_for(eps, clock, FakeProber(), probes_per_call=0)
     for i, (n, latency) in enumerate([(10, 1), (2, 50), (3, 20)]):
         picker.on_probe(i, rif(n, latency))
-    rows = picker.scores()
+    rows = picker.pooled()
     assert [r["address"] for r in rows] == ["c:1", "b:1", "a:1"] and rows[2]["hot"]
+    assert picker.explain().chosen is eps[2]
     assert picker.describe()["picks"]["picks"] == 0

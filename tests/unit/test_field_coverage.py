@@ -33,6 +33,7 @@ PENALTY = "unit/test_balancer_failure_penalty.py::"
 LOADS = "integration/test_load_reports.py::"
 AUTHZ = "unit/test_authz.py::"
 IDENTITY = "integration/test_identity.py::"
+MTLS = "integration/test_mtls.py::"
 
 # field (message.field) -> tests that show what it does
 BEHAVIOUR: dict[str, tuple[str, ...]] = {
@@ -77,6 +78,11 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "FailurePenalty.penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",),
     "FailurePenalty.decay": (PENALTY + "test_penalty_decay_is_read_from_config",),
     "FailurePenalty.max_pushback": (PENALTY + "test_pushback_is_capped_by_max_pushback_and_zero_ignores_it",),
+    "Cluster.transport": (MTLS + "test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused",),
+    "Transport.mode": (MTLS + "test_two_services_call_each_other_over_mutual_tls_and_plaintext_is_refused",
+                       MTLS + "test_a_proxy_without_a_workload_certificate_answers_unavailable_for_a_mutual_tls_cluster"),
+    "Transport.peer_identity": (MTLS + "test_peer_identity_names_who_the_endpoints_must_be",
+                                MTLS + "test_an_endpoint_with_the_wrong_identity_is_refused_and_calls_go_to_a_correct_one"),
     "RetryBudget.retry_ratio": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.min_retries_per_second": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),
     "RetryBudget.ttl": (RES + "test_retry_budget_bounds_the_extra_load_on_the_backends",),

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-import grpc
 import pytest
 from cryptography import x509
 
 from meshapi.v1 import management_pb2
+from meshgrpc.grpcwire import status as st
 from meshgrpc.identity.ca import CertificateAuthority
 from meshgrpc.identity.issuer import IssueFailed
 from meshgrpc.identity.workload import WorkloadIdentity, peer_spiffe_id
@@ -28,7 +28,7 @@ class FakeControlPlane:
         self.ca = CertificateAuthority.create("mesh.local", clock())
         self.clock = clock
         self.asked: list[tuple[float, bool]] = []   # (when, with the current certificate)
-        self.fail: list[grpc.StatusCode] = []
+        self.fail: list[int] = []   # gRPC status codes
 
     async def issue(self, csr: bytes, current) -> management_pb2.IssueCertificateResponse:
         self.asked.append((self.clock(), current is not None))
@@ -90,7 +90,7 @@ def test_a_failed_renewal_is_retried_with_backoff_and_a_refusal_is_counted(tmp_p
     async def body(sleep):
         identity = WorkloadIdentity("greeter", plane.issue, clock=clock, sleep=sleep, files_dir=str(tmp_path))
         await identity.join()
-        plane.fail = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED]
+        plane.fail = [st.UNAVAILABLE, st.UNAUTHENTICATED]
         identity.start()
         while identity.renewals < 1:
             await asyncio.sleep(0)
@@ -109,9 +109,9 @@ def test_joining_is_refused_at_once_and_retried_while_unreachable(tmp_path):
 
     async def body(sleep):
         identity = WorkloadIdentity("greeter", plane.issue, clock=clock, sleep=sleep, files_dir=str(tmp_path))
-        plane.fail = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE]
+        plane.fail = [st.UNAVAILABLE, st.UNAVAILABLE]
         await identity.join()
-        plane.fail = [grpc.StatusCode.UNAUTHENTICATED]
+        plane.fail = [st.UNAUTHENTICATED]
         with pytest.raises(IssueFailed) as refused:
             await WorkloadIdentity("greeter", plane.issue, clock=clock, sleep=sleep,
                                    files_dir=str(tmp_path / "x")).join()

@@ -163,6 +163,8 @@ CASES = [
      lambda t: t.gap("cluster greeter: connect_timeout", "not applied")),
     ("Cluster.panic_threshold_percent", lambda d: cluster(d, panic_threshold_percent=20),
      lambda t: t.gap("cluster greeter: panic_threshold_percent", "no panic mode")),
+    ("Cluster.transport", lambda d: cluster(d, transport={"mode": "MUTUAL_TLS"}),
+     lambda t: t.gap("cluster greeter: transport", "not served to proxyless clients")),
     ("Cluster.retry_budget", lambda d: cluster(d, retry_budget={"retry_ratio": 0.5}),
      lambda t: t.gap("cluster greeter: retry_budget", "not applied")),
     ("Cluster.weighted_round_robin",
@@ -301,7 +303,7 @@ CASES = [
 
 # Messages a case covers whole: every field inside one of these is decided by the
 # case of the field holding it (reported as a whole, or translated together).
-COVERED_WHOLE = {"Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_check", "Cluster.retry_budget",
+COVERED_WHOLE = {"Cluster.transport", "Cluster.peak_ewma", "Cluster.least_request", "Cluster.health_check", "Cluster.retry_budget",
                  "Cluster.weighted_round_robin", "Cluster.prequal", "Cluster.out_of_band_load_reports",
                  "Cluster.failure_penalty",
                  "RouteAction.hedge_policy", "RouteAction.rate_limit", "RouteAction.mirror",

@@ -25,7 +25,8 @@ def test_never_indexed_fields_are_forwarded_never_indexed_both_ways():
         sid = rig.request(GRPC_REQ + [SECRET, (b"x-plain", b"1")])
         req = of(up.events, RequestReceived)[call]
         assert SECRET in req.headers and (b"x-plain", b"1") in req.headers
-        assert _never_indexed(req.headers) == {b"x-secret"}
+        # (x-request-id and traceparent: new on every call, kept out of the upstream table)
+        assert _never_indexed(req.headers) == {b"x-secret", b"x-request-id", b"traceparent"}
         up.h2.send_headers(req.stream_id, [(b":status", b"200"), (b"content-type", b"application/grpc"),
                                            NeverIndexedHeaderTuple(b"x-resp-secret", b"r")])
         up.h2.send_data(req.stream_id, b"\0\0\0\0\x00")

@@ -436,8 +436,9 @@ def test_idle_stream_is_ended_with_deadline_exceeded():
 
 
 def test_deadline_covers_retries_and_back_off():
-    rig = Rig({"timeout": "0.1s", "retry_policy": {"num_retries": 5,
-                                                   "retry_back_off": {"base_interval": "0.2s"}}})
+    # Full jitter draws the back-off from [0, 10 s): past the 0.1 s deadline but for a 1% draw.
+    rig = Rig({"timeout": "0.1s", "retry_policy": {"num_retries": 5, "retry_back_off": {
+        "base_interval": "10s", "max_interval": "10s"}}})
     sid = rig.request()
     up, ev = rig.received()[0]
     reply(up, ev.stream_id, gs.UNAVAILABLE, "busy")

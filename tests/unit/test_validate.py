@@ -72,6 +72,18 @@ def a_route(cluster_name: str = "greeter") -> dict:
 
 # (case id, mutation, expected path, words the message must contain)
 CASES = [
+    # transport
+    ("transport mode unknown", lambda d: cluster(d).update(transport={"mode": 7}), f"{C0}.transport.mode",
+     "7 is not a valid Mode (valid: PLAINTEXT, MUTUAL_TLS)"),
+    ("peer identity without mutual TLS", lambda d: cluster(d).update(transport={
+        "mode": "PLAINTEXT", "peer_identity": "spiffe://mesh.local/service/greeter"}),
+     f"{C0}.transport.peer_identity", "peer_identity applies only to mode MUTUAL_TLS"),
+    ("peer identity not a SPIFFE ID", lambda d: cluster(d).update(transport={
+        "mode": "MUTUAL_TLS", "peer_identity": "greeter"}),
+     f"{C0}.transport.peer_identity", "'greeter' is not a SPIFFE ID (spiffe://<trust domain>/<path>)"),
+    ("health checks over mutual TLS", lambda d: cluster(d).update(transport={"mode": "MUTUAL_TLS"},
+                                                                   health_check={"interval": "5s"}),
+     f"{C0}.health_check", "active health checks of a MUTUAL_TLS cluster are not supported yet"),
     # names
     ("cluster name empty", lambda d: d["clusters"].append({"name": ""}), "clusters[2].name", "name is required"),
     ("cluster name charset", lambda d: d["clusters"].append({"name": "bad name"}), "clusters[2].name",
@@ -382,6 +394,9 @@ VALID = [
                  "hot_rif_quantile": 1, "max_probes_per_second": 100000},
         out_of_band_load_reports={"interval": "0.1s"},
         failure_penalty={"penalty": "0s", "decay": "3600s", "max_pushback": "0s"})),
+    ("mutual TLS, default and named peer", lambda d: (
+        cluster(d).update(transport={"mode": "MUTUAL_TLS"}),
+        d["clusters"][1].update(transport={"mode": "MUTUAL_TLS", "peer_identity": "spiffe://mesh.local/service/x"}))),
     ("headers to add and remove", lambda d: route(d, 0)["route"].update(
         request_headers_to_add=[{"name": "x-mesh", "value": "1"}], request_headers_to_remove=["x-internal"],
         hash_policy={"header": "x-user"})),

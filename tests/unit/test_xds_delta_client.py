@@ -5,18 +5,10 @@ no longer reaches after the route is applied, resuming what is held."""
 from __future__ import annotations
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, pack
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.errors import ConfigError
 from meshgrpc.xds.delta_client import DeltaSubscriptions
-from tests.unit.xds_builders import mesh, route_config
-
-
-def response(type_url, version, resources=(), removed=(), nonce="n"):
-    out = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version, nonce=nonce,
-                                               removed_resources=list(removed))
-    for name, message in resources:
-        out.resources.add(name=name, version=f"{name}@{version}", resource=pack(message))
-    return out
+from tests.unit.xds_builders import delta_response as response, mesh, route_config
 
 
 def clusters_of(names):

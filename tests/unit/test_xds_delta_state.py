@@ -9,14 +9,14 @@ from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.xds import wire
 from meshgrpc.xds.delta_state import DeltaStreamState, next_delta
 from meshgrpc.xds.variants import Delta
-from tests.unit.xds_builders import SHORT, snap
+from tests.unit.xds_builders import ORDERED, SHORT, snap
 
 S = {"C": CLUSTER, "E": ENDPOINTS, "R": ROUTES}
 
 
 def subscribe(state: DeltaStreamState, names: dict[str, list[str]] | None = None,
-              held: dict[str, dict[str, str]] | None = None) -> None:
-    for t in TYPE_ORDER:
+              held: dict[str, dict[str, str]] | None = None, types=ORDERED) -> None:
+    for t in types:
         state.on_request(discovery_pb2.DeltaDiscoveryRequest(
             type_url=t, resource_names_subscribe=(names or {}).get(t, ["*"]),
             initial_resource_versions=(held or {}).get(t, {})))
@@ -54,6 +54,14 @@ def test_a_wildcard_subscription_gets_everything_once_then_only_what_changes():
     assert state.types[ENDPOINTS].held["b"] == changed.hash
 
 
+def test_policies_go_before_routes_and_only_when_they_change():
+    state = DeltaStreamState()
+    subscribe(state, types=TYPE_ORDER)
+    assert converge(state, snap("1", ["a"])) == [("C", ["a"], []), ("E", ["a"], []), ("A", [], []),
+                                                 ("R", ["default"], [])]
+    assert converge(state, snap("2", ["a"])) == []
+
+
 def test_resource_versions_are_content_digests_the_same_for_any_snapshot_version():
     one, two = snap("1", ["a"]), snap("77", ["a"])
     assert one[CLUSTER].resources["a"].hash == two[CLUSTER].resources["a"].hash
@@ -62,7 +70,7 @@ def test_resource_versions_are_content_digests_the_same_for_any_snapshot_version
 
 def test_a_resumed_stream_is_sent_only_what_differs_from_what_it_holds():
     snapshot = snap("5", ["a", "b"])
-    held = {t: {n: r.hash for n, r in snapshot[t].resources.items()} for t in TYPE_ORDER}
+    held = {t: {n: r.hash for n, r in snapshot[t].resources.items()} for t in ORDERED}
     held[ENDPOINTS]["b"] = "0123456789abcdef"   # an older version of b's endpoints
     state = DeltaStreamState()
     subscribe(state, held=held)

@@ -1,7 +1,7 @@
 """Make-before-break ordering (meshgrpc.xds.ordering), through a simulated proxy."""
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.xds.ordering import next_response
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import StreamState
@@ -20,6 +20,13 @@ def test_first_connect_sends_clusters_endpoints_then_routes():
     subscribe(state)
     assert converge(state, snap("1", ["a"])) == [
         ("C", "1", ["a"]), ("E", "1", ["a"]), ("R", "1", ["default"])]
+
+
+def test_a_stream_subscribed_to_policies_gets_them_before_routes():
+    state = StreamState()
+    subscribe(state, types=TYPE_ORDER)
+    assert converge(state, snap("1", ["a"])) == [
+        ("C", "1", ["a"]), ("E", "1", ["a"]), ("A", "1", []), ("R", "1", ["default"])]
 
 
 def test_routes_wait_until_clusters_and_endpoints_are_answered():

@@ -6,11 +6,11 @@ import grpc
 import pytest
 
 from meshapi.v1 import discovery_pb2
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.session import Session, StreamError
-from tests.unit.xds_builders import snap
+from tests.unit.xds_builders import ORDERED, snap
 
 
 class FakeStream:
@@ -50,7 +50,7 @@ def request(type_url, node="p1", version="", nonce="", nack=None):
 async def started(cache, bodies=None, versions=None):
     stream = FakeStream()
     session = Session(stream, cache, bodies or wire.BodyCache(), idle_timeout=5, io_timeout=5)
-    for t in TYPE_ORDER:
+    for t in ORDERED:
         await stream.requests.put(request(t, version=(versions or {}).get(t, "")))
     return stream, session, asyncio.create_task(session.run())
 
@@ -128,7 +128,7 @@ def test_resume_with_current_versions_sends_nothing():
     async def main():
         cache = SnapshotCache()
         cache.set(snap("1", ["a"]))
-        stream, session, task = await started(cache, versions={t: "1" for t in TYPE_ORDER})
+        stream, session, task = await started(cache, versions={t: "1" for t in ORDERED})
         await stream.quiet()
         await finish(stream, task)
     run(main())

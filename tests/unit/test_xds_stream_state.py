@@ -5,7 +5,7 @@ import pytest
 from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.xds.stream_state import Outcome, StreamState, UnknownTypeError
-from tests.unit.xds_builders import answer, converge, snap, subscribe
+from tests.unit.xds_builders import ORDERED, answer, converge, snap, subscribe
 
 S = management_pb2.TypeStatus.SyncState
 
@@ -85,16 +85,16 @@ def test_nack_records_the_reason_and_keeps_the_last_good_version():
 
 def test_nacked_version_is_not_resent():
     state = StreamState()
-    subscribe(state)
+    subscribe(state, types=TYPE_ORDER)
     s1 = snap("1", ["a"])
-    converge(state, s1, nack={"C", "E", "R"})
+    converge(state, s1, nack={"C", "E", "R", "A"})
     assert converge(state, s1) == []
     assert {st.state for st in state.statuses(s1.versions())} == {S.NACKED}
 
 
 def test_reconnect_with_current_version_is_synced_without_a_resend():
     state = StreamState()
-    subscribe(state, versions={t: "1" for t in TYPE_ORDER})
+    subscribe(state, versions={t: "1" for t in TYPE_ORDER}, types=TYPE_ORDER)
     assert converge(state, snap("1", ["a"])) == []
     assert {st.state for st in state.statuses({t: "1" for t in TYPE_ORDER})} == {S.SYNCED}
 
@@ -102,4 +102,4 @@ def test_reconnect_with_current_version_is_synced_without_a_resend():
 def test_types_never_sent_show_not_sent():
     state = StreamState()
     subscribe(state)
-    assert {st.state for st in state.statuses({t: "1" for t in TYPE_ORDER})} == {S.NOT_SENT}
+    assert {st.state for st in state.statuses({t: "1" for t in ORDERED})} == {S.NOT_SENT}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from meshapi.v1 import discovery_pb2, resources_pb2 as r
-from meshgrpc.config.resources import CLUSTER, ENDPOINTS, MESH_TYPES, ROUTES, TYPE_ORDER
+from meshgrpc.config.resources import AUTHZ, CLUSTER, ENDPOINTS, MESH_TYPES, ROUTES, pack
 from meshgrpc.xds.ordering import next_response
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import StreamState
 
-SHORT = {CLUSTER: "C", ENDPOINTS: "E", ROUTES: "R"}
+SHORT = {CLUSTER: "C", ENDPOINTS: "E", ROUTES: "R", AUTHZ: "A"}
+# What these tests' streams subscribe to: the types make-before-break orders (a
+# stream subscribing to policies too is sent them before routes: test_xds_ordering.py).
+ORDERED = (CLUSTER, ENDPOINTS, ROUTES)
 
 
 def mesh(clusters: list[str], routes: dict[str, list[str]] | None = None) -> r.MeshConfig:
@@ -35,8 +38,8 @@ def snap(version: str, clusters: list[str], routes: dict[str, list[str]] | None 
 
 
 def subscribe(state: StreamState, versions: dict[str, str] | None = None,
-              names: dict[str, list[str]] | None = None) -> None:
-    for t in TYPE_ORDER:
+              names: dict[str, list[str]] | None = None, types=ORDERED) -> None:
+    for t in types:
         state.on_request(discovery_pb2.DiscoveryRequest(
             type_url=t, version_info=(versions or {}).get(t, ""), resource_names=(names or {}).get(t, [])))
 
@@ -65,3 +68,12 @@ def answer(type_url: str, version: str, nonce: str, nack: bool = False, reason: 
         request.error_detail.code = 3
         request.error_detail.message = reason
     return request
+
+
+def delta_response(type_url: str, version: str, resources=(), removed=(), nonce: str = "n"):
+    """A DeltaDiscoveryResponse carrying (name, message) `resources`, each at version NAME@VERSION."""
+    out = discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, system_version_info=version, nonce=nonce,
+                                               removed_resources=list(removed))
+    for name, message in resources:
+        out.resources.add(name=name, version=f"{name}@{version}", resource=pack(message))
+    return out

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Cluster(_message.Message):
-    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget", "weighted_round_robin", "prequal", "out_of_band_load_reports", "failure_penalty")
+    __slots__ = ("name", "lb_policy", "peak_ewma", "least_request", "ring_hash", "health_check", "outlier_detection", "circuit_breaker", "connect_timeout", "panic_threshold_percent", "retry_budget", "transport", "weighted_round_robin", "prequal", "out_of_band_load_reports", "failure_penalty")
     class LbPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LB_POLICY_UNSPECIFIED: _ClassVar[Cluster.LbPolicy]
@@ -42,6 +42,7 @@ class Cluster(_message.Message):
     CONNECT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     PANIC_THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
     RETRY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_ROUND_ROBIN_FIELD_NUMBER: _ClassVar[int]
     PREQUAL_FIELD_NUMBER: _ClassVar[int]
     OUT_OF_BAND_LOAD_REPORTS_FIELD_NUMBER: _ClassVar[int]
@@ -57,11 +58,12 @@ class Cluster(_message.Message):
     connect_timeout: _duration_pb2.Duration
     panic_threshold_percent: _wrappers_pb2.UInt32Value
     retry_budget: RetryBudget
+    transport: Transport
     weighted_round_robin: WeightedRoundRobin
     prequal: Prequal
     out_of_band_load_reports: OutOfBandLoadReports
     failure_penalty: FailurePenalty
-    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ..., weighted_round_robin: _Optional[_Union[WeightedRoundRobin, _Mapping]] = ..., prequal: _Optional[_Union[Prequal, _Mapping]] = ..., out_of_band_load_reports: _Optional[_Union[OutOfBandLoadReports, _Mapping]] = ..., failure_penalty: _Optional[_Union[FailurePenalty, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., lb_policy: _Optional[_Union[Cluster.LbPolicy, str]] = ..., peak_ewma: _Optional[_Union[PeakEwma, _Mapping]] = ..., least_request: _Optional[_Union[LeastRequest, _Mapping]] = ..., ring_hash: _Optional[_Union[RingHash, _Mapping]] = ..., health_check: _Optional[_Union[HealthCheck, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., panic_threshold_percent: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., retry_budget: _Optional[_Union[RetryBudget, _Mapping]] = ..., transport: _Optional[_Union[Transport, _Mapping]] = ..., weighted_round_robin: _Optional[_Union[WeightedRoundRobin, _Mapping]] = ..., prequal: _Optional[_Union[Prequal, _Mapping]] = ..., out_of_band_load_reports: _Optional[_Union[OutOfBandLoadReports, _Mapping]] = ..., failure_penalty: _Optional[_Union[FailurePenalty, _Mapping]] = ...) -> None: ...
 
 class WeightedRoundRobin(_message.Message):
     __slots__ = ("blackout_period", "weight_expiration_period", "weight_update_period", "error_utilization_penalty")
@@ -106,6 +108,22 @@ class FailurePenalty(_message.Message):
     decay: _duration_pb2.Duration
     max_pushback: _duration_pb2.Duration
     def __init__(self, penalty: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., decay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_pushback: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class Transport(_message.Message):
+    __slots__ = ("mode", "peer_identity")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[Transport.Mode]
+        PLAINTEXT: _ClassVar[Transport.Mode]
+        MUTUAL_TLS: _ClassVar[Transport.Mode]
+    MODE_UNSPECIFIED: Transport.Mode
+    PLAINTEXT: Transport.Mode
+    MUTUAL_TLS: Transport.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PEER_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    mode: Transport.Mode
+    peer_identity: str
+    def __init__(self, mode: _Optional[_Union[Transport.Mode, str]] = ..., peer_identity: _Optional[str] = ...) -> None: ...
 
 class RetryBudget(_message.Message):
     __slots__ = ("retry_ratio", "min_retries_per_second", "ttl")

@@ -12,10 +12,10 @@ defaults. Specs compare by value, so "did this cluster change?" is `==`.
 from meshgrpc.config.specs.authz import AuthorizationPolicySpec, AuthorizationRuleSpec, authorization_policy_spec
 from meshgrpc.config.specs.clusters import (
     CircuitBreakerSpec, ClusterSpec, EndpointSpec, FailurePenaltySpec, HealthCheckSpec, LeastRequestSpec,
-    OutlierSpec, OutOfBandLoadReportsSpec, PeakEwmaSpec, PrequalSpec, RetryBudgetSpec, RingHashSpec,
+    MutualTlsSpec, OutlierSpec, OutOfBandLoadReportsSpec, PeakEwmaSpec, PrequalSpec, RetryBudgetSpec, RingHashSpec,
     WeightedRoundRobinSpec, cluster_spec, endpoint_specs, outlier_spec,
 )
-from meshgrpc.config.specs.common import describe, seconds
+from meshgrpc.config.specs.common import describe, duration, seconds
 from meshgrpc.config.specs.routes import (
     ActionSpec, FaultSpec, HeaderMatcherSpec, HedgeSpec, ListenerSpec, MatchSpec, MirrorSpec, RateLimitSpec,
     RetrySpec, RouteConfigSpec, RouteSpec, VirtualHostSpec, listener_spec, route_config_spec,
@@ -25,9 +25,10 @@ __all__ = [
     "AuthorizationPolicySpec", "AuthorizationRuleSpec", "authorization_policy_spec",
     "ActionSpec", "CircuitBreakerSpec", "ClusterSpec", "EndpointSpec", "FailurePenaltySpec", "FaultSpec",
     "HeaderMatcherSpec", "HealthCheckSpec", "HedgeSpec", "LeastRequestSpec", "ListenerSpec", "MatchSpec",
-    "MirrorSpec", "OutlierSpec", "OutOfBandLoadReportsSpec", "PeakEwmaSpec", "PrequalSpec", "RateLimitSpec",
-    "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec", "WeightedRoundRobinSpec",
-    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "endpoint_specs", "listener_spec", "outlier_spec",
+    "MirrorSpec", "MutualTlsSpec", "OutlierSpec", "OutOfBandLoadReportsSpec", "PeakEwmaSpec", "PrequalSpec",
+    "RateLimitSpec", "RetryBudgetSpec", "RetrySpec", "RingHashSpec", "RouteConfigSpec", "WeightedRoundRobinSpec",
+    "RouteSpec", "VirtualHostSpec", "cluster_spec", "describe", "duration", "endpoint_specs", "listener_spec",
+    "outlier_spec",
     "route_config_spec",
     "seconds",
 ]

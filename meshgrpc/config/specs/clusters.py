@@ -100,6 +100,13 @@ class RetryBudgetSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class MutualTlsSpec:
+    """Transport MUTUAL_TLS: the SPIFFE ID every endpoint must present."""
+
+    peer_identity: str = ""  # "": spiffe://<the proxy's trust domain>/service/<the cluster's name>
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ClusterSpec:
     name: str
     lb_policy: str = "PEAK_EWMA"  # a Cluster.LbPolicy name; UNSPECIFIED means this
@@ -116,6 +123,7 @@ class ClusterSpec:
     prequal: PrequalSpec = PrequalSpec()
     out_of_band_load_reports: OutOfBandLoadReportsSpec | None = None  # None: no stream
     failure_penalty: FailurePenaltySpec = FailurePenaltySpec()
+    mutual_tls: MutualTlsSpec | None = None  # None: PLAINTEXT (h2c) upstream connections
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +160,8 @@ def cluster_spec(c: pb.Cluster) -> ClusterSpec:
                                                                        OutOfBandLoadReportsSpec))
                                   if c.HasField("out_of_band_load_reports") else None),
         failure_penalty=failure_penalty_spec(c.failure_penalty),
+        mutual_tls=MutualTlsSpec(c.transport.peer_identity)
+        if c.transport.mode == pb.Transport.MUTUAL_TLS else None,
     )
 
 

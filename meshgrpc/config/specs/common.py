@@ -8,12 +8,20 @@ import enum
 import functools
 from typing import Any
 
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 
 
 def seconds(duration) -> float:
     """A google.protobuf.Duration in seconds (the one conversion the mesh uses)."""
     return duration.seconds + duration.nanos / 1e9
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    """Seconds as a google.protobuf.Duration (the inverse of `seconds`, to the nanosecond)."""
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
 
 
 @functools.cache

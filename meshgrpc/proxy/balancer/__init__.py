@@ -14,10 +14,12 @@ The contract every policy implements (after grpc-go's balancer.Picker):
   (in_flight, ...) are updated on the same thread.
 - Time and randomness come from `env`, so tests run on a fake clock and seeded rng;
   so does the proxy's prober (PREQUAL's probes), None where nothing probes.
-- Optionally, `Picker.scores(now) -> list[dict]`: each candidate endpoint with the
-  inputs of its score and the score (`meshgrpc explain`, /clusters), and
-  `Picker.describe() -> dict`: the picker's own state for /clusters. Neither is
-  on the call path.
+- `Picker.explain(hash_key) -> PickExplanation` (explanation.py) says which endpoint
+  pick() would return now and why, through the same decision code. It never moves
+  a cursor or a schedule; a policy that draws at random draws once, from its own
+  random source, as one call would. It is for `meshgrpc explain`, never the call path.
+- Optionally, `Picker.describe() -> dict`: the picker's own state for /clusters
+  (WRR's weights, PREQUAL's pool). Never on the call path.
 
 `POLICIES` maps each Cluster.LbPolicy to its factory (one module per policy:
 round_robin, least_request, peak_ewma, ring_hash, random_pick,
@@ -37,6 +39,7 @@ from meshgrpc.config.specs import ClusterSpec
 from meshgrpc.proxy.balancer import (
     least_request, peak_ewma, prequal, random_pick, ring_hash, round_robin, weighted_round_robin,
 )
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 
 class Picker(Protocol):
     def pick(self, hash_key: bytes | None = None) -> EndpointState | None: ...
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,9 @@ class NoEndpoints:
 
     def pick(self, hash_key: bytes | None = None) -> None:
         return None
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        return PickExplanation(None, "no endpoint to balance over: the call would fail UNAVAILABLE")
 
     def __repr__(self) -> str:
         return "<NoEndpoints>"

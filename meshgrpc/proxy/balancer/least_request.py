@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
 from meshgrpc.proxy import penalty
-from meshgrpc.proxy.balancer.p2c import INF, choose
+from meshgrpc.proxy.balancer.explanation import PickExplanation
+from meshgrpc.proxy.balancer.p2c import INF, choose, explain_pair, two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -67,12 +68,6 @@ class Load:
             load *= 1.0 + penalty.current(s.penalty, s.penalty_at, now, self._decay)
         return load
 
-    def scores(self, endpoints, now: float) -> list[dict]:
-        return [{"address": e.address, "in_flight": e.stats.in_flight, "weight": e.weight,
-                 "recent_failures": penalty.current(e.stats.penalty, e.stats.penalty_at, now, self._decay),
-                 "pushed_back_for_s": max(0.0, e.stats.pushed_back_until - now), "load": self.of(e.stats, now)}
-                for e in endpoints]
-
 
 class P2CLeastRequestPicker:
     __slots__ = ("_endpoints", "_stats", "_n", "_random", "_clock", "_load")
@@ -87,14 +82,18 @@ class P2CLeastRequestPicker:
         self._load = Load(failure_penalty)
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        return choose(self._endpoints, self._random, self._clock(), self.load)
+        i, j = two_distinct(self._n, self._random)
+        return choose(self._endpoints, i, j, self._clock(), self.load)
 
     def load(self, i: int, now: float) -> float:
         return self._load.of(self._stats[i], now)
 
-    def scores(self, now: float | None = None) -> list[dict]:
-        """Every candidate's load and what it is made of (lower wins a draw)."""
-        return self._load.scores(self._endpoints, self._clock() if now is None else now)
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        i, j = two_distinct(self._n, self._random)
+        now = self._clock()
+        scores = [self.load(k, now) for k in range(self._n)]
+        chosen = choose(self._endpoints, i, j, now, self.load)
+        return explain_pair(self._endpoints, scores, i, j, self._endpoints.index(chosen), "load = (calls in flight + 1) x (1 + recent failures); lower wins; pushed back: inf")
 
     def __repr__(self) -> str:
         return f"<P2CLeastRequestPicker endpoints={self._n}>"
@@ -147,9 +146,13 @@ class WeightedLeastRequestPicker:
         heapq.heapreplace(self._heap, (deadline + 1.0 / effective, self._seq, i))
         return i
 
-    def scores(self, now: float | None = None) -> list[dict]:
-        """Every candidate's load (the weighted schedule divides weight by it)."""
-        return self._load.scores(self._endpoints, self._clock() if now is None else now)
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        """The endpoint at the head of the schedule: the one pick() takes next."""
+        deadline, _, i = self._heap[0]
+        scores = {self._endpoints[k].address: d for d, _, k in self._heap}
+        return PickExplanation(self._endpoints[i], f"{self._endpoints[i].address} is due first in the "
+                               "earliest-deadline-first schedule (weights divided by load)", scores,
+                               "the endpoint's next deadline in the schedule; earliest wins")
 
     def __repr__(self) -> str:
         return f"<WeightedLeastRequestPicker endpoints={len(self._endpoints)} bias={self._bias:g}>"

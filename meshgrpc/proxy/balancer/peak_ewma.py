@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec, FailurePenaltySpec
 from meshgrpc.proxy import penalty
-from meshgrpc.proxy.balancer.p2c import INF, choose
+from meshgrpc.proxy.balancer.explanation import PickExplanation
+from meshgrpc.proxy.balancer.p2c import INF, choose, explain_pair, two_distinct
 from meshgrpc.proxy.balancer.single import SinglePicker
 from meshgrpc.proxy.ewma import current
 
@@ -71,16 +72,16 @@ class PeakEwmaPicker:
         return rtt * (s.pending + 1) * self._inverse_weights[i]
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
-        return choose(self._endpoints, self._random, self._clock(), self.cost)
+        i, j = two_distinct(self._n, self._random)
+        return choose(self._endpoints, i, j, self._clock(), self.cost)
 
-    def scores(self, now: float | None = None) -> list[dict]:
-        """Every candidate's cost and what it is made of (lower wins a draw)."""
-        now = self._clock() if now is None else now
-        return [{"address": e.address, "rtt_estimate_s": current(s.rtt, s.rtt_at, now, self._decay),
-                 "recent_failures": penalty.current(s.penalty, s.penalty_at, now, self._penalty_decay),
-                 "pending": s.pending, "weight": e.weight,
-                 "pushed_back_for_s": max(0.0, s.pushed_back_until - now), "cost": self.cost(i, now)}
-                for i, (e, s) in enumerate(zip(self._endpoints, self._stats))]
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        i, j = two_distinct(self._n, self._random)
+        now = self._clock()
+        scores = [self.cost(k, now) for k in range(self._n)]
+        chosen = choose(self._endpoints, i, j, now, self.cost)
+        return explain_pair(self._endpoints, scores, i, j, self._endpoints.index(chosen), ("cost = (rtt estimate + penalty x recent failures) x (pending + 1) / weight, "
+                            "seconds; lower wins; pushed back: inf"))
 
     def __repr__(self) -> str:
         return f"<PeakEwmaPicker endpoints={self._n} decay={self._decay:g}s>"

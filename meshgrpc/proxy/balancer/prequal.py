@@ -40,10 +40,12 @@ new picker (config or membership change) starts with an empty pool.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
 from meshgrpc.config.specs import ClusterSpec, PrequalSpec
 from meshgrpc.proxy import penalty
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 from meshgrpc.proxy.balancer.peak_ewma import PeakEwmaPicker
 from meshgrpc.proxy.balancer.probe_pool import Answer, ProbePool
 from meshgrpc.proxy.balancer.single import SinglePicker
@@ -234,9 +236,8 @@ class PrequalPicker:
 
     # -- observing ------------------------------------------------------------------------
 
-    def scores(self, now: float | None = None) -> list[dict]:
-        """The pooled answers (the candidates of the next pick), best first, with
-        their keys; the fallback's scores are PeakEwmaPicker.scores."""
+    def pooled(self, now: float | None = None) -> list[dict]:
+        """The pooled answers (the candidates of the next pick), best first, with their keys."""
         now = self._clock() if now is None else now
         pool = self._pool
         rows = [{"address": self._endpoints[a.index].address, "rif": a.rif, "latency_s": a.latency,
@@ -245,9 +246,26 @@ class PrequalPicker:
                 for a in pool.answers()]
         return sorted(rows, key=lambda r: (not r["usable"], r["hot"], r["rif"] if r["hot"] else r["latency_s"]))
 
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        """The pooled answer the next call would take by the hot-cold rule, or, with
+        fewer than two usable answers pooled, PEAK_EWMA's choice. Sends no probe."""
+        rows = self.pooled()
+        usable = [r for r in rows if r["usable"]]
+        if len(rows) < 2 or not usable:
+            fallback = self._fallback.explain(hash_key)
+            return dataclasses.replace(fallback, why="fewer than two usable probe answers pooled: " + fallback.why)
+        best = usable[0]
+        chosen = next(e for e in self._endpoints if e.address == best["address"])
+        rule = (f"all pooled answers are hot (requests in flight above {self._pool.threshold:g}), so the fewest "
+                f"in flight: {best['rif']:g}" if best["hot"] else
+                f"the lowest latency among cold answers: {best['latency_s'] * 1e3:.3g} ms, {best['rif']:g} in flight")
+        return PickExplanation(chosen, f"{chosen.address}: {rule} (PREQUAL's hot-cold rule over {len(rows)} "
+                               "pooled probe answers)", {r["address"]: r["latency_s"] for r in rows},
+                               "the probe answer's latency, seconds; a cold answer's lowest wins")
+
     def describe(self) -> dict:
         prober_counts = getattr(self._sink, "counts", None)
-        return {"pool": self.scores(), "hot_rif_above": self._pool.threshold, "reuse_budget": self._budget,
+        return {"pool": self.pooled(), "hot_rif_above": self._pool.threshold, "reuse_budget": self._budget,
                 "picks": self.counts.describe(),
                 "probes": prober_counts(self._endpoints[0].cluster) if prober_counts is not None else None}
 

@@ -12,6 +12,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ class UniformPicker:
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         return self._endpoints[int(self._random() * self._n)]
 
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        return _drawn(self.pick(), "uniformly at random")
+
     def __repr__(self) -> str:
         return f"<UniformPicker endpoints={self._n}>"
 
@@ -54,5 +58,12 @@ class WeightedRandomPicker:
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         return self._endpoints[bisect.bisect_right(self._cumulative, self._random() * self._total)]
 
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        return _drawn(self.pick(), "at random in proportion to the weights")
+
     def __repr__(self) -> str:
         return f"<WeightedRandomPicker endpoints={len(self._cumulative)} total_weight={self._total:g}>"
+
+
+def _drawn(chosen: EndpointState, how: str) -> PickExplanation:
+    return PickExplanation(chosen, f"{chosen.address} drawn {how}", drawn=(chosen.address,))

@@ -32,6 +32,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 from meshgrpc.proxy.balancer.single import SinglePicker
 
 if TYPE_CHECKING:
@@ -97,8 +98,21 @@ class RingHashPicker:
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         if hash_key is None:
             return self._owners[int(self._random() * self._size)]
+        return self._owners[self._point(hash_key)]
+
+    def _point(self, hash_key: bytes) -> int:
+        """The index of the first ring point at or after the key's hash (wrapping)."""
         i = bisect.bisect_left(self._hashes, key_hash(hash_key))
-        return self._owners[i if i < self._size else 0]
+        return i if i < self._size else 0
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        if hash_key is None:
+            chosen = self._owners[int(self._random() * self._size)]
+            return PickExplanation(chosen, f"no hash key (the route's hash header is absent): {chosen.address} "
+                                   "owns a ring point drawn at random")
+        chosen = self._owners[self._point(hash_key)]
+        return PickExplanation(chosen, f"the key hashes to {key_hash(hash_key):#018x}; the first of the ring's "
+                               f"{self._size} points at or after it belongs to {chosen.address}")
 
     @property
     def size(self) -> int:

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
@@ -65,6 +66,11 @@ class CyclePicker:
         self._cursor = i + 1 if i + 1 < self._size else 0
         return self._schedule[i]
 
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        chosen = self._schedule[self._cursor]
+        return PickExplanation(chosen, f"{chosen.address} is next in the weighted round-robin cycle "
+                               f"(position {self._cursor + 1} of {self._size})")
+
     def __repr__(self) -> str:
         return f"<CyclePicker cycle={self._size} cursor={self._cursor}>"
 
@@ -101,6 +107,12 @@ class EdfPicker:
         numerator += self._steps[i]
         heapq.heapreplace(self._heap, (numerator / self._denominators[i], neg_weight, i, numerator))
         return self._endpoints[i]
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        chosen = self._endpoints[self._heap[0][2]]
+        scores = {self._endpoints[i].address: deadline for deadline, _, i, _ in self._heap}
+        return PickExplanation(chosen, f"{chosen.address} is due first in the weighted round-robin schedule",
+                               scores, "the endpoint's next deadline in the schedule; earliest wins")
 
     def __repr__(self) -> str:
         return f"<EdfPicker endpoints={len(self._endpoints)}>"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from meshgrpc.proxy.balancer.explanation import PickExplanation
+
 if TYPE_CHECKING:
     from meshgrpc.proxy.endpoint import EndpointState
 
@@ -20,6 +22,9 @@ class SinglePicker:
 
     def pick(self, hash_key: bytes | None = None) -> EndpointState:
         return self._endpoint
+
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        return PickExplanation(self._endpoint, "the only endpoint balanced over")
 
     def __repr__(self) -> str:
         return f"<SinglePicker {self._endpoint.address}>"

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meshgrpc.config.specs import ClusterSpec, WeightedRoundRobinSpec
+from meshgrpc.proxy.balancer.explanation import PickExplanation
 from meshgrpc.proxy.balancer.pushed_back import first_available
 from meshgrpc.proxy.balancer.round_robin import EdfPicker
 from meshgrpc.proxy.balancer.single import SinglePicker
@@ -116,14 +117,18 @@ class WeightedRoundRobinPicker:
         """The weight each endpoint has in the current schedule."""
         return {e.address: w for e, w in zip(self._endpoints, self._weights)}
 
-    def scores(self, now: float | None = None) -> list[dict]:
-        """Every candidate's schedule weight and the report it comes from."""
-        now = self._clock() if now is None else now
-        return [{"address": e.address, "weight": w, "share": w / sum(self._weights),
-                 "reported_weight": reported_weight(e.stats.load, now, self._spec),
-                 "load_report": e.stats.load.describe(now),
-                 "pushed_back_for_s": max(0.0, e.stats.pushed_back_until - now)}
-                for e, w in zip(self._endpoints, self._weights)]
+    def explain(self, hash_key: bytes | None = None) -> PickExplanation:
+        """The endpoint the current schedule gives next (passed over while pushed back)."""
+        now = self._clock()
+        chosen = self._schedule.explain().chosen
+        if chosen.stats.pushed_back_until > now:
+            chosen = first_available(self._endpoints, self._endpoints.index(chosen), now)
+        weights = self.weights()
+        share = weights[chosen.address] / sum(self._weights)
+        return PickExplanation(chosen, f"{chosen.address} is next in the weighted round-robin schedule, whose "
+                               f"weights come from load reports ({share:.0%} of calls go to it)", weights,
+                               "weight = qps / (utilization + eps / qps x error_utilization_penalty); "
+                               "the mean for an endpoint without a usable report")
 
     def describe(self) -> dict:
         return {"weights": self.weights(), "next_update_in_s": max(0.0, self._next_update - self._clock())}

@@ -1,0 +1,218 @@
+"""One gRPC call on a Channel: the client side of one HTTP/2 stream, unary or
+streaming alike.
+
+Contract: one task sends and one task receives at a time (they may be two
+tasks). Every wait ends: at the call's deadline (DEADLINE_EXCEEDED, the stream
+is reset), when the connection is lost (UNAVAILABLE; keepalive bounds how long
+that takes to notice), after `io_timeout` of a send the server's flow control
+keeps blocked, or at a `timeout` given to that one wait (TimeoutError; the call
+goes on).
+
+Flow control (RFC 9113 §5.2): received bytes are handed back to the server as
+they are cut into messages, so a message as large as the window allows can
+arrive, until the messages received and not yet taken by recv() pass
+`queue_limit` bytes; then nothing more is handed back until recv() takes them,
+and the server's window stops it. So a call holds at most `queue_limit` plus one
+message plus one stream window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import TYPE_CHECKING
+
+from google.protobuf.message import DecodeError, Message
+
+from meshgrpc.codec.errors import CANCEL, NO_ERROR
+from meshgrpc.grpcwire import framing, status as st
+from meshgrpc.grpcwire.status import RpcError, Status
+
+if TYPE_CHECKING:
+    from meshgrpc.grpcwire.channel import Channel
+
+
+class Call:
+    """Made by Channel.open_call(); the channel feeds it the stream's events."""
+
+    def __init__(self, channel: Channel, stream_id: int, method: str, response_class: type[Message], *,
+                 timeout: float | None, max_message_bytes: int, io_timeout: float, queue_limit: int) -> None:
+        self.channel, self.stream_id, self.method = channel, stream_id, method
+        self.response_class = response_class
+        self.max_message_bytes, self.io_timeout, self.queue_limit = max_message_bytes, io_timeout, queue_limit
+        self.headers: list | None = None    # the response headers, once received
+        self.trailers: list | None = None
+        self.status: Status | None = None   # set once, when the call ends
+        self._deframer = framing.Deframer(max_message_bytes)
+        self._messages: collections.deque[bytes] = collections.deque()
+        self._queued = 0    # bytes in _messages
+        self._owed = 0      # flow-controlled bytes received and not yet handed back
+        self._sent_end = False
+        self._readable, self._writable = asyncio.Event(), asyncio.Event()
+        self._timer = None
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(timeout, self._expire, timeout)
+
+    # -- the caller's side ----------------------------------------------------------
+    async def send(self, message: Message, *, end: bool = False) -> None:
+        """Sends one message (`end`: and half-closes). After the call ended OK it
+        sends nothing (the server is done; recv() reports the end); after it failed
+        it raises the call's error."""
+        if self._sent_end:
+            raise RuntimeError(f"{self.method}: send after the request was closed")
+        if self._ended():
+            return
+        try:
+            data = framing.encode(message.SerializeToString(), self.max_message_bytes)
+        except RpcError as e:
+            self._abort(e)
+            raise
+        self._sent_end = end
+        await self.channel.send_data(self, data, end)
+
+    async def done_sending(self) -> None:
+        """Half-closes the request (END_STREAM): no more messages from this side."""
+        if not self._sent_end and not self._ended():
+            self._sent_end = True
+            await self.channel.send_data(self, b"", True)
+
+    async def recv(self, timeout: float | None = None) -> Message | None:
+        """The next response message; None once the call ended OK; raises RpcError
+        once it failed (after the messages received before the failure)."""
+        while not self._messages:
+            if self.status is not None:
+                if self.status.ok:
+                    return None
+                raise self.status.error()
+            await self._wait(self._readable, timeout)
+        payload = self._messages.popleft()
+        self._took(len(payload))
+        try:
+            return self.response_class.FromString(payload)
+        except DecodeError as e:
+            error = RpcError(st.INTERNAL, f"cannot decode a {self.response_class.__name__}: {e}")
+            self._abort(error)
+            raise error from None
+
+    async def response_headers(self, timeout: float | None = None) -> list:
+        """Waits for the response headers (the server accepted the call) and returns
+        them; raises the call's error if it failed before sending any (a
+        trailers-only response carries no headers, only its status)."""
+        while self.headers is None and self.status is None:
+            await self._wait(self._readable, timeout)
+        if self.headers is None and not self.status.ok:
+            raise self.status.error()
+        return self.headers or []
+
+    def cancel(self, message: str = "cancelled by the caller") -> None:
+        """Ends the call (CANCELLED) and resets its stream, unless it has ended."""
+        self._abort(RpcError(st.CANCELLED, message))
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None
+
+    # -- the channel's side ---------------------------------------------------------
+    def on_response(self, headers, end_stream: bool) -> None:
+        problem = st.response_problem(headers, end_stream)
+        if problem is not None:
+            self._finish(problem, reset=CANCEL)
+            return
+        if end_stream:    # trailers-only: these headers are the trailers
+            self.on_trailers(headers)
+            return
+        self.headers = list(headers)
+        self._readable.set()
+
+    def on_data(self, data, flow_len: int, end_stream: bool) -> None:
+        try:
+            messages = self._deframer.feed(data)
+        except RpcError as e:
+            self.channel.acknowledge(self.stream_id, flow_len)
+            self._abort(e)
+            return
+        self._messages.extend(messages)
+        self._queued += sum(map(len, messages))
+        if self._queued <= self.queue_limit:
+            self.channel.acknowledge(self.stream_id, flow_len)
+        else:
+            self._owed += flow_len
+        if messages:
+            self._readable.set()
+        if end_stream:
+            self._finish(Status(st.INTERNAL, "the server ended the stream without trailers"), reset=None)
+
+    def on_trailers(self, headers) -> None:
+        self.trailers = list(headers)
+        self._finish(st.from_trailers(headers), reset=NO_ERROR)
+
+    def on_reset(self, code: int) -> None:
+        self._finish(st.from_reset(code), reset=None)
+
+    def on_window(self) -> None:
+        self._writable.set()
+
+    def fail(self, status: Status) -> None:
+        """The connection cannot carry the call any more (lost, GOAWAY, closed)."""
+        self._finish(status, reset=CANCEL)
+
+    # -- internals --------------------------------------------------------------------
+    def _ended(self) -> bool:
+        """True once the call ended OK; raises its error once it failed."""
+        if self.status is not None and not self.status.ok:
+            raise self.status.error()
+        return self.status is not None
+
+    async def wait_writable(self) -> bool:
+        """Until more send window (or room in the transport's buffer), at most
+        io_timeout; False if the call ended OK meanwhile, its error if it failed."""
+        try:
+            await self._wait(self._writable, self.io_timeout)
+        except TimeoutError:
+            error = RpcError(st.UNAVAILABLE, f"the server took no data for {self.io_timeout:g}s")
+            self._abort(error)
+            raise error from None
+        return not self._ended()
+
+    async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        event.clear()
+        if timeout is None:
+            await event.wait()
+            return
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+    def _took(self, n: int) -> None:
+        self._queued -= n
+        if self._owed and self._queued <= self.queue_limit:
+            owed, self._owed = self._owed, 0
+            self.channel.acknowledge(self.stream_id, owed)
+
+    def _expire(self, timeout: float) -> None:
+        self._timer = None
+        self._abort(RpcError(st.DEADLINE_EXCEEDED, f"deadline of {timeout:g}s exceeded"))
+
+    def _abort(self, error: RpcError) -> None:
+        """Ended by this side: what was received and not taken is dropped."""
+        if self.status is None:
+            self._messages.clear()
+            self._queued = 0
+            self._finish(Status(error.code, error.message), reset=CANCEL)
+
+    def _finish(self, status: Status, reset: int | None) -> None:
+        if self.status is not None:
+            return
+        self.status = status
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        owed, self._owed = self._owed, 0
+        self.channel.release(self, reset, owed)   # the connection window must not leak
+        self._readable.set()
+        self._writable.set()
+
+    def __repr__(self) -> str:
+        state = "open" if self.status is None else self.status.name
+        return (f"<Call {self.method} stream={self.stream_id} {state} queued={len(self._messages)} "
+                f"owed={self._owed}>")
