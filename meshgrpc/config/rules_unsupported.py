@@ -19,11 +19,7 @@ from meshgrpc.config.rules_common import Context, Rule, join
 from meshgrpc.errors import FieldError
 
 # (message full name, field name) refused while set. Empty: every field acts.
-UNSUPPORTED: frozenset[tuple[str, str]] = frozenset({
-    # Acts once the relay calls meshgrpc.proxy.load_reports.report.take_load_report on
-    # response trailers (it strips the report unless the route keeps it).
-    ("meshapi.v1.RouteAction", "keep_load_reports"),
-})
+UNSUPPORTED: frozenset[tuple[str, str]] = frozenset()
 
 
 def refusing(unsupported: frozenset[tuple[str, str]]) -> Rule:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class Call:
     """Made by Channel.open_call(); the channel feeds it the stream's events."""
 
-    def __init__(self, channel: Channel, stream_id: int, method: str, response_class: type[Message], *,
+    def __init__(self, channel: Channel, stream_id: int, method: str, response_class: type[Message] | None, *,
                  timeout: float | None, max_message_bytes: int, io_timeout: float, queue_limit: int) -> None:
         self.channel, self.stream_id, self.method = channel, stream_id, method
         self.response_class = response_class
@@ -55,16 +55,17 @@ class Call:
             self._timer = loop.call_later(timeout, self._expire, timeout)
 
     # -- the caller's side ----------------------------------------------------------
-    async def send(self, message: Message, *, end: bool = False) -> None:
-        """Sends one message (`end`: and half-closes). After the call ended OK it
-        sends nothing (the server is done; recv() reports the end); after it failed
-        it raises the call's error."""
+    async def send(self, message: Message | bytes, *, end: bool = False) -> None:
+        """Sends one message, a protobuf or its encoding (`end`: and half-closes).
+        After the call ended OK it sends nothing (the server is done; recv() reports
+        the end); after it failed it raises the call's error."""
         if self._sent_end:
             raise RuntimeError(f"{self.method}: send after the request was closed")
         if self._ended():
             return
         try:
-            data = framing.encode(message.SerializeToString(), self.max_message_bytes)
+            payload = message if isinstance(message, bytes) else message.SerializeToString()
+            data = framing.encode(payload, self.max_message_bytes)
         except RpcError as e:
             self._abort(e)
             raise
@@ -77,8 +78,9 @@ class Call:
             self._sent_end = True
             await self.channel.send_data(self, b"", True)
 
-    async def recv(self, timeout: float | None = None) -> Message | None:
-        """The next response message; None once the call ended OK; raises RpcError
+    async def recv(self, timeout: float | None = None) -> Message | bytes | None:
+        """The next response message (its bytes when the call's response_class is
+        None: the caller decodes); None once the call ended OK; raises RpcError
         once it failed (after the messages received before the failure)."""
         while not self._messages:
             if self.status is not None:
@@ -88,6 +90,8 @@ class Call:
             await self._wait(self._readable, timeout)
         payload = self._messages.popleft()
         self._took(len(payload))
+        if self.response_class is None:
+            return bytes(payload)
         try:
             return self.response_class.FromString(payload)
         except DecodeError as e:

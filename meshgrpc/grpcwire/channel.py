@@ -74,7 +74,7 @@ class Channel(asyncio.Protocol):
         self._keepalive_task = OwnedTask(f"grpcwire-keepalive {target}", self._keepalive_loop)
 
     # -- the caller's side ----------------------------------------------------------
-    def open_call(self, method: str, response_class: type[Message], *, timeout: float | None = None,
+    def open_call(self, method: str, response_class: type[Message] | None, *, timeout: float | None = None,
                   metadata: Metadata = ()) -> Call:
         """Starts a call (sends its headers); raises RpcError UNAVAILABLE when the
         connection cannot take one (lost, going away, or at the server's

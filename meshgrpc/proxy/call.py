@@ -27,8 +27,10 @@ from meshgrpc.codec.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt, RequestBody, State as AttemptState, timeout_field
+from meshgrpc.proxy.load_reports.report import take_load_report
 from meshgrpc.proxy.seams import RelayServices, StreamSide
 from meshgrpc.proxy.pipe import Pipe
+from meshgrpc.proxy.pushback import pushback_seconds
 from meshgrpc.proxy.request_head import HOP_BY_HOP
 from meshgrpc.proxy.resilience.hedge import HedgeState
 from meshgrpc.proxy.resilience.retry import Failure, Kind, RetryState, pushback_of
@@ -210,6 +212,8 @@ class Call:
     def attempt_responded(self, attempt: Attempt, headers, ended: bool) -> None:
         if self.state is CallState.DONE:
             return
+        if ended or not self.grpc:
+            headers = self._endpoint_feedback(attempt, headers)
         if ended and self.grpc:
             status = gs.status_of(headers)
             if status is not None and status != gs.OK and self.state is CallState.ATTEMPTING:
@@ -430,8 +434,21 @@ class Call:
         self._end_responded()
 
     def response_trailers(self, attempt: Attempt, headers) -> None:
+        headers = self._endpoint_feedback(attempt, headers)
         self.grpc_status = gs.status_of(headers)
         attempt.resp.finish_with([h for h in headers if h[0] not in HOP_BY_HOP])
+
+    def _endpoint_feedback(self, attempt: Attempt, headers) -> list:
+        """What an answer tells the balancer about its endpoint: a pushback
+        (grpc-retry-pushback-ms in a gRPC answer's trailers, Retry-After on plain
+        HTTP/2 response headers) and the backend's ORCA load report, which is taken
+        out of what goes downstream unless the route keeps it."""
+        seconds = pushback_seconds(headers, self.grpc)
+        if seconds is not None:
+            attempt.endpoint.pushed_back(seconds)
+        if not self.grpc:
+            return headers
+        return take_load_report(headers, attempt.endpoint, self.route.action.keep_load_reports)
 
     def pipe_done(self, pipe: Pipe) -> None:
         """The winner's response is complete."""

@@ -50,7 +50,7 @@ from meshgrpc.proxy.listener import EdgeLimits, serve
 from meshgrpc.proxy.load_reporter import LoadReporter
 from meshgrpc.proxy.load_reports.oob import OobSubscriber
 from meshgrpc.proxy.load_reports.probes import Prober
-from meshgrpc.proxy.load_reports.streams import GrpcioStreams
+from meshgrpc.proxy.load_reports.streams import WireStreams
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder
@@ -82,7 +82,7 @@ class Proxy:
         self.health = HealthChecker(lambda c, a, healthy: self.holder.current.clusters.set_health(c, a, healthy))
         self.outliers = OutlierTicker(lambda: self.holder.current.clusters.tick())
         # Backend load reports (ORCA): out-of-band streams and PREQUAL's probes, on one stream seam.
-        self.streams = GrpcioStreams()
+        self.streams = WireStreams()
         self.load_reports = OobSubscriber(
             self.streams, lambda c, a, report: self.holder.current.clusters.record_load(c, a, report), rng=rng)
         self.prober = Prober(self.streams)

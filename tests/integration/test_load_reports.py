@@ -1,14 +1,13 @@
 """Backend load reports end to end (issue 14): grpcio servers using meshgrpc.orca
 report per call in trailers (read and stripped by the relay's hook,
 take_load_report, on the bytes a real server sends) and out of band (the proxy's
-grpcio streams: a backend without ORCA is not asked again), and a real `meshgrpc proxy` balances
+own gRPC client: a backend without ORCA is not asked again), and a real `meshgrpc proxy` balances
 on what they report: WEIGHTED_ROUND_ROBIN on out-of-band reports (gRFC A58's
 weights, and the mean once a backend stops reporting), PREQUAL on probes (and on
 its own view of a backend that does not serve ORCA).
 
-The proxy reads per-call reports once the relay calls
-load_reports.report.take_load_report on response trailers; until then these tests
-drive the out-of-band path, which the proxy runs today."""
+Through a real proxy, the relay reads each call's report from its trailers and
+strips it unless the route keeps it (RouteAction.keep_load_reports)."""
 
 from __future__ import annotations
 
@@ -35,9 +34,9 @@ from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
 from meshgrpc.proxy.load_reports.oob import OobSubscriber
 from meshgrpc.proxy.load_reports.report import TRAILER, decode_trailer, take_load_report
-from meshgrpc.proxy.load_reports.streams import GrpcioStreams
+from meshgrpc.proxy.load_reports.streams import WireStreams
 from tests.integration.test_balancing import CLUSTER, one_cluster, share
-from tests.support.mesh import Load, Mesh, backend_of
+from tests.support.mesh import Load, Mesh, backend_of, route
 from tests.support.clock import FakeClock
 from tests.support.procs import poll_until
 from tests.unit.balancer_helpers import endpoints
@@ -100,7 +99,8 @@ class AioServer:
         self.loop.close()
 
 
-def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) -> list[tuple[bytes, bytes]]:
+def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0,
+                 metadata: tuple[tuple[bytes, bytes], ...] = ()) -> list[tuple[bytes, bytes]]:
     """The trailers of one unary gRPC call made over raw HTTP/2 (grpcio's client keeps
     endpoint-load-metrics-bin to itself; the proxy, like this client, sees the wire)."""
     host, port = address.rsplit(":", 1)
@@ -109,7 +109,7 @@ def raw_trailers(address: str, path: str, message: bytes, timeout: float = 5.0) 
         conn.initiate_connection()
         conn.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
                               (b":authority", address.encode()), (b"content-type", b"application/grpc"),
-                              (b"te", b"trailers")])
+                              (b"te", b"trailers"), *metadata])
         conn.send_data(1, b"\0" + struct.pack(">I", len(message)) + message, end_stream=True)
         sock.sendall(conn.data_to_send())
         while True:
@@ -184,8 +184,8 @@ def test_aio_server_reports_in_trailers_and_out_of_band():
         server.stop()
 
 
-class CountingStreams(GrpcioStreams):
-    """The proxy's grpcio stream opener, counting the streams it opens per address."""
+class CountingStreams(WireStreams):
+    """The proxy's stream opener, counting the streams it opens per address."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -196,7 +196,7 @@ class CountingStreams(GrpcioStreams):
         return super().open(address, method, request)
 
 
-def test_out_of_band_streams_on_grpcio_stop_asking_a_backend_without_orca():
+def test_out_of_band_streams_stop_asking_a_backend_without_orca():
     reporter = orca.LoadReporter()
     reporter.set_utilization(0.25)
     reporting, reporting_address = sync_server(reporter)
@@ -253,6 +253,30 @@ def wait_weights(proxy, predicate, timeout: float, what: str) -> dict[str, float
         got = weights(proxy)
         return got if predicate(got) else None
     return poll_until(check, timeout, what, interval=0.1)
+
+
+def test_the_relay_takes_each_calls_report_and_strips_it_unless_the_route_keeps_it(tmp_path):
+    with Mesh(tmp_path) as mesh:
+        a = mesh.start_backend("a", "demo", "--cost-ms", "2")
+        config = one_cluster({a: 1}, "PEAK_EWMA")  # no out-of-band stream: reports come in trailers only
+        keeping = route("/", CLUSTER, name="keeping", headers=[{"name": "x-keep", "exact": "1"}])
+        keeping["route"]["keep_load_reports"] = True
+        config["routes"][0]["virtual_hosts"][0]["routes"].insert(0, keeping)
+        mesh.start_control_plane(config)
+        proxy = mesh.start_proxy("trailer-proxy")
+        request = helloworld_pb2.HelloRequest(name="x").SerializeToString()
+        stripped = dict(raw_trailers(proxy.address, SAY_HELLO, request))
+        assert stripped[b"grpc-status"] == b"0" and TRAILER not in stripped, stripped
+        row = endpoint_row(proxy, a)
+        assert row["load_report"] is not None and row["load_report"]["reports"] == 1, row
+        kept = dict(raw_trailers(proxy.address, SAY_HELLO, request, metadata=((b"x-keep", b"1"),)))
+        assert decode_trailer(kept[TRAILER]).qps > 0, kept
+        assert endpoint_row(proxy, a)["load_report"]["reports"] == 2
+
+
+def endpoint_row(proxy, address: str) -> dict:
+    cluster = next(c for c in proxy.json("/clusters")["clusters"] if c["name"] == CLUSTER)
+    return next(e for e in cluster["endpoints"] if e["address"] == address)
 
 
 def third_of(counts, slow: str, others: tuple[str, str]) -> float:

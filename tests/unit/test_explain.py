@@ -130,7 +130,7 @@ def test_peak_ewma_scores_every_endpoint_and_the_slow_one_costs_most():
     rtts = {e["address"]: e["rtt_estimate_s"] for e in explained["endpoints"]}
     assert rtts["slow:1"] > 5 * max(rtts["fast-1:1"], rtts["fast-2:1"])
     assert len(explained["drawn"]) == 2 and explained["chosen"] in explained["drawn"]
-    assert explained["score"].startswith("cost = rtt estimate x (pending + 1) / weight")
+    assert explained["score"].startswith("cost = (rtt estimate + penalty x recent failures) x (pending + 1) / weight")
     assert all(e["pending"] == 0 and e["in_flight"] == 0 and e["balanced_over"] for e in explained["endpoints"])
 
 

@@ -74,7 +74,8 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         "unit/test_load_report_streams.py::test_sync_follows_config_streams_start_stop_and_restart_on_a_new_interval"),
     "OutOfBandLoadReports.interval": (
         "unit/test_load_report_streams.py::test_reports_reach_the_endpoint_and_the_interval_is_asked_for",),
-    "Cluster.failure_penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",),
+    "Cluster.failure_penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",
+                                "integration/test_pushback.py::test_an_endpoint_that_pushes_back_500ms_gets_no_calls_for_500ms"),
     "FailurePenalty.penalty": (PENALTY + "test_endpoint_failing_fast_loses_its_traffic_to_the_penalty",),
     "FailurePenalty.decay": (PENALTY + "test_penalty_decay_is_read_from_config",),
     "FailurePenalty.max_pushback": (PENALTY + "test_pushback_is_capped_by_max_pushback_and_zero_ignores_it",),
@@ -139,6 +140,8 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
     "HeaderMatcher.invert": (ROUTER + "test_header_matcher_kinds_and_invert",),
     "RouteAction.cluster": (IT + "test_proxy_calls.py::test_virtual_host_by_authority_and_request_header_rewrites",),
     "RouteAction.weighted_clusters": (ROUTER + "test_weighted_clusters_split_by_weight",),
+    "RouteAction.keep_load_reports": (
+        LOADS + "test_the_relay_takes_each_calls_report_and_strips_it_unless_the_route_keeps_it",),
     "RouteAction.timeout": ("unit/test_relay_protocol.py::test_grpc_timeout_is_capped_by_route_and_propagated_as_remaining_time",),
     "RouteAction.retry_policy": (RES + "test_killed_endpoint_with_retries_on_loses_no_call",),
     "RouteAction.request_headers_to_add": (IT + "test_proxy_calls.py::test_virtual_host_by_authority_and_request_header_rewrites",),

@@ -205,7 +205,7 @@ def test_an_endpoint_answering_unimplemented_is_not_probed_again():
         prober = Prober(streams, max_in_flight=1)
         prober.start()
         ep, reply = endpoint_of("10.0.0.1:80"), ReplyTo()
-        streams.script(ep.address).put_nowait(RpcFailed(UNIMPLEMENTED))
+        streams.script(ep.address).put_nowait(RpcFailed(UNIMPLEMENTED, "unknown service"))
         assert prober.probe(ep, reply, 3)
         await wait_for(lambda: reply.answers == [(3, None)], "the own-view answer")
         assert not prober.probe(ep, reply, 3)  # the picker uses its own view at once

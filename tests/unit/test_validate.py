@@ -250,8 +250,6 @@ CASES = [
      f"{C0}.failure_penalty.decay", "out of range 0.001s-3600s"),
     ("negative max pushback", lambda d: cluster(d).update(failure_penalty={"max_pushback": "-1s"}),
      f"{C0}.failure_penalty.max_pushback", "out of range 0s-3600s"),
-    ("keep load reports", lambda d: route(d, 0)["route"].update(keep_load_reports=True),
-     f"{A0}.keep_load_reports", "not supported yet"),
     ("circuit breaker zero", lambda d: cluster(d).update(circuit_breaker={"max_requests": 0}),
      f"{C0}.circuit_breaker.max_requests", "refuse every call"),
     ("too many retries", lambda d: route(d, 0)["route"].update(retry_policy={"num_retries": 11}),
@@ -397,6 +395,7 @@ VALID = [
     ("mutual TLS, default and named peer", lambda d: (
         cluster(d).update(transport={"mode": "MUTUAL_TLS"}),
         d["clusters"][1].update(transport={"mode": "MUTUAL_TLS", "peer_identity": "spiffe://mesh.local/service/x"}))),
+    ("keep load reports", lambda d: route(d, 0)["route"].update(keep_load_reports=True)),
     ("headers to add and remove", lambda d: route(d, 0)["route"].update(
         request_headers_to_add=[{"name": "x-mesh", "value": "1"}], request_headers_to_remove=["x-internal"],
         hash_policy={"header": "x-user"})),

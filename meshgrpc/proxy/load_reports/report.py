@@ -79,7 +79,7 @@ def decode_trailer(value: bytes) -> LoadReport | None:
 
 
 def take_load_report(trailers: list, endpoint: EndpointState, keep: bool) -> list:
-    """Records the report in `trailers` (a list of (name, value) byte pairs) on
+    """Records the report in `trailers` (a sequence of (name, value) byte pairs) on
     `endpoint`; returns the trailers to send downstream: `trailers` itself when it
     holds no report or `keep` is set, otherwise a copy without the report."""
     for i, (name, value) in enumerate(trailers):
@@ -87,7 +87,7 @@ def take_load_report(trailers: list, endpoint: EndpointState, keep: bool) -> lis
             report = decode_trailer(value)
             if report is not None:
                 endpoint.on_load_report(report)
-            return trailers if keep else trailers[:i] + [h for h in trailers[i + 1:] if h[0] != TRAILER]
+            return trailers if keep else [*trailers[:i], *(h for h in trailers[i + 1:] if h[0] != TRAILER)]
     return trailers
 
 

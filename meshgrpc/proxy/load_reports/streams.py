@@ -1,34 +1,36 @@
 """The seam the proxy's load-report clients speak through: open a server-streaming
 gRPC call to an endpoint, read its messages, cancel it. The OOB subscription and
-PREQUAL's probes are written against `StreamOpener`, so they run on grpcio today
-(`GrpcioStreams`), on meshgrpc's own gRPC client once the proxy has one, and on a
-fake stream in unit tests. Messages are bytes both ways; the callers parse.
+PREQUAL's probes are written against `StreamOpener`; the proxy runs them on its
+own gRPC client (`WireStreams`, meshgrpc.grpcwire: no grpcio in the proxy), unit
+tests on a fake stream. Messages are bytes both ways; the callers parse. A stream
+that ends otherwise than OK raises grpcwire's RpcError (`RpcFailed` here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
-import grpc
+from meshgrpc.grpcwire import Channel, Dialer, RpcError
+from meshgrpc.grpcwire.status import CANCELLED, UNAVAILABLE, UNIMPLEMENTED
 
-UNIMPLEMENTED = 12
-UNAVAILABLE = 14
+log = logging.getLogger(__name__)
 
+RpcFailed = RpcError
+__all__ = ["CANCELLED", "UNAVAILABLE", "UNIMPLEMENTED", "RpcFailed", "ServerStream", "StreamOpener", "WireStreams"]
 
-class RpcFailed(Exception):
-    """A stream ended with a status other than OK (or never started)."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(f"status {code}: {message}")
-        self.code = code
-        self.message = message
+# A report stream is small and local: a second to connect, 64 KiB messages at most
+# (an OrcaLoadReport with a few named metrics is a few hundred bytes).
+CONNECT_TIMEOUT = 1.0
+MAX_MESSAGE_BYTES = 64 << 10
+CLOSE_TIMEOUT = 5.0
 
 
 class ServerStream(Protocol):
     async def read(self) -> bytes | None:
         """The next message; None once the stream has ended with OK. Raises RpcFailed
-        when it ended otherwise."""
+        when it ended otherwise (or never started)."""
 
     def cancel(self) -> None:
         """Ends the call (RST_STREAM CANCEL) if it is still open; idempotent."""
@@ -44,60 +46,77 @@ class StreamOpener(Protocol):
     async def close(self) -> None: ...
 
 
-# No retries (a failed stream is the signal), a connection of its own per endpoint,
-# and reconnect back-off capped near the default report interval.
-CHANNEL_OPTIONS = (("grpc.enable_retries", 0), ("grpc.use_local_subchannel_pool", 1),
-                   ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000))
+class WireStream:
+    """One server stream; connects (or reuses the address's connection) and sends
+    its request on the first read."""
 
+    __slots__ = ("_streams", "_address", "_method", "_request", "_call", "_cancelled")
 
-class GrpcioStream:
-    __slots__ = ("_call",)
-
-    def __init__(self, call) -> None:
-        self._call = call
+    def __init__(self, streams: WireStreams, address: str, method: str, request: bytes) -> None:
+        self._streams, self._address, self._method, self._request = streams, address, method, request
+        self._call = None
+        self._cancelled = False
 
     async def read(self) -> bytes | None:
-        try:
-            message = await self._call.read()
-        except grpc.aio.AioRpcError as e:
-            raise RpcFailed(e.code().value[0], e.details() or "") from None
-        if message is grpc.aio.EOF:
-            code = await self._call.code()
-            if code is not grpc.StatusCode.OK:
-                raise RpcFailed(code.value[0], await self._call.details() or "")
-            return None
-        return message
+        if self._call is None:
+            channel = await self._streams.channel(self._address)
+            if self._cancelled:
+                raise RpcFailed(CANCELLED, "cancelled before it started")
+            self._call = channel.open_call(self._method, None)
+            await self._call.send(self._request, end=True)
+        return await self._call.recv()
 
     def cancel(self) -> None:
-        self._call.cancel()
+        self._cancelled = True
+        if self._call is not None:
+            self._call.cancel()
 
 
-class GrpcioStreams:
-    """StreamOpener on grpc.aio: one channel per endpoint address, opened on first
-    use and closed by `sync` once the address has left the config."""
+class WireStreams:
+    """StreamOpener on meshgrpc.grpcwire: one HTTP/2 connection per endpoint address
+    (plaintext), made on first use, made again once lost, and closed by `sync` once
+    the address has left the config. No retries: a failed stream is the signal."""
 
-    def __init__(self) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._closing: set[asyncio.Task] = set()  # channels of addresses gone, being closed
+    def __init__(self, dialer: Dialer | None = None) -> None:
+        self._dialer = dialer or Dialer(connect_timeout=CONNECT_TIMEOUT, max_message_bytes=MAX_MESSAGE_BYTES)
+        self._channels: dict[str, asyncio.Future[Channel]] = {}
+        self._closing: set[asyncio.Task] = set()
 
-    def open(self, address: str, method: str, request: bytes) -> GrpcioStream:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        return GrpcioStream(channel.unary_stream(method)(request))
+    def open(self, address: str, method: str, request: bytes) -> WireStream:
+        return WireStream(self, address, method, request)
+
+    async def channel(self, address: str) -> Channel:
+        """The address's connection; streams that start together share one connect."""
+        pending = self._channels.get(address)
+        if pending is not None and pending.done() and (pending.exception() is not None or pending.result().closed):
+            pending = None  # failed or lost: connect again
+        if pending is None:
+            pending = self._channels[address] = asyncio.ensure_future(self._dialer.connect(address))
+        return await asyncio.shield(pending)
 
     def sync(self, addresses: frozenset[str]) -> None:
         for address in [a for a in self._channels if a not in addresses]:
-            task = asyncio.get_running_loop().create_task(self._channels.pop(address).close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_later(self._channels.pop(address))
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        for pending in self._channels.values():
+            self._close_later(pending)
+        self._channels = {}
         if self._closing:
-            await asyncio.wait(set(self._closing), timeout=5.0)
+            await asyncio.wait(set(self._closing), timeout=CLOSE_TIMEOUT)
+
+    def _close_later(self, pending: asyncio.Future[Channel]) -> None:
+        task = asyncio.get_running_loop().create_task(_close(pending))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def __repr__(self) -> str:
-        return f"<GrpcioStreams channels={len(self._channels)}>"
+        return f"<WireStreams connections={len(self._channels)}>"
+
+
+async def _close(pending: asyncio.Future[Channel]) -> None:
+    try:
+        channel = await pending
+    except (RpcError, asyncio.CancelledError):
+        return  # never connected: nothing to close
+    await channel.close()
