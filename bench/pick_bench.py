@@ -25,7 +25,7 @@ from collections import deque
 from meshgrpc.config import specs
 from meshgrpc.proxy.balancer import PickerEnv, build_picker
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
-from meshgrpc.proxy.load_reports.report import LoadReport
+from meshgrpc.proxy.orca.report import LoadReport
 from meshgrpc.proxy.outlier import OutlierDetector
 
 POLICIES = ["ROUND_ROBIN", "LEAST_REQUEST", "PEAK_EWMA", "RING_HASH", "RANDOM", "WEIGHTED_ROUND_ROBIN", "PREQUAL"]

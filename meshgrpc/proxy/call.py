@@ -27,7 +27,7 @@ from meshgrpc.codec.errors import CANCEL, INTERNAL_ERROR, NO_ERROR
 
 from meshgrpc.proxy import grpc_status as gs
 from meshgrpc.proxy.attempt import Attempt, RequestBody, State as AttemptState, timeout_field
-from meshgrpc.proxy.load_reports.report import take_load_report
+from meshgrpc.proxy.orca.report import take_load_report
 from meshgrpc.proxy.seams import RelayServices, StreamSide
 from meshgrpc.proxy.pipe import Pipe
 from meshgrpc.proxy.pushback import pushback_seconds

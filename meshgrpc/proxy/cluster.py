@@ -36,7 +36,7 @@ from meshgrpc.config.specs import ClusterSpec, EndpointSpec, describe
 from meshgrpc.proxy.balancer import Picker, PickerEnv, build_picker, panic, zones
 from meshgrpc.proxy.balancer.prequal import ProbeSink
 from meshgrpc.proxy.endpoint import EndpointState, EndpointStats
-from meshgrpc.proxy.load_reports.report import LoadReport
+from meshgrpc.proxy.orca.report import LoadReport
 from meshgrpc.proxy.outlier import OutlierDetector
 from meshgrpc.proxy.resilience.breaker import ClusterLoad
 from meshgrpc.proxy.resilience.budget import RetryBudget

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from meshgrpc.config.specs import EndpointSpec, FailurePenaltySpec, PeakEwmaSpec
 from meshgrpc.config.specs.common import default_of
 from meshgrpc.proxy import ewma, penalty
-from meshgrpc.proxy.load_reports.endpoint_load import EndpointLoad
+from meshgrpc.proxy.orca.endpoint_load import EndpointLoad
 from meshgrpc.proxy.load_window import LoadWindow
 from meshgrpc.proxy.outlier import OutlierDetector, OutlierTally
 
@@ -85,7 +85,7 @@ class EndpointState:
     - `pushed_back(seconds)` when the answer asked for no calls for that long
       (`grpc-retry-pushback-ms` >= 0, or Retry-After on plain HTTP/2; see
       pushback.py): the P2C policies leave the endpoint out until then;
-    - `on_load_report(report)` for a per-call load report (load_reports/report.py's
+    - `on_load_report(report)` for a per-call load report (orca/report.py's
       `take_load_report` calls it).
     """
 
@@ -216,7 +216,7 @@ class EndpointState:
                                self._penalty.decay)
 
     def on_load_report(self, report) -> None:
-        """A load report (load_reports/report.py's LoadReport) from this endpoint."""
+        """A load report (orca/report.py's LoadReport) from this endpoint."""
         self.stats.load.record(report, self._clock())
 
     def unreachable(self, until: float) -> None:

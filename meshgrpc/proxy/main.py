@@ -48,9 +48,9 @@ from meshgrpc.proxy import load_report, load_stream
 from meshgrpc.proxy.inbound import InboundAuthorization, app_state
 from meshgrpc.proxy.listener import EdgeLimits, serve
 from meshgrpc.proxy.load_reporter import LoadReporter
-from meshgrpc.proxy.load_reports.oob import OobSubscriber
-from meshgrpc.proxy.load_reports.probes import Prober
-from meshgrpc.proxy.load_reports.streams import WireStreams
+from meshgrpc.proxy.orca.oob import OobSubscriber
+from meshgrpc.proxy.orca.probes import Prober
+from meshgrpc.proxy.orca.streams import WireStreams
 from meshgrpc.proxy.outlier import OutlierTicker
 from meshgrpc.proxy.relay import Relay
 from meshgrpc.proxy.state import ProxyState, StateHolder

@@ -32,9 +32,9 @@ from helloworld import helloworld_pb2, helloworld_pb2_grpc
 from meshgrpc import orca, orca_wire
 from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
-from meshgrpc.proxy.load_reports.oob import OobSubscriber
-from meshgrpc.proxy.load_reports.report import TRAILER, decode_trailer, take_load_report
-from meshgrpc.proxy.load_reports.streams import WireStreams
+from meshgrpc.proxy.orca.oob import OobSubscriber
+from meshgrpc.proxy.orca.report import TRAILER, decode_trailer, take_load_report
+from meshgrpc.proxy.orca.streams import WireStreams
 from tests.integration.test_balancing import CLUSTER, one_cluster, share
 from tests.support.mesh import Load, Mesh, backend_of, route
 from tests.support.clock import FakeClock

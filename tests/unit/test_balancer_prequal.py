@@ -12,7 +12,7 @@ import pytest
 from meshgrpc.proxy.balancer import PickerEnv, build_picker
 from meshgrpc.proxy.balancer.prequal import PrequalPicker, reuse_budget
 from meshgrpc.proxy.balancer.probe_pool import HOT, Answer, ProbePool, quantile
-from meshgrpc.proxy.load_reports.report import LoadReport
+from meshgrpc.proxy.orca.report import LoadReport
 from tests.unit.balancer_helpers import FakeClock, cluster, endpoints
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from meshgrpc.proxy.balancer import build_picker
 from meshgrpc.proxy.balancer.weighted_round_robin import WeightedRoundRobinPicker, filled, reported_weight
-from meshgrpc.proxy.load_reports.report import LoadReport
+from meshgrpc.proxy.orca.report import LoadReport
 from tests.unit.balancer_helpers import FakeClock, cluster, endpoints, env, shares
 
 NAMES = ("a", "b", "c")

@@ -15,9 +15,9 @@ from xds.service.orca.v3.orca_pb2 import OrcaLoadReportRequest
 from meshgrpc import orca_wire
 from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
-from meshgrpc.proxy.load_reports.oob import OobSubscriber
-from meshgrpc.proxy.load_reports.probes import Prober
-from meshgrpc.proxy.load_reports.streams import UNAVAILABLE, UNIMPLEMENTED, RpcFailed
+from meshgrpc.proxy.orca.oob import OobSubscriber
+from meshgrpc.proxy.orca.probes import Prober
+from meshgrpc.proxy.orca.streams import UNAVAILABLE, UNIMPLEMENTED, RpcFailed
 from tests.support.procs import poll_until
 
 END = object()

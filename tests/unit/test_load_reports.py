@@ -8,8 +8,8 @@ import base64
 
 from xds.data.orca.v3.orca_load_report_pb2 import OrcaLoadReport
 
-from meshgrpc.proxy.load_reports.endpoint_load import EndpointLoad
-from meshgrpc.proxy.load_reports.report import LoadReport, decode_trailer, parse, take_load_report
+from meshgrpc.proxy.orca.endpoint_load import EndpointLoad
+from meshgrpc.proxy.orca.report import LoadReport, decode_trailer, parse, take_load_report
 from tests.unit.balancer_helpers import FakeClock, endpoint
 
 TRAILER = b"endpoint-load-metrics-bin"

@@ -4,7 +4,7 @@ Archer, "Load is not what you should balance: Introducing Prequal", NSDI 2024).
 Per call, the picker
 1. sends `probes_per_call` asynchronous probes on average (the paper's r_probe,
    3) to endpoints drawn at random, distinct within the call, through the proxy's
-   prober (load_reports/probes.py), at most `max_probes_per_second` per proxy and
+   prober (orca/probes.py), at most `max_probes_per_second` per proxy and
    cluster (a token bucket: the cost bound; calls over it send none). Answers come
    back to `on_probe` later and join the pool (probe_pool.py), each with the
    paper's reuse budget b = 1 + δ / ((1 - m/n) r_probe - r_remove), δ = 1, m the
@@ -54,14 +54,14 @@ from meshgrpc.proxy.ewma import current
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
-    from meshgrpc.proxy.load_reports.report import LoadReport
+    from meshgrpc.proxy.orca.report import LoadReport
 
 REUSE_DELTA = 1.0  # the paper's δ in the reuse budget
 REMOVALS_PER_PROBE = 1.0 / 3.0  # the paper's r_remove = 1 per query at r_probe = 3
 
 
 class ProbeSink(Protocol):
-    """Where a picker sends its probes (load_reports/probes.py's Prober). `probe`
+    """Where a picker sends its probes (orca/probes.py's Prober). `probe`
     never awaits: it queues the probe and returns True, or returns False when the
     endpoint does not answer probes (the picker then uses its own view). An answer,
     later, is `reply_to.on_probe(index, report)`; a probe that fails or times out

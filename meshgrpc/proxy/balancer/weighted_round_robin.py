@@ -1,7 +1,7 @@
 """WEIGHTED_ROUND_ROBIN: round robin weighted by what backends report (gRFC A58).
 
 Every `weight_update_period` the picker reads each endpoint's latest load report
-(EndpointStats.load: OOB stream, probe or per-call trailer; load_reports/) and
+(EndpointStats.load: OOB stream, probe or per-call trailer; proxy/orca/) and
 rebuilds its schedule:
 - weight = qps / (utilization + eps / qps x error_utilization_penalty), from the
   latest report with utilization > 0 and qps > 0 (A58's formula; utilization is
@@ -38,7 +38,7 @@ from meshgrpc.proxy.balancer.single import SinglePicker
 if TYPE_CHECKING:
     from meshgrpc.proxy.balancer import PickerEnv
     from meshgrpc.proxy.endpoint import EndpointState
-    from meshgrpc.proxy.load_reports.endpoint_load import EndpointLoad
+    from meshgrpc.proxy.orca.endpoint_load import EndpointLoad
 
 RESOLUTION = 10_000  # the largest weight's integer share in the schedule
 

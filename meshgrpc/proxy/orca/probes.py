@@ -28,9 +28,9 @@ import logging
 from collections import deque
 
 from meshgrpc import orca_wire
-from meshgrpc.proxy.load_reports.oob import request_for
-from meshgrpc.proxy.load_reports.report import parse
-from meshgrpc.proxy.load_reports.streams import UNIMPLEMENTED, RpcFailed, StreamOpener
+from meshgrpc.proxy.orca.oob import request_for
+from meshgrpc.proxy.orca.report import parse
+from meshgrpc.proxy.orca.streams import UNIMPLEMENTED, RpcFailed, StreamOpener
 from meshgrpc.tasks import OwnedTask
 
 log = logging.getLogger(__name__)

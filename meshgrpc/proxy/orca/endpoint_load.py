@@ -11,7 +11,7 @@ subchannel comes back to READY").
 
 from __future__ import annotations
 
-from meshgrpc.proxy.load_reports.report import LoadReport
+from meshgrpc.proxy.orca.report import LoadReport
 
 
 class EndpointLoad:

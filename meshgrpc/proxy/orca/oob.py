@@ -24,8 +24,8 @@ from xds.service.orca.v3.orca_pb2 import OrcaLoadReportRequest
 
 from meshgrpc import orca_wire
 from meshgrpc.backoff import Backoff
-from meshgrpc.proxy.load_reports.report import LoadReport, parse
-from meshgrpc.proxy.load_reports.streams import UNIMPLEMENTED, RpcFailed, StreamOpener
+from meshgrpc.proxy.orca.report import LoadReport, parse
+from meshgrpc.proxy.orca.streams import UNIMPLEMENTED, RpcFailed, StreamOpener
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import ClusterSet
