@@ -144,16 +144,10 @@ class PrequalPicker:
         counts = self.counts
         counts.picks += 1
         self._send_probes(now)
-        pool = self._pool
-        while len(pool) >= 2:
-            answer = pool.best(now, self._max_age)
-            if answer is None:
-                break
-            if self._usable(answer.index, now):
-                pool.use(answer)
-                counts.pooled += 1
-                return self._endpoints[answer.index]
-            pool.drop(answer)
+        answer = self._pool.take(now, self._max_age, self._usable)
+        if answer is not None:
+            counts.pooled += 1
+            return self._endpoints[answer.index]
         counts.fallback += 1
         return self._fallback.pick()
 

@@ -25,6 +25,8 @@ joins (and only from a full pool: they make room), so a pick stays O(1) in Pytho
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 HOT = 1e9  # added to the key of a hot answer: every cold one (latency in seconds) sorts first
 
 
@@ -129,14 +131,35 @@ class ProbePool:
             self._drop_at(position)
         return None
 
+    def take(self, now: float, max_age: float, usable: Callable[[int, float], bool]) -> Answer | None:
+        """best() and use() in one pass, for a pick: the answer the hot-cold rule
+        chooses, used once; answers older than `max_age`, or fresh but whose endpoint
+        is not `usable(index, now)`, leave the pool on the way. None when fewer than
+        two fresh answers are pooled (the pick falls back)."""
+        answers, keys = self._answers, self._keys
+        while answers:
+            position = keys.index(min(keys))
+            answer = answers[position]
+            if now - answer.at <= max_age:
+                if len(answers) < 2:
+                    return None
+                if usable(answer.index, now):
+                    self._use_at(position, answer)
+                    return answer
+            del answers[position]
+            del keys[position]
+        return None
+
     def use(self, answer: Answer) -> None:
+        self._use_at(self._answers.index(answer), answer)
+
+    def _use_at(self, position: int, answer: Answer) -> None:
         """One call goes to `answer`'s endpoint: one more in flight there, one use less.
         An answer that turns hot, or leaves, changes the quantile: the pool is re-keyed
         (O(size log size), a few times per reuse budget); otherwise only its key moves."""
         was_cold = answer.rif <= self.threshold
         answer.rif += 1.0
         answer.uses -= 1
-        position = self._answers.index(answer)
         if answer.uses <= 0:
             self._drop_at(position)
             self._rekey()
