@@ -226,6 +226,8 @@ class ClusterState:
         view = {"address": e.address, "zone": e.zone, "weight": e.weight, "health": e.health_label(),
                 "ejected_for_s": None if tally.ejected_until is None else max(0.0, tally.ejected_until - now),
                 "rtt_estimate_s": e.rtt_estimate(now), "pending": e.stats.pending, "in_flight": e.stats.in_flight,
+                "recent_failures": round(e.recent_failures(now), 3),
+                "pushed_back_for_s": max(0.0, e.stats.pushed_back_until - now) or None,
                 "balanced_over": balanced, "score": score}
         if not balanced:
             view["left_out"] = self._left_out(e, now)

@@ -168,7 +168,7 @@ def test_when_every_endpoint_is_pushed_back_the_one_back_first_is_picked():
     assert {build_picker(spec, eps, env(clock, seed)).pick().host for seed in range(10)} == {"b"}
 
 
-def test_pushback_and_penalty_show_in_clusters():
+def test_pushback_and_penalty_show_in_clusters_and_explain():
     clock = FakeClock()
     spec = specs.ClusterSpec(name="api")
     cs = ClusterSet.build({"api": spec}, {"api": (specs.EndpointSpec("a:1", "a", 1),)}, clock=clock)
@@ -178,6 +178,8 @@ def test_pushback_and_penalty_show_in_clusters():
     ep.on_finish(False, 0.001, UNAVAILABLE, responded=True)
     row = cs.describe()["clusters"][0]["endpoints"][0]
     assert (row["pushed_back_for_s"], row["recent_failures"]) == (0.25, 1.0)
+    explained = cs.get("api").explain()["endpoints"][0]
+    assert (explained["pushed_back_for_s"], explained["recent_failures"]) == (0.25, 1.0)
 
 
 # ---------------------------------------------------------------- what the relay reads
