@@ -156,11 +156,20 @@ def transport(t: pb.Transport, path: str, ctx: Context) -> Iterator[FieldError]:
 
 
 def checks_over_mutual_tls(c: pb.Cluster, path: str, ctx: Context) -> Iterator[FieldError]:
-    # The health checker dials h2c; an inbound listener refuses that at the handshake,
-    # so every endpoint would be marked unhealthy.
-    if c.HasField("health_check") and c.transport.mode == pb.Transport.MUTUAL_TLS:
+    # The health checker, the load-report streams and PREQUAL's probes dial h2c; an
+    # inbound listener refuses that at the handshake, so every endpoint would be
+    # marked unhealthy, or every report and probe would be a failed connection.
+    if c.transport.mode != pb.Transport.MUTUAL_TLS:
+        return
+    if c.HasField("health_check"):
         yield FieldError(join(path, "health_check"), "active health checks of a MUTUAL_TLS cluster are not "
                                                      "supported yet (they connect in plaintext)")
+    if c.HasField("out_of_band_load_reports"):
+        yield FieldError(join(path, "out_of_band_load_reports"), "out-of-band load reports from a MUTUAL_TLS "
+                                                                 "cluster are not supported yet (they connect in plaintext)")
+    if c.lb_policy == pb.Cluster.PREQUAL:
+        yield FieldError(join(path, "lb_policy"), "PREQUAL on a MUTUAL_TLS cluster is not supported yet "
+                                                  "(its probes connect in plaintext)")
 
 
 # ---------------------------------------------------------------- endpoint rules

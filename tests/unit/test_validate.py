@@ -84,6 +84,11 @@ CASES = [
     ("health checks over mutual TLS", lambda d: cluster(d).update(transport={"mode": "MUTUAL_TLS"},
                                                                    health_check={"interval": "5s"}),
      f"{C0}.health_check", "active health checks of a MUTUAL_TLS cluster are not supported yet"),
+    ("load-report streams over mutual TLS", lambda d: cluster(d).update(
+        transport={"mode": "MUTUAL_TLS"}, out_of_band_load_reports={"interval": "1s"}),
+     f"{C0}.out_of_band_load_reports", "out-of-band load reports from a MUTUAL_TLS cluster are not supported yet"),
+    ("PREQUAL over mutual TLS", lambda d: cluster(d).update(transport={"mode": "MUTUAL_TLS"}, lb_policy="PREQUAL"),
+     f"{C0}.lb_policy", "PREQUAL on a MUTUAL_TLS cluster is not supported yet"),
     # names
     ("cluster name empty", lambda d: d["clusters"].append({"name": ""}), "clusters[2].name", "name is required"),
     ("cluster name charset", lambda d: d["clusters"].append({"name": "bad name"}), "clusters[2].name",
