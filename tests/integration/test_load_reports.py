@@ -32,9 +32,9 @@ from helloworld import helloworld_pb2, helloworld_pb2_grpc
 from meshgrpc import orca, orca_wire
 from meshgrpc.config import specs
 from meshgrpc.proxy.cluster import ClusterSet
-from meshgrpc.proxy.orca.oob import OobSubscriber
-from meshgrpc.proxy.orca.report import TRAILER, decode_trailer, take_load_report
-from meshgrpc.proxy.orca.streams import WireStreams
+from meshgrpc.proxy.orca.oob import OobSubscriber, request_for
+from meshgrpc.proxy.orca.report import TRAILER, decode_trailer, parse, take_load_report
+from meshgrpc.proxy.orca.streams import UNAVAILABLE, RpcFailed, WireStreams
 from tests.integration.test_balancing import CLUSTER, one_cluster, share
 from tests.support.mesh import Load, Mesh, backend_of, route
 from tests.support.clock import FakeClock
@@ -232,6 +232,40 @@ def test_out_of_band_streams_stop_asking_a_backend_without_orca():
     finally:
         reporting.stop(0)
         plain.stop(0)
+
+
+def test_wire_streams_connect_again_once_a_connect_failed():
+    """The proxy's stream opener: a failed connect fails the stream that needed it
+    (UNAVAILABLE) and is not kept; the next stream to that address connects anew."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there yet
+
+    async def scenario():
+        streams = WireStreams()
+        try:
+            refused = streams.open(address, orca_wire.STREAM_METHOD, request_for(0.1))
+            try:
+                await refused.read()
+                raise AssertionError("read from an address nothing listens on")
+            except RpcFailed as e:
+                assert e.code == UNAVAILABLE, e
+            reporter = orca.LoadReporter()
+            reporter.set_utilization(0.5)
+            server = grpc.aio.server()
+            reporter.add_service(server)
+            server.add_insecure_port(address)
+            await server.start()
+            try:
+                stream = streams.open(address, orca_wire.STREAM_METHOD, request_for(0.1))
+                assert parse(await asyncio.wait_for(stream.read(), 5)).application_utilization == 0.5
+                stream.cancel()
+            finally:
+                await server.stop(0)
+        finally:
+            await streams.close()
+
+    asyncio.run(scenario())
 
 
 async def wait_async(predicate, timeout: float, what: str) -> None:

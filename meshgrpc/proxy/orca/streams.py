@@ -88,8 +88,9 @@ class WireStreams:
     async def channel(self, address: str) -> Channel:
         """The address's connection; streams that start together share one connect."""
         pending = self._channels.get(address)
-        if pending is not None and pending.done() and (pending.exception() is not None or pending.result().closed):
-            pending = None  # failed or lost: connect again
+        if pending is not None and pending.done() and (
+                pending.cancelled() or pending.exception() is not None or pending.result().closed):
+            pending = None  # failed, cancelled or lost: connect again
         if pending is None:
             pending = self._channels[address] = asyncio.ensure_future(self._dialer.connect(address))
         return await asyncio.shield(pending)
