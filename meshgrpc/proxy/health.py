@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2
 
 from meshgrpc.config.specs import HealthCheckSpec
 from meshgrpc.grpcwire import Channel, Dialer, RpcError
+from meshgrpc.tasks import KeyedTasks
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import ClusterSet
@@ -84,49 +85,27 @@ class HealthChecker:
         self._on_change = on_change
         self._rng = rng or random.Random()
         self._dialer = dialer or Dialer()
-        self._tasks: dict[tuple[str, str], tuple[CheckSettings, asyncio.Task]] = {}
-        self._stopping: set[asyncio.Task] = set()
+        self._tasks = KeyedTasks("health-check", STOP_TIMEOUT)
 
     def sync(self, clusters: ClusterSet) -> None:
         """Makes the running checks match `clusters` (call after each swap)."""
-        wanted: dict[tuple[str, str], tuple[CheckSettings, bool]] = {}
+        wanted: dict[tuple[str, str], CheckSettings] = {}
+        healthy: dict[tuple[str, str], bool] = {}  # where a new check starts from
         for state in clusters:
             settings = state.spec.health_check
             if settings is not None:
                 for e in state.endpoints:
-                    wanted[(state.name, e.address)] = (settings, e.stats.check_healthy)
-        for key, (settings, task) in list(self._tasks.items()):
-            if key not in wanted or wanted[key][0] != settings:
-                self._cancel(key)
-        for key, (settings, healthy) in wanted.items():
-            if key not in self._tasks:
-                self._start(key, settings, healthy)
+                    wanted[(state.name, e.address)] = settings
+                    healthy[(state.name, e.address)] = e.stats.check_healthy
+        self._tasks.sync(wanted, lambda key, settings: self._run(key, settings, healthy[key]))
 
     def checking(self) -> set[tuple[str, str]]:
         """(cluster, address) of every endpoint being checked."""
-        return set(self._tasks)
+        return self._tasks.keys()
 
     async def stop(self) -> None:
         """Cancels every check and waits for their channels to close."""
-        for key in list(self._tasks):
-            self._cancel(key)
-        pending = set(self._stopping)
-        if pending:
-            done, still = await asyncio.wait(pending, timeout=STOP_TIMEOUT)
-            if still:
-                log.warning("%d health-check tasks did not stop within %.0fs", len(still), STOP_TIMEOUT)
-
-    def _start(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(key, settings, healthy),
-                                                      name=f"health-check {key[0]}/{key[1]}")
-        task.add_done_callback(_log_failure)
-        self._tasks[key] = (settings, task)
-
-    def _cancel(self, key: tuple[str, str]) -> None:
-        _, task = self._tasks.pop(key)
-        task.cancel()
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        await self._tasks.stop()
 
     async def _run(self, key: tuple[str, str], settings: CheckSettings, healthy: bool) -> None:
         cluster, address = key
@@ -145,7 +124,7 @@ class HealthChecker:
         return settings.interval * settings.jitter_fraction * self._rng.random()
 
     def __repr__(self) -> str:
-        return f"<HealthChecker checking={len(self._tasks)} stopping={len(self._stopping)}>"
+        return f"<HealthChecker checking={len(self._tasks)} stopping={self._tasks.stopping}>"
 
 
 class _Probe:
@@ -177,7 +156,3 @@ class _Probe:
         if channel is not None:
             await channel.close()
 
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())

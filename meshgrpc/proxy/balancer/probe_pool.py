@@ -135,7 +135,8 @@ class ProbePool:
         """best() and use() in one pass, for a pick: the answer the hot-cold rule
         chooses, used once; answers older than `max_age`, or fresh but whose endpoint
         is not `usable(index, now)`, leave the pool on the way. None when fewer than
-        two fresh answers are pooled (the pick falls back)."""
+        two fresh answers are pooled (the pick falls back). best()'s loop is written
+        out here, not called: this runs once per call."""
         answers, keys = self._answers, self._keys
         while answers:
             position = keys.index(min(keys))
@@ -167,9 +168,6 @@ class ProbePool:
             self._rekey()
         else:
             self._keys[position] = self._key(answer)
-
-    def drop(self, answer: Answer) -> None:
-        self._drop_at(self._answers.index(answer))
 
     def _drop_at(self, position: int) -> None:
         del self._answers[position]

@@ -26,6 +26,7 @@ from meshgrpc import orca_wire
 from meshgrpc.backoff import Backoff
 from meshgrpc.proxy.orca.report import LoadReport, parse
 from meshgrpc.proxy.orca.streams import UNIMPLEMENTED, RpcFailed, StreamOpener
+from meshgrpc.tasks import KeyedTasks
 
 if TYPE_CHECKING:
     from meshgrpc.proxy.cluster import ClusterSet
@@ -49,8 +50,7 @@ class OobSubscriber:
         self._streams = streams
         self._on_report = on_report
         self._rng = rng or random.Random()
-        self._tasks: dict[tuple[str, str], tuple[float, asyncio.Task]] = {}
-        self._stopping: set[asyncio.Task] = set()
+        self._tasks = KeyedTasks("orca-oob", STOP_TIMEOUT)
         self._unimplemented: set[tuple[str, str]] = set()
         self.reports = 0
 
@@ -63,39 +63,18 @@ class OobSubscriber:
                 for e in state.endpoints:
                     wanted[(state.name, e.address)] = oob.interval
         self._unimplemented &= set(wanted)
-        for key, (interval, _) in list(self._tasks.items()):
-            if wanted.get(key) != interval:
-                self._cancel(key)
-        for key, interval in wanted.items():
-            if key not in self._tasks and key not in self._unimplemented:
-                self._start(key, interval)
+        self._tasks.sync({k: v for k, v in wanted.items() if k not in self._unimplemented}, self._run)
 
     def subscribed(self) -> set[tuple[str, str]]:
         """(cluster, address) of every stream kept open (or being reopened)."""
-        return set(self._tasks)
+        return self._tasks.keys()
 
     def unimplemented(self) -> set[tuple[str, str]]:
         """(cluster, address) of the endpoints that answered UNIMPLEMENTED."""
         return set(self._unimplemented)
 
     async def stop(self) -> None:
-        for key in list(self._tasks):
-            self._cancel(key)
-        if self._stopping:
-            _, still = await asyncio.wait(set(self._stopping), timeout=STOP_TIMEOUT)
-            if still:
-                log.warning("%d load-report streams did not stop within %.0fs", len(still), STOP_TIMEOUT)
-
-    def _start(self, key: tuple[str, str], interval: float) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(key, interval), name=f"orca-oob {key[0]}/{key[1]}")
-        task.add_done_callback(_log_failure)
-        self._tasks[key] = (interval, task)
-
-    def _cancel(self, key: tuple[str, str]) -> None:
-        _, task = self._tasks.pop(key)
-        task.cancel()
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        await self._tasks.stop()
 
     async def _run(self, key: tuple[str, str], interval: float) -> None:
         cluster, address = key
@@ -108,7 +87,7 @@ class OobSubscriber:
                 if e.code == UNIMPLEMENTED:
                     log.info("cluster %s: %s does not serve ORCA load reports; not asking again", cluster, address)
                     self._unimplemented.add(key)
-                    self._tasks.pop(key, None)
+                    self._tasks.forget(key)
                     return
                 log.debug("load-report stream to %s failed: %s", address, e)
             await asyncio.sleep(backoff.failed())
@@ -130,7 +109,3 @@ class OobSubscriber:
         return (f"<OobSubscriber streams={len(self._tasks)} unimplemented={len(self._unimplemented)} "
                 f"reports={self.reports}>")
 
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())
