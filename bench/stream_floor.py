@@ -26,9 +26,16 @@ import time
 import grpc
 
 from bench import procstat
-from meshgrpc.xds.server import SERVER_OPTIONS
 
 METHOD = "/floor.Floor/Echo"
+# grpc.aio's own options for a server that accepts thousands of streams at once
+# (what the control plane used while it served on grpc.aio):
+# gRPC core cancels new calls that wait for the application to accept them once
+# more than 1,000 are pending (and refuses them above 3,000): a replica's proxies
+# reconnecting at once (thousands, when another replica dies) are a burst the
+# event loop accepts within seconds, not an overload to shed.
+SERVER_OPTIONS = (("grpc.server.max_pending_requests", 50_000),
+                  ("grpc.server.max_pending_requests_hard_limit", 100_000))
 
 
 async def _echo(request_iterator, context) -> None:

@@ -85,13 +85,6 @@ def client_options(keepalive: Keepalive | None = None) -> tuple[tuple[str, int],
     return _MESSAGE_OPTIONS + (keepalive.options() if keepalive is not None else ())
 
 
-def server_options(min_ping_interval: float = SERVER_MIN_INTERVAL) -> tuple[tuple[str, int], ...]:
-    """The control plane's server options: permit pings `min_ping_interval` apart, with or without calls."""
-    return _MESSAGE_OPTIONS + (("grpc.http2.min_ping_interval_without_data_ms", _ms(min_ping_interval)),
-                               ("grpc.keepalive_permit_without_calls", 1),
-                               ("grpc.http2.max_ping_strikes", SERVER_MAX_STRIKES))
-
-
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 

@@ -618,6 +618,7 @@ class Connection:
             raise StreamClosed(stream_id, f"stream {stream_id} is closed for sending")
         block = self.encoder.encode(headers)
         self._out.append(F.header_block(stream_id, block, end_stream, self.max_outbound_frame_size))
+        self.guard.headers_sent()
         if end_stream:
             state = TRANSITIONS[state * 8 + SEND_END_STREAM]
         self._set_state(stream, state)

@@ -12,7 +12,8 @@ class Guard:
     """One connection's flood accounting (module doc)."""
 
     __slots__ = ("limits", "counters", "clock", "_rate_start", "_pings", "_settings", "_window_updates",
-                 "_streams_opened", "_data_frames_sent", "_peer_streams", "_premature", "_empty_run")
+                 "_streams_opened", "_data_frames_sent", "_peer_streams", "_premature", "_empty_run",
+                 "_last_ping", "_ping_strikes")
 
     def __init__(self, limits, counters, clock) -> None:
         self.limits, self.counters, self.clock = limits, counters, clock
@@ -24,6 +25,8 @@ class Guard:
         self._peer_streams = 0
         self._premature = 0
         self._empty_run = 0
+        self._last_ping = float("-inf")
+        self._ping_strikes = 0
 
     def empty_frame(self, empty: bool, end_stream: bool):
         """A DATA/HEADERS/CONTINUATION frame (Envoy's
@@ -43,6 +46,15 @@ class Guard:
         if self._pings > self.limits.max_pings_per_second:
             self.counters.ping_flood += 1
             return "PING flood"
+        interval = self.limits.min_ping_interval
+        if interval > 0:
+            now = self.clock()
+            if now - self._last_ping < interval:
+                self._ping_strikes += 1
+                if self._ping_strikes > self.limits.max_ping_strikes:
+                    self.counters.too_many_pings += 1
+                    return "too_many_pings"
+            self._last_ping = now
         return None
 
     def settings(self):
@@ -71,6 +83,10 @@ class Guard:
 
     def data_frames_sent(self, n: int) -> None:
         self._data_frames_sent += n
+        self._ping_strikes = 0
+
+    def headers_sent(self) -> None:
+        self._ping_strikes = 0
 
     def stream_opened(self, by_peer: bool):
         self._streams_opened += 1

@@ -53,6 +53,15 @@ class Limits:
     # and 100.
     max_pings_per_second: int = 1000
     max_settings_per_second: int = 100
+    # gRPC's ping policy (grpc-core's ping abuse policy, a server's
+    # min_ping_interval_without_data and max_ping_strikes): a PING that arrives
+    # less than `min_ping_interval` seconds after the previous one is a strike,
+    # and sending HEADERS or DATA forgives the strikes; one strike more than
+    # `max_ping_strikes`: GOAWAY ENHANCE_YOUR_CALM with the debug data
+    # "too_many_pings", which gRPC clients read as "ping less often". Default 0:
+    # no such policy (max_pings_per_second still bounds a flood).
+    min_ping_interval: float = 0.0
+    max_ping_strikes: int = 2
     # WINDOW_UPDATE frames accepted, Envoy's ratio rule: at most
     # 5 + 2 * (streams opened + `window_updates_per_data_frame` * DATA frames
     # sent); one more: GOAWAY ENHANCE_YOUR_CALM. Default 10.
@@ -86,7 +95,7 @@ def _problems(limits: Limits) -> list[str]:
     for name in ("max_concurrent_streams", "max_header_list_size", "max_header_fields",
                  "premature_reset_min_streams", "max_pings_per_second", "max_settings_per_second",
                  "window_updates_per_data_frame", "max_queued_control_frames",
-                 "max_consecutive_empty_frames"):
+                 "max_consecutive_empty_frames", "min_ping_interval", "max_ping_strikes"):
         if getattr(limits, name) < 0:
             out.append(f"{name} = {getattr(limits, name)}: must be >= 0")
     if not 0 < limits.premature_reset_ratio <= 1:
@@ -103,7 +112,7 @@ class Counters:
     """How often each limit (and each malformed-message rule) acted. One object
     may be shared by every connection of a listener; the proxy exports it."""
 
-    __slots__ = ("premature_resets", "ping_flood", "settings_flood", "window_update_flood",
+    __slots__ = ("premature_resets", "ping_flood", "too_many_pings", "settings_flood", "window_update_flood",
                  "control_queue_full", "empty_frames", "header_list_too_large",
                  "too_many_header_fields", "frame_too_large", "first_frame_not_settings",
                  "malformed_messages", "refused_streams", "protocol_errors")

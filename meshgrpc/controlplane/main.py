@@ -10,8 +10,11 @@ when the store holds an older config: starting on something other than what the
 operator just pointed at would hide the mistake. So is one the file watch would
 refuse (empty, or removing more than --max-removal-share of the stored mesh).
 
-The gRPC server permits the keepalive pings its clients send (control_channel.py):
-pings --min-ping-interval apart (default 10 s; proxies ping every 20 s).
+The gRPC server is meshgrpc's own (grpcwire/server.py, on the codec the proxy
+relays with: a subscribed proxy's stream costs about 1 KiB of transport state
+there, 23 KiB as a grpc.aio call). It permits the keepalive pings its clients
+send (control_channel.py): pings --min-ping-interval apart (default 10 s;
+proxies ping every 20 s).
 
 Secure by default (trust.py, access.py): TLS on --listen with bearer tokens, TLS
 with workload certificates on --listen-mtls, every call authenticated and checked;
@@ -30,12 +33,11 @@ import signal
 import sys
 import time
 
-import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meshgrpc.addresses import split_address
 from meshgrpc.admin.http import AdminServer
-from meshgrpc.control_channel import server_options
+from meshgrpc.control_channel import MAX_MESSAGE_BYTES, SERVER_MAX_STRIKES
 from meshgrpc.controlplane import access
 from meshgrpc.controlplane.controller import Controller
 from meshgrpc.controlplane.etcd_client import EtcdClient
@@ -53,12 +55,12 @@ from meshgrpc.controlplane.store import SqliteStore, Store
 from meshgrpc.controlplane.trust import Trust, TrustSettings
 from meshgrpc.dashboard.server import DashboardPages
 from meshgrpc.errors import MeshError
+from meshgrpc.grpcwire.server import Server, ServerOptions
 from meshgrpc.identity import spiffe
 from meshgrpc.identity.private_files import ensure_private_dir
 from meshgrpc.xds.claims import NodeClaims
 from meshgrpc.proxyless.server import AdsServer, load_translator
 from meshgrpc.xds.cache import SnapshotCache
-from meshgrpc.xds import server as discovery_server
 from meshgrpc.xds.server import DiscoveryServer
 
 log = logging.getLogger("meshgrpc.controlplane")
@@ -178,7 +180,7 @@ class _Visibility:
 async def _run_server(args, controller, publisher, registry, cache, watcher) -> int:
     trust = getattr(args, "trust", None)
     server = _new_server(trust, args.min_ping_interval)
-    ports = _bind_all(server, args, trust)
+    ports = await _bind_all(server, args, trust)
     seen = _Visibility(args, controller, publisher, cache)
     if ports is None or not await seen.start_http(args.http):
         return 1
@@ -235,10 +237,11 @@ def _file_applier(controller: Controller):
     return apply
 
 
-def _new_server(trust: Trust | None, min_ping_interval: float) -> grpc.aio.Server:
+def _new_server(trust: Trust | None, min_ping_interval: float) -> Server:
     authenticator = access.Authenticator(trust.tokens, trust.ca.trust_domain) if trust is not None else None
-    return grpc.aio.server(options=[*server_options(min_ping_interval), *discovery_server.SERVER_OPTIONS],
-                           interceptors=[access.AccessInterceptor(authenticator)])
+    options = ServerOptions(min_ping_interval=min_ping_interval, max_ping_strikes=SERVER_MAX_STRIKES,
+                            max_message_bytes=MAX_MESSAGE_BYTES)
+    return Server(options, interceptors=[access.AccessInterceptor(authenticator)])
 
 
 def _add_services(server, controller, publisher, registry, cache, identity: IdentityService, translator,
@@ -266,28 +269,23 @@ def _mtls_address(args) -> str:
     return f"{host}:{MTLS_PORT if port else 0}"
 
 
-def _bind_all(server: grpc.aio.Server, args, trust: Trust | None) -> tuple[int, int] | None:
+async def _bind_all(server: Server, args, trust: Trust | None) -> tuple[int, int] | None:
     """(token port, mTLS port; 0 with --insecure), or None when one cannot be bound."""
     if trust is None:
-        port = _bind(server, args.listen, None)
+        port = await _bind(server, args.listen, None)
         return None if port is None else (port, 0)
-    port = _bind(server, args.listen, trust.server_credentials(require_client_certificate=False))
-    mtls = _bind(server, _mtls_address(args), trust.server_credentials(require_client_certificate=True)) \
+    port = await _bind(server, args.listen, trust.server_ssl_context(require_client_certificate=False))
+    mtls = await _bind(server, _mtls_address(args), trust.server_ssl_context(require_client_certificate=True)) \
         if port is not None else None
     return None if mtls is None else (port, mtls)
 
 
-def _bind(server: grpc.aio.Server, listen: str, credentials) -> int | None:
+async def _bind(server: Server, listen: str, ssl_context) -> int | None:
     try:
-        port = server.add_insecure_port(listen) if credentials is None else \
-            server.add_secure_port(listen, credentials)
-    except RuntimeError as e:
-        port = 0
-        log.debug("bind failed: %s", e)
-    if port == 0:
-        print(f"meshgrpc control-plane: cannot listen on {listen}", file=sys.stderr)
+        return await server.bind(listen, ssl_context)
+    except (ValueError, OSError) as e:
+        print(f"meshgrpc control-plane: cannot listen on {listen}: {e}", file=sys.stderr)
         return None
-    return port
 
 
 def _stop_on_signals() -> asyncio.Event:

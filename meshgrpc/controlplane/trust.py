@@ -4,15 +4,19 @@ the CA (`ca.pem`, the bundle clients trust, and `ca.key`; or the pair given by
 (`admin.token`, the file the CLI reads by default). Everything is 0600 in a 0700
 directory (private_files.py), checked at start.
 
-The control plane serves TLS with a certificate from its own CA, valid for the
-names clients dial (`hosts`), and re-issued at half its lifetime: grpcio asks for
-the certificate at every new connection (`dynamic_ssl_server_credentials`), so a
-fresh one reaches new connections while old ones carry on.
+The control plane serves TLS (ssl.SSLContexts under meshgrpc's gRPC server,
+grpcwire/server.py; ALPN h2, TLS 1.2 or 1.3) with a certificate from its own CA,
+valid for the names clients dial (`hosts`), and re-issued at half its lifetime:
+each handshake checks whether it is due (the context's SNI callback) and a new
+one is loaded into every context, so it reaches new connections while old ones
+carry on. The pair is kept in the data dir (`server.key`, `server.pem`, private)
+because ssl loads certificates only from files.
 
-grpcio either requires a client certificate on a port or never asks for one, so
-the control plane has two ports: `--listen` (TLS; the credential is a bearer
-token) and `--listen-mtls` (TLS that requires a certificate from the mesh's CA:
-workloads with their certificate). Both serve every service, under the same rules.
+A port either requires a client certificate or never asks for one (as grpcio's
+servers do), so the control plane has two ports: `--listen` (TLS; the
+credential is a bearer token) and `--listen-mtls` (TLS that requires a
+certificate from the mesh's CA: workloads with their certificate). Both serve
+every service, under the same rules.
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ import dataclasses
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
-
-import grpc
 
 from meshgrpc.identity import tokens
 from meshgrpc.identity.ca import CertificateAuthority
@@ -34,6 +37,7 @@ from meshgrpc.identity.tokens import TokenStore
 log = logging.getLogger(__name__)
 
 CA_BUNDLE, CA_KEY, ADMIN_TOKEN = "ca.pem", "ca.key", "admin.token"
+SERVER_KEY, SERVER_CHAIN = "server.key", "server.pem"
 SERVER_CERT_LIFETIME = 30 * 86400.0
 
 
@@ -55,6 +59,7 @@ class Trust:
         self.settings, self.ca, self.tokens, self._clock = settings, ca, token_store, clock
         self.hosts = _hosts(settings.hosts)
         self._server: tuple[bytes, bytes, float] | None = None   # key, chain, renew-at
+        self._contexts: list[ssl.SSLContext] = []   # every serving context, given each new pair
 
     @classmethod
     def open(cls, settings: TrustSettings, clock: Callable[[], float] = time.time) -> "Trust":
@@ -77,26 +82,42 @@ class Trust:
         write_private(self.path(ADMIN_TOKEN), (text + "\n").encode())
         log.info("wrote the admin token (id %s) to %s", record.id, self.path(ADMIN_TOKEN))
 
-    def server_credentials(self, require_client_certificate: bool) -> grpc.ServerCredentials:
-        """TLS for one port; the certificate is re-issued at half-life."""
-        key, chain = self._server_pair()
-        initial = grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=self.ca.bundle_pem)
+    def server_ssl_context(self, require_client_certificate: bool) -> ssl.SSLContext:
+        """TLS for one port: ALPN h2; client certificates verified against the mesh's
+        CA and required (the mTLS port) or never asked for (the token port)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["h2"])
+        if require_client_certificate:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=self.ca.bundle_pem.decode())
+        self._server_pair()
+        self._load_pair(context)
+        context.sni_callback = self._renew_if_due
+        self._contexts.append(context)
+        return context
 
-        def fetch():
-            renew_at = self._server[2]
-            if self._clock() < renew_at:
-                return None
-            key, chain = self._server_pair()
-            return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=self.ca.bundle_pem)
+    def _renew_if_due(self, ssl_object, server_name, context) -> None:
+        """At each handshake: past half-life, a new pair for every context (and this
+        connection)."""
+        if self._clock() < self._server[2]:
+            return None
+        self._server_pair()
+        for each in self._contexts:
+            self._load_pair(each)
+        ssl_object.context = context   # re-read: this handshake gets the new pair too
+        return None
 
-        return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=
-                                                   require_client_certificate)
+    def _load_pair(self, context: ssl.SSLContext) -> None:
+        context.load_cert_chain(self.path(SERVER_CHAIN), self.path(SERVER_KEY))
 
     def _server_pair(self) -> tuple[bytes, bytes]:
         if self._server is None or self._clock() >= self._server[2]:
             now = self._clock()
             key, issued = self.ca.issue_server(list(self.hosts), SERVER_CERT_LIFETIME, now)
             self._server = (key, issued.chain_pem, now + SERVER_CERT_LIFETIME / 2)
+            write_private(self.path(SERVER_KEY), key)
+            write_private(self.path(SERVER_CHAIN), issued.chain_pem)
         return self._server[0], self._server[1]
 
 

@@ -8,24 +8,20 @@ that takes to notice), after `io_timeout` of a send the server's flow control
 keeps blocked, or at a `timeout` given to that one wait (TimeoutError; the call
 goes on).
 
-Flow control (RFC 9113 §5.2): received bytes are handed back to the server as
-they are cut into messages, so a message as large as the window allows can
-arrive, until the messages received and not yet taken by recv() pass
-`queue_limit` bytes; then nothing more is handed back until recv() takes them,
-and the server's window stops it. So a call holds at most `queue_limit` plus one
-message plus one stream window.
+Flow control: inbox.py (at most `queue_limit` bytes of messages not yet taken
+by recv(), plus one message and one stream window).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
 
 from meshgrpc.codec.errors import CANCEL, NO_ERROR
-from meshgrpc.grpcwire import framing, status as st
+from meshgrpc.grpcwire import flow, framing, status as st
+from meshgrpc.grpcwire.inbox import Inbox
 from meshgrpc.grpcwire.status import RpcError, Status
 
 if TYPE_CHECKING:
@@ -43,10 +39,7 @@ class Call:
         self.headers: list | None = None    # the response headers, once received
         self.trailers: list | None = None
         self.status: Status | None = None   # set once, when the call ends
-        self._deframer = framing.Deframer(max_message_bytes)
-        self._messages: collections.deque[bytes] = collections.deque()
-        self._queued = 0    # bytes in _messages
-        self._owed = 0      # flow-controlled bytes received and not yet handed back
+        self._inbox = Inbox(max_message_bytes, queue_limit)
         self._sent_end = False
         self._readable, self._writable = asyncio.Event(), asyncio.Event()
         self._timer = None
@@ -70,26 +63,27 @@ class Call:
             self._abort(e)
             raise
         self._sent_end = end
-        await self.channel.send_data(self, data, end)
+        await flow.send_data(self.channel, self, data, end)
 
     async def done_sending(self) -> None:
         """Half-closes the request (END_STREAM): no more messages from this side."""
         if not self._sent_end and not self._ended():
             self._sent_end = True
-            await self.channel.send_data(self, b"", True)
+            await flow.send_data(self.channel, self, b"", True)
 
     async def recv(self, timeout: float | None = None) -> Message | bytes | None:
         """The next response message (its bytes when the call's response_class is
         None: the caller decodes); None once the call ended OK; raises RpcError
         once it failed (after the messages received before the failure)."""
-        while not self._messages:
+        while not self._inbox:
             if self.status is not None:
                 if self.status.ok:
                     return None
                 raise self.status.error()
             await self._wait(self._readable, timeout)
-        payload = self._messages.popleft()
-        self._took(len(payload))
+        payload, credit = self._inbox.take()
+        if credit:
+            self.channel.acknowledge(self.stream_id, credit)
         if self.response_class is None:
             return bytes(payload)
         try:
@@ -117,6 +111,11 @@ class Call:
     def done(self) -> bool:
         return self.status is not None
 
+    @property
+    def queued(self) -> int:
+        """Bytes of response messages received and not yet taken by recv()."""
+        return self._inbox.queued
+
     # -- the channel's side ---------------------------------------------------------
     def on_response(self, headers, end_stream: bool) -> None:
         problem = st.response_problem(headers, end_stream)
@@ -131,18 +130,14 @@ class Call:
 
     def on_data(self, data, flow_len: int, end_stream: bool) -> None:
         try:
-            messages = self._deframer.feed(data)
+            credit = self._inbox.feed(data, flow_len)
         except RpcError as e:
             self.channel.acknowledge(self.stream_id, flow_len)
             self._abort(e)
             return
-        self._messages.extend(messages)
-        self._queued += sum(map(len, messages))
-        if self._queued <= self.queue_limit:
-            self.channel.acknowledge(self.stream_id, flow_len)
-        else:
-            self._owed += flow_len
-        if messages:
+        if credit:
+            self.channel.acknowledge(self.stream_id, credit)
+        if self._inbox:
             self._readable.set()
         if end_stream:
             self._finish(Status(st.INTERNAL, "the server ended the stream without trailers"), reset=None)
@@ -187,12 +182,6 @@ class Call:
         async with asyncio.timeout(timeout):
             await event.wait()
 
-    def _took(self, n: int) -> None:
-        self._queued -= n
-        if self._owed and self._queued <= self.queue_limit:
-            owed, self._owed = self._owed, 0
-            self.channel.acknowledge(self.stream_id, owed)
-
     def _expire(self, timeout: float) -> None:
         self._timer = None
         self._abort(RpcError(st.DEADLINE_EXCEEDED, f"deadline of {timeout:g}s exceeded"))
@@ -200,8 +189,7 @@ class Call:
     def _abort(self, error: RpcError) -> None:
         """Ended by this side: what was received and not taken is dropped."""
         if self.status is None:
-            self._messages.clear()
-            self._queued = 0
+            self._inbox.clear()
             self._finish(Status(error.code, error.message), reset=CANCEL)
 
     def _finish(self, status: Status, reset: int | None) -> None:
@@ -211,12 +199,11 @@ class Call:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        owed, self._owed = self._owed, 0
-        self.channel.release(self, reset, owed)   # the connection window must not leak
+        self.channel.release(self, reset, self._inbox.settle())   # the connection window must not leak
         self._readable.set()
         self._writable.set()
 
     def __repr__(self) -> str:
         state = "open" if self.status is None else self.status.name
-        return (f"<Call {self.method} stream={self.stream_id} {state} queued={len(self._messages)} "
-                f"owed={self._owed}>")
+        return (f"<Call {self.method} stream={self.stream_id} {state} queued={len(self._inbox)} "
+                f"owed={self._inbox.owed}>")

@@ -64,8 +64,8 @@ class Channel(asyncio.Protocol):
         self.lost: Status | None = None     # why the connection ended, once it has
         self._ready = asyncio.get_running_loop().create_future()  # the server's first SETTINGS
         self._closed = asyncio.Event()      # connection_lost() was called
-        self._writable = asyncio.Event()    # the transport's buffer is below its high-water mark
-        self._writable.set()
+        self.writable = asyncio.Event()    # the transport's buffer is below its high-water mark
+        self.writable.set()
         self._receiving = False
         self._last_read = asyncio.get_running_loop().time()
         self._ping_acked = asyncio.Event()
@@ -93,7 +93,7 @@ class Channel(asyncio.Protocol):
                     max_message_bytes=self.max_message_bytes, io_timeout=self.io_timeout,
                     queue_limit=self.queue_limit)
         self.calls[stream_id] = call
-        self._flush()
+        self.flush()
         return call
 
     async def unary(self, method: str, request: Message, response_class: type[Message], *,
@@ -129,27 +129,9 @@ class Channel(asyncio.Protocol):
             self.transport.abort()
 
     # -- used by calls ----------------------------------------------------------------
-    async def send_data(self, call: Call, data: bytes, end: bool) -> None:
-        """Sends `data` on the call's stream as the windows allow."""
-        view = memoryview(data)
-        while True:
-            if not self._writable.is_set():
-                if not await call.wait_writable():
-                    return
-                continue
-            n = min(len(view), self.conn.send_window(call.stream_id))
-            if n or not view:
-                self.conn.send_data(call.stream_id, view[:n], end_stream=end and n == len(view))
-                self._flush()
-                view = view[n:]
-                if not view:
-                    return
-            if not await call.wait_writable():
-                return
-
     def acknowledge(self, stream_id: int, n: int) -> None:
         self.conn.acknowledge(stream_id, n)
-        self._flush()
+        self.flush()
 
     def release(self, call: Call, reset: int | None, owed: int) -> None:
         """The call ended: forget it, hand back what it still owed the connection
@@ -161,14 +143,14 @@ class Channel(asyncio.Protocol):
             self.conn.acknowledge(call.stream_id, owed)
         if reset is not None:
             self.conn.reset_stream(call.stream_id, reset)
-        self._flush()
+        self.flush()
         if self.goaway is not None and not self.calls:
             self._lose(self._gone_away())   # nothing left to finish
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self._flush()
+        self.flush()
         if self.keepalive is not None:
             self._keepalive_task.start()
 
@@ -178,11 +160,11 @@ class Channel(asyncio.Protocol):
         try:
             self.conn.receive(data)
         except ConnectionFailed as e:
-            self._flush()
+            self.flush()
             self._abort(Status(st.UNAVAILABLE, f"{self.target}: HTTP/2 connection error: {e}"))
         finally:
             self._receiving = False
-        self._flush()
+        self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection lost: {exc}" if exc is not None else "connection closed by the server"
@@ -193,10 +175,10 @@ class Channel(asyncio.Protocol):
         self._closed.set()
 
     def pause_writing(self) -> None:
-        self._writable.clear()
+        self.writable.clear()
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        self.writable.set()
         self._wake_all()
 
     # -- codec handler (client role) --------------------------------------------------
@@ -260,7 +242,7 @@ class Channel(asyncio.Protocol):
         connection's error if it was lost first."""
         await self._ready
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._receiving or self.transport is None:
             return   # data_received() flushes once the whole chunk is handled
         data = self.conn.data_to_send()
@@ -288,7 +270,7 @@ class Channel(asyncio.Protocol):
             call.fail(status)
         self.calls.clear()
         self._ping_acked.set()
-        self._writable.set()
+        self.writable.set()
         if self.transport is not None and not self.transport.is_closing():
             if self.conn.failed is None:   # else the codec's own GOAWAY went out already
                 self.conn.goaway(NO_ERROR)
@@ -323,7 +305,7 @@ class Channel(asyncio.Protocol):
             self._ping_payload = sent.to_bytes(8, "big")
             self._ping_acked.clear()
             self.conn.ping(self._ping_payload)
-            self._flush()
+            self.flush()
             if not await _wait_for(self._ping_acked, timeout) and self.lost is None:
                 log.warning("%s: keepalive ping not acknowledged within %gs; closing the connection",
                             self.target, timeout)

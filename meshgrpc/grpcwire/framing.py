@@ -3,8 +3,9 @@
 length, then the message. Pure: bytes in, messages out.
 
 Compression is never negotiated: requests carry no grpc-encoding and announce
-none in grpc-accept-encoding, so a compressed message from the server is a
-protocol violation (INTERNAL, as grpc-core reports it).
+none in grpc-accept-encoding, and the server announces none either, so a
+compressed message from the peer is a protocol violation (INTERNAL, as
+grpc-core reports it).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Deframer:
 
     def _read_prefix(self, buf: bytearray) -> int:
         if buf[0] & 1:
-            raise RpcError(INTERNAL, "the server sent a compressed message; no compression was negotiated")
+            raise RpcError(INTERNAL, "a compressed message arrived; no compression was negotiated")
         length = int.from_bytes(buf[1:PREFIX], "big")
         if length > self.limit:
             raise RpcError(RESOURCE_EXHAUSTED,

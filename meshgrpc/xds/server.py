@@ -1,5 +1,6 @@
-"""DiscoveryServer: the discovery service (meshapi.v1.Discovery) on grpc.aio,
-serving a SnapshotCache in both xDS variants: state of the world
+"""DiscoveryServer: the discovery service (meshapi.v1.Discovery) on a gRPC
+server (the control plane's own, grpcwire/server.py, or grpc.aio: the handlers
+are the same), serving a SnapshotCache in both xDS variants: state of the world
 (StreamResources, kept for older proxies) and incremental (DeltaResources). The
 same server, given another DiscoveryProtocol, service and method (and no delta
 method), serves proxyless gRPC clients Envoy's ADS (meshgrpc/proxyless/server.py).
@@ -8,8 +9,8 @@ The handlers are registered by hand so that their response serializer passes
 bytes through: each response is a cached body shared by all streams plus a
 per-stream nonce field (wire.py), so a version is serialized once however many
 proxies receive it. Per-stream logic lives in session.py and variants.py; this
-module adapts grpc.aio to it, reports the connected proxies' status and counts
-what it sends.
+module adapts the server's call context to it, reports the connected proxies'
+status and counts what it sends.
 """
 
 from __future__ import annotations
@@ -34,20 +35,13 @@ from meshgrpc.xds.variants import Delta, Sotw
 
 log = logging.getLogger(__name__)
 
-# gRPC core cancels new calls that wait for the application to accept them once
-# more than 1,000 are pending (and refuses them above 3,000): a replica's proxies
-# reconnecting at once (thousands, when another replica dies) are a burst the
-# event loop accepts within seconds, not an overload to shed.
-SERVER_OPTIONS = (("grpc.server.max_pending_requests", 50_000),
-                  ("grpc.server.max_pending_requests_hard_limit", 100_000))
-
 SERVICE = "meshapi.v1.Discovery"
 METHOD = "StreamResources"
 DELTA_METHOD = "DeltaResources"
 
 
 class _GrpcStreamIO:
-    """grpc.aio server stream as a session's StreamIO."""
+    """A server stream's context (grpc.aio's or grpcwire's) as a session's StreamIO."""
 
     __slots__ = ("_context",)
 

@@ -193,10 +193,10 @@ def test_a_receiver_that_does_not_read_holds_a_bounded_amount_and_then_gets_ever
             await call.send(m.StreamingOutputCallRequest(response_parameters=[m.ResponseParameters(size=size)] * count),
                             end=True)
             bound = call.queue_limit + channel.conn.limits.stream_window + size   # call.py: the bound
-            await poll(lambda: call._queued > call.queue_limit, "the server filled the unread queue", 10)
+            await poll(lambda: call.queued > call.queue_limit, "the server filled the unread queue", 10)
             for _ in range(10):   # then the windows stop it
                 await asyncio.sleep(0.05)
-                assert call._queued <= bound, (call._queued, bound)
+                assert call.queued <= bound, (call.queued, bound)
             got = 0
             while (reply := await call.recv()) is not None:
                 got += len(reply.payload.body)

@@ -58,7 +58,8 @@ def test_a_control_plane_that_forbids_the_pings_sends_too_many_pings(tmp_path):
     with Mesh(tmp_path) as mesh:
         proxy = idle_proxy(mesh, min_ping_interval=60.0)           # what grpc-core's 5-minute default does
         # max_ping_strikes is 2: the third ping too soon draws the GOAWAY, about 4 intervals in.
-        poll_until(lambda: "too many pings" in control_plane_link(proxy)["last_error"].lower(), 20 * INTERVAL,
+        poll_until(lambda: "too many pings" in control_plane_link(proxy)["last_error"].lower().replace("_", " "),
+                   20 * INTERVAL,
                    f"the control plane's GOAWAY too_many_pings\n{proxy.proc.output()}")
         proxy.proc.wait_for_line(r"GOAWAY with error code ENHANCE_YOUR_CALM .*too_many_pings", 5)
         # As grpc-core does, the proxy doubles its interval for the connections that follow.

@@ -1,0 +1,385 @@
+"""A gRPC server on meshgrpc's own HTTP/2 codec: what the control plane serves on,
+so that a subscribed proxy's stream costs the control plane a codec stream and
+a task (about 1 KiB of transport state) instead of a grpc.aio call (23 KiB, most
+of it grpc-core's, bench/stream_floor.py).
+
+It takes what grpc.aio.Server takes, so servicers are written once:
+
+    server = Server(options=ServerOptions(min_ping_interval=10), interceptors=[...])
+    servicer_pb2_grpc.add_FooServicer_to_server(servicer, server)
+    port = await server.bind("127.0.0.1:0", ssl_context=None)   # or a TLS context
+    await server.start(); ...; await server.stop(grace=2.0)
+
+Handlers (grpc.*_rpc_method_handler, generic handlers) and interceptors
+(grpc.aio.ServerInterceptor) are grpcio's; each call's context is a ServerCall
+(server_call.py). What a connection does by itself, as grpc-core's server does:
+- TLS (an ssl.SSLContext with ALPN h2) under the codec; a client certificate
+  the handshake verified is in every call's auth_context()["x509_pem_cert"];
+- gRPC's ping policy (codec Limits.min_ping_interval, max_ping_strikes: GOAWAY
+  ENHANCE_YOUR_CALM "too_many_pings"), the codec's flood limits and its
+  MAX_CONCURRENT_STREAMS;
+- message size limits both ways, grpc-timeout deadlines, a request that is not
+  gRPC answered with an HTTP status;
+- a peer that stops reading stops being read from (the transport's high-water
+  mark), and a write that cannot go on for `io_timeout` ends its call;
+- stop(grace): GOAWAY, calls have `grace` seconds to finish, the rest end
+  UNAVAILABLE, connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import dataclasses
+import logging
+import ssl
+
+import grpc
+
+from meshgrpc.addresses import split_address
+from meshgrpc.codec import Connection, ConnectionFailed, Limits
+from meshgrpc.codec.errors import NO_ERROR
+from meshgrpc.grpcwire import status as st
+from meshgrpc.grpcwire.server_call import ServerCall
+from meshgrpc.proxy.grpc_status import parse_timeout, trailers_only
+from meshgrpc.proxy.h2side import WRITE_HIGH, WRITE_LOW
+
+log = logging.getLogger(__name__)
+
+# Request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
+_NOT_METADATA = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"})
+_HandlerCallDetails = collections.namedtuple("_HandlerCallDetails", ("method", "invocation_metadata"))
+
+
+class HandlerCallDetails(_HandlerCallDetails, grpc.HandlerCallDetails):
+    """What an interceptor is told of a call (grpc.aio's own is private)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """`min_ping_interval`/`max_ping_strikes`: gRPC's ping policy (control_channel.py);
+    `max_message_bytes` both ways; `max_concurrent_streams` per connection;
+    `io_timeout`: the longest one response write waits for the client's window."""
+
+    min_ping_interval: float = 300.0   # grpc-core's default (5 minutes)
+    max_ping_strikes: int = 2
+    max_message_bytes: int = 4 << 20   # grpc's default receive limit
+    max_concurrent_streams: int = 1000
+    io_timeout: float = 30.0
+
+    def limits(self) -> Limits:
+        return Limits(max_concurrent_streams=self.max_concurrent_streams, min_ping_interval=self.min_ping_interval,
+                      max_ping_strikes=self.max_ping_strikes)
+
+
+class Server:
+    """Serves the handlers added to it on every address bound (module doc)."""
+
+    def __init__(self, options: ServerOptions = ServerOptions(), interceptors=()) -> None:
+        self.options = options
+        self.limits = options.limits()
+        self._interceptors = tuple(interceptors)
+        self._generic: list = []
+        self._listeners: list[asyncio.Server] = []
+        self.connections: set[ServerConnection] = set()
+        self._stopping = False
+
+    # -- what grpc's generated add_*_to_server functions call ----------------------------
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self._generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers) -> None:
+        pass   # the generic handler added alongside serves the same methods
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def bind(self, address: str, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Listens on "host:port" (port 0: any free one), serving from start();
+        returns the port. Raises ValueError for a bad address, OSError when it
+        cannot be bound."""
+        host, port = split_address(address, listen=True)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(lambda: ServerConnection(self, tls=ssl_context is not None), host, port,
+                                            ssl=ssl_context, start_serving=False, backlog=4096,
+                                            ssl_handshake_timeout=10.0 if ssl_context is not None else None)
+        self._listeners.append(listener)
+        return listener.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        for listener in self._listeners:
+            await listener.start_serving()
+
+    async def stop(self, grace: float | None) -> None:
+        """No new connections or calls; calls have `grace` seconds to end, then the
+        rest end UNAVAILABLE and every connection closes."""
+        self._stopping = True
+        for listener in self._listeners:
+            listener.close()
+        for connection in list(self.connections):
+            connection.go_away()
+        if grace:
+            try:
+                async with asyncio.timeout(grace):
+                    while any(c.calls for c in self.connections):
+                        await asyncio.sleep(0.05)
+            except TimeoutError:
+                pass
+        tasks = []
+        for connection in list(self.connections):
+            tasks += connection.end_calls("the server is shutting down")
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for connection in list(self.connections):
+            connection.close()
+        for listener in self._listeners:
+            await listener.wait_closed()
+
+    # -- calls ----------------------------------------------------------------------------
+    async def resolve(self, method: str, metadata: tuple):
+        """The handler of `method` after the interceptors, or None (UNIMPLEMENTED)."""
+        details = HandlerCallDetails(method, metadata)
+        continuation = self._lookup
+        for interceptor in reversed(self._interceptors):
+            continuation = _chained(interceptor, continuation)
+        return await continuation(details)
+
+    async def _lookup(self, details):
+        for generic in self._generic:
+            handler = generic.service(details)
+            if handler is not None:
+                return handler
+        return None
+
+
+def _chained(interceptor, continuation):
+    async def call(details):
+        return await interceptor.intercept_service(continuation, details)
+    return call
+
+
+class ServerConnection(asyncio.Protocol):
+    """One client's HTTP/2 connection: the codec's handler (server role) and the
+    transport's protocol; `calls` by stream id."""
+
+    def __init__(self, server: Server, *, tls: bool) -> None:
+        self.server = server
+        self.tls = tls
+        self.max_message_bytes = server.options.max_message_bytes
+        self.conn = Connection(self, client=False, limits=server.limits)
+        self.transport: asyncio.Transport | None = None
+        self.calls: dict[int, ServerCall] = {}
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.peer = ""
+        self.auth_context: dict[str, list[bytes]] = {}
+        self._receiving = False
+        self._lost = False
+
+    # -- used by calls ----------------------------------------------------------------------
+    def send_headers(self, stream_id: int, headers, end_stream: bool) -> None:
+        if not self._lost:
+            self.conn.send_headers(stream_id, headers, end_stream)
+            self.flush()
+
+    def acknowledge(self, stream_id: int, n: int) -> None:
+        if not self._lost:
+            self.conn.acknowledge(stream_id, n)
+            self.flush()
+
+    def release(self, call: ServerCall, reset: int | None, owed: int) -> None:
+        """The call ended: forget it, hand back what it still owed, reset its stream."""
+        self.calls.pop(call.stream_id, None)
+        if self._lost:
+            return
+        if owed:
+            self.conn.acknowledge(call.stream_id, owed)
+        if reset is not None:
+            self.conn.reset_stream(call.stream_id, reset)
+        self.flush()
+
+    def flush(self) -> None:
+        if self._receiving or self.transport is None or self._lost:
+            return   # data_received() flushes once the whole read is handled
+        data = self.conn.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.peer = _peer_name(transport.get_extra_info("peername"))
+        self.auth_context = _auth_context(transport)
+        self.server.connections.add(self)
+        if self.server._stopping:
+            self.conn.goaway(NO_ERROR)
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        self._receiving = True
+        try:
+            self.conn.receive(data)
+        except ConnectionFailed as e:
+            log.info("connection from %s ended: HTTP/2 error (code %d): %s", self.peer, e.code, e)
+            self._receiving = False
+            self.flush()
+            self._abort()
+            return
+        finally:
+            self._receiving = False
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.server.connections.discard(self)
+        self.end_calls("the connection was lost")
+        self.writable.set()
+        self.conn.detach()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        self._wake_all()
+
+    # -- codec handler (server role) ------------------------------------------------------
+    def on_request(self, stream_id, headers, end_stream) -> None:
+        fields = [(bytes(n), bytes(v)) for n, v in headers]
+        pseudo = {n: v for n, v in fields if n.startswith(b":")}
+        problem = _request_problem(pseudo, fields)
+        if problem is not None:
+            self.conn.send_headers(stream_id, problem, True)
+            return
+        timeout = None
+        for name, value in fields:
+            if name == b"grpc-timeout":
+                timeout = parse_timeout(value)
+        options = self.server.options
+        call = ServerCall(self, stream_id, pseudo[b":path"].decode("ascii", "replace"), _metadata(fields),
+                          timeout=timeout, max_message_bytes=options.max_message_bytes,
+                          queue_limit=self.server.limits.stream_window, io_timeout=options.io_timeout)
+        self.calls[stream_id] = call
+        if end_stream:
+            call.on_request_end()
+        call.start(self.server.resolve)
+
+    def on_response(self, stream_id, headers, end_stream) -> None:   # client role only
+        pass
+
+    def on_trailers(self, stream_id, headers) -> None:
+        if (call := self.calls.get(stream_id)) is not None:
+            call.on_request_end()
+
+    def on_data(self, stream_id, data, flow_len, end_stream) -> None:
+        call = self.calls.get(stream_id)
+        if call is None:
+            self.conn.acknowledge(stream_id, flow_len)
+            return
+        call.on_data(data, flow_len, end_stream)
+
+    def on_reset(self, stream_id, code) -> None:
+        if (call := self.calls.get(stream_id)) is not None:
+            call.on_reset()
+
+    def on_window_update(self, stream_id) -> None:
+        if stream_id == 0:
+            self._wake_all()
+        elif (call := self.calls.get(stream_id)) is not None:
+            call.on_window()
+
+    def on_settings(self) -> None:
+        self._wake_all()   # INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE may have changed
+
+    def on_goaway(self, code, last_stream_id, debug) -> None:
+        pass   # the client opens no more streams; its open calls go on
+
+    def on_ping_ack(self, payload) -> None:
+        pass
+
+    # -- the server's side ----------------------------------------------------------------
+    def go_away(self) -> None:
+        if not self._lost:
+            self.conn.goaway(NO_ERROR)
+            self.flush()
+
+    def end_calls(self, why: str) -> list[asyncio.Task]:
+        """Cancels every call (UNAVAILABLE where the stream can still say so); their tasks."""
+        tasks = []
+        for call in list(self.calls.values()):
+            call.cancel(st.UNAVAILABLE, why)
+            if call.task is not None:
+                tasks.append(call.task)
+        return tasks
+
+    def close(self) -> None:
+        if self.transport is None or self._lost:
+            return
+        self.flush()
+        if self.tls:
+            self.transport.abort()   # no close_notify wait: see grpcwire/channel.py
+        else:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _wake_all(self) -> None:
+        for call in list(self.calls.values()):
+            call.on_window()
+
+    def __repr__(self) -> str:
+        return f"<ServerConnection {self.peer} calls={len(self.calls)}>"
+
+
+def _request_problem(pseudo: dict, fields: list) -> list | None:
+    """A response refusing a request that is not a gRPC call, or None."""
+    if pseudo.get(b":method") != b"POST" or b":path" not in pseudo:
+        return [(b":status", b"405"), (b"content-type", b"text/plain")] + \
+            trailers_only(st.INTERNAL, "a gRPC call is a POST with a :path")[2:]
+    ctype = next((v for n, v in fields if n == b"content-type"), b"")
+    if not ctype.startswith(b"application/grpc"):
+        return [(b":status", b"415"), (b"content-type", b"text/plain")] + \
+            trailers_only(st.INTERNAL, f"content-type {ctype.decode(errors='replace')!r} is not application/grpc")[2:]
+    return None
+
+
+def _metadata(fields: list) -> tuple:
+    """The caller's custom metadata as grpc.aio gives it: text values as str,
+    values of -bin keys base64-decoded to bytes."""
+    out = []
+    for name, value in fields:
+        if name.startswith(b":") or name in _NOT_METADATA:
+            continue
+        key = name.decode("ascii", "replace")
+        if key.endswith("-bin"):
+            try:
+                out.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+            except binascii.Error:
+                continue   # not base64: dropped, as grpc-core drops it
+
+        else:
+            out.append((key, value.decode("latin-1")))
+    return tuple(out)
+
+
+def _peer_name(peername) -> str:
+    """grpc's form of a peer address: ipv4:1.2.3.4:5 or ipv6:[::1]:5."""
+    if not peername:
+        return "unknown"
+    host, port = peername[0], peername[1]
+    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+
+
+def _auth_context(transport) -> dict[str, list[bytes]]:
+    """What grpc's auth_context() holds that meshgrpc reads: the verified client certificate."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return {}
+    context = {"transport_security_type": [b"ssl"]}
+    der = ssl_object.getpeercert(binary_form=True)
+    if der:
+        context["x509_pem_cert"] = [ssl.DER_cert_to_PEM_cert(der).encode()]
+    return context
