@@ -257,11 +257,12 @@ def _replicated(r: dict | None) -> list[str]:
                      f"({_fmt(ch.get('max_from_call_s'), 3)}) | p99 ≤ {TARGETS['delta_p99_s']:g} s"
                      f"{_mark(ok)} | {ch['bytes_to_affected']} | {ch['responses_to_others']} | "
                      f"{ch['control_plane_cpu_s']:.2f} |")
-    floor = r.get("grpc_stream_floor_kib")
+    floor, aio = r.get("server_stream_floor_kib"), r.get("grpc_aio_stream_floor_kib")
     lines += ["", f"Control-plane memory per subscribed stream: {per_stream:.1f} KiB "
                   f"(target ≤ {TARGETS['stream_kib']} KiB{_mark(per_stream <= TARGETS['stream_kib'])})"
-                  + (f"; an idle grpc.aio stream with nothing of meshgrpc costs {floor:.1f} KiB on its own "
-                     "(bench/stream_floor.py)." if floor is not None else ".")]
+                  + (f"; an idle stream on the control plane's gRPC server with nothing else of meshgrpc costs "
+                     f"{floor:.1f} KiB on its own, on grpc.aio {aio:.1f} KiB (bench/stream_floor.py)."
+                     if floor is not None and aio is not None else ".")]
     return lines
 
 

@@ -218,8 +218,11 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         synced = [procstat.memory_kib(p.pid)["VmRSS"] for p in cps]
         result["control_plane_rss_kib"] = {"idle": idle, "synced": synced}
         result["memory_per_stream_kib"] = round((sum(synced) - sum(idle)) / proxies, 2)
-        # The floor under it: an idle grpc.aio stream with nothing of meshgrpc (bench/stream_floor.py).
-        result["grpc_stream_floor_kib"] = stream_floor.measure(max(1, proxies // replicas), 100)["kib_per_stream"]
+        # The floor under it: an idle stream on the control plane's gRPC server with
+        # nothing else of meshgrpc, and on grpc.aio for comparison (bench/stream_floor.py).
+        share = max(1, proxies // replicas)
+        result["server_stream_floor_kib"] = stream_floor.measure(share, 100, codec=True)["kib_per_stream"]
+        result["grpc_aio_stream_floor_kib"] = stream_floor.measure(share, 100)["kib_per_stream"]
         with grpc.insecure_channel(targets[0]) as channel:
             stub = management_pb2_grpc.ManagementStub(channel)
             changed = {"cluster": "svc-0003", "endpoints": doc["endpoints"][3]["endpoints"] + [

@@ -45,81 +45,25 @@ async def _echo(request_iterator, context) -> None:
 
 async def serve() -> None:
     server = grpc.aio.server(options=list(SERVER_OPTIONS))
-    handler = grpc.stream_stream_rpc_method_handler(_echo)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("floor.Floor", {"Echo": handler}),))
+    server.add_generic_rpc_handlers((_echo_service(),))
     print(server.add_insecure_port("127.0.0.1:0"), flush=True)
     await server.start()
     await server.wait_for_termination()
 
 
-class _CodecEcho(asyncio.Protocol):
-    """The same echo stream served on meshgrpc's own HTTP/2 codec (server role)
-    instead of grpc.aio: what a discovery stream's transport could cost."""
-
-    def __init__(self) -> None:
-        from meshgrpc.codec import Connection
-        self.conn = Connection(self, client=False)
-        self.transport = None
-        self.streams: dict[int, bytearray] = {}  # a stream's unread request bytes
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.receive(data)
-        self._flush()
-
-    def _flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out:
-            self.transport.write(out)
-
-    def on_request(self, stream_id, headers, end_stream) -> None:
-        self.streams[stream_id] = bytearray()
-        self.conn.send_headers(stream_id, [(b":status", b"200"), (b"content-type", b"application/grpc")])
-
-    def on_data(self, stream_id, data, flow_len, end_stream) -> None:
-        self.conn.acknowledge(stream_id, flow_len)
-        pending = self.streams.get(stream_id)
-        if pending is None:
-            return
-        pending += data
-        while len(pending) >= 5 and len(pending) >= 5 + int.from_bytes(pending[1:5], "big"):
-            size = 5 + int.from_bytes(pending[1:5], "big")
-            self.conn.send_data(stream_id, bytes(pending[:size]))
-            del pending[:size]
-
-    def on_reset(self, stream_id, code) -> None:
-        self.streams.pop(stream_id, None)
-
-    def on_trailers(self, stream_id, headers) -> None:
-        pass
-
-    def on_response(self, stream_id, headers, end_stream) -> None:   # client role only
-        pass
-
-    def on_window_update(self, stream_id) -> None:
-        pass
-
-    def on_settings(self) -> None:
-        pass
-
-    def on_goaway(self, code, last_stream_id, debug) -> None:
-        pass
-
-    def on_ping_ack(self, payload) -> None:
-        pass
-
-    def connection_lost(self, exc) -> None:
-        self.streams.clear()
-
-
 async def serve_codec() -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(_CodecEcho, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
+    """The same echo on meshgrpc's gRPC server (grpcwire/server.py), the control plane's."""
+    from meshgrpc.grpcwire.server import Server
+    server = Server()
+    server.add_generic_rpc_handlers((_echo_service(),))
+    print(await server.bind("127.0.0.1:0"), flush=True)
+    await server.start()
+    await asyncio.Event().wait()
+
+
+def _echo_service():
+    handler = grpc.stream_stream_rpc_method_handler(_echo)
+    return grpc.method_handlers_generic_handler("floor.Floor", {"Echo": handler})
 
 
 async def hold(port: int, streams: int, per_channel: int) -> None:
@@ -153,7 +97,7 @@ def measure(streams: int, per_channel: int, codec: bool = False) -> dict:
         assert client.stdout.readline().strip() == "ready", "the streams did not open"
         time.sleep(0.5)
         after = procstat.memory_kib(server.pid)["VmRSS"]
-        return {"server": "meshgrpc codec" if codec else "grpc.aio", "streams": streams, "per_channel": per_channel,
+        return {"server": "meshgrpc grpcwire" if codec else "grpc.aio", "streams": streams, "per_channel": per_channel,
                 "kib_per_stream": round((after - before) / streams, 2)}
     finally:
         if client is not None:
@@ -167,7 +111,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.stream_floor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, default=3000)
     ap.add_argument("--per-channel", type=int, default=100)
-    ap.add_argument("--codec", action="store_true", help="serve the streams on meshgrpc's codec instead of grpc.aio")
+    ap.add_argument("--codec", action="store_true",
+                    help="serve the streams on meshgrpc's gRPC server (grpcwire) instead of grpc.aio")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve-codec", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--hold", type=int, metavar="PORT", help=argparse.SUPPRESS)

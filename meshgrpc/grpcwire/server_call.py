@@ -71,6 +71,19 @@ class ServerCall:
     def start(self, resolve) -> None:
         """Starts the call's task: `resolve(method, metadata)` finds its handler."""
         self._task = asyncio.get_running_loop().create_task(self._serve(resolve), name=f"grpc {self.method}")
+        self._task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        # A task cancelled before its first step never runs _serve's handlers;
+        # one cancelled from outside the call passes the cancel on. Either way
+        # the stream must still end.
+        if self._ended:
+            return
+        if self._why_cancelled is not None:
+            self._code, self._details = self._why_cancelled
+            self._send_status()
+        else:
+            self._end(reset=CANCEL)
 
     async def _serve(self, resolve) -> None:
         try:
@@ -82,9 +95,8 @@ class ServerCall:
         except grpc.aio.AbortError:
             pass   # abort() set the status
         except asyncio.CancelledError:
-            if self._why_cancelled is None:   # cancelled by someone else: pass it on
-                self._end(reset=CANCEL)
-                raise
+            if self._why_cancelled is None:
+                raise   # cancelled by someone else: pass it on (_task_done ends the stream)
             self._code, self._details = self._why_cancelled
         except Exception as e:   # noqa: BLE001 - a handler's bug ends its call, as grpc.aio does
             log.exception("%s: the handler failed", self.method)
@@ -197,6 +209,11 @@ class ServerCall:
 
     def done(self) -> bool:
         return self._ended
+
+    @property
+    def queued(self) -> int:
+        """Bytes of request messages received and not yet read by the handler."""
+        return self._inbox.queued
 
     # -- the connection's side ----------------------------------------------------------
     def on_data(self, data, flow_len: int, end_stream: bool) -> None:

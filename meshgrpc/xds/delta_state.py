@@ -197,6 +197,27 @@ class DeltaTypeState:
             return None
         return DeltaPlan(target.type_url, target.version, updates, removed)
 
+    def settled(self, target: TypeResources, keep: frozenset[str] | None) -> bool:
+        """True when status() would say SYNCED or NOT_SENT, found without building a
+        plan or a status: the control plane asks it of every stream at every
+        publication (convergence timing), so it stops at the first difference."""
+        if not self.subscribed or (not self.nonce and not self.held):
+            return True
+        if self.awaiting or not self.answered:
+            return False
+        resources, held, rejected = target.resources, self.held, self.rejected or {}
+        for name in (resources if self.wildcard else self.names):
+            current = resources.get(name)
+            if current is None:
+                if name not in held and rejected.get(name) != ABSENT:
+                    return False   # to be told it does not exist
+            elif held.get(name) != current.hash:
+                return False       # lacking it, or rejected it (NACKED)
+        if keep is None:
+            return True
+        return not any(version != ABSENT and name not in keep and not (name in resources and self.wants(name))
+                       and rejected.get(name) != ABSENT for name, version in held.items())
+
     def route_refs(self, target: TypeResources) -> frozenset[str] | None:
         """Clusters the route configs the proxy holds or was sent reference; None when unknown."""
         refs: set[str] = set()
@@ -247,6 +268,13 @@ class DeltaStreamState(StreamState):
         keep = self.types[ROUTES].route_refs(snapshot[ROUTES])
         return [s.status(snapshot[t], s.changes(snapshot[t], keep if t != ROUTES else frozenset()) is None)
                 for t, s in self.types.items() if s.subscribed]
+
+    def in_sync(self, snapshot: Snapshot | None) -> bool:
+        """Every type's status() SYNCED or NOT_SENT (statuses(), without building them)."""
+        if snapshot is None:
+            return True
+        keep = self.types[ROUTES].route_refs(snapshot[ROUTES])
+        return all(s.settled(snapshot[t], keep if t != ROUTES else frozenset()) for t, s in self.types.items())
 
 
 def next_delta(types: Mapping[str, DeltaTypeState], snapshot: Snapshot | None) -> DeltaPlan | None:

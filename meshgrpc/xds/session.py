@@ -28,7 +28,6 @@ from meshgrpc.xds.stream_state import UnknownTypeError
 from meshgrpc.xds.variants import Sotw, Variant
 
 
-_SETTLED = (management_pb2.TypeStatus.SYNCED, management_pb2.TypeStatus.NOT_SENT)
 
 
 class StreamIO(Protocol):
@@ -179,7 +178,7 @@ class Session:
     def in_sync(self) -> bool:
         """True when the node has ACKed everything the current snapshot holds for it
         (every type SYNCED, or NOT_SENT: nothing of it was ever sent)."""
-        return all(t.state in _SETTLED for t in self.variant.statuses(self.cache.current))
+        return self.variant.in_sync(self.cache.current)
 
     def status(self) -> management_pb2.ProxyStatus:
         protocol = self.variant.protocol

@@ -21,6 +21,8 @@ from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.snapshot import Snapshot
 from meshgrpc.xds.stream_state import Outcome, StreamState
 
+SETTLED = (management_pb2.TypeStatus.SYNCED, management_pb2.TypeStatus.NOT_SENT)
+
 
 class Variant(Protocol):
     name: str
@@ -39,6 +41,9 @@ class Variant(Protocol):
         """Records `plan` as sent (with a fresh nonce) and returns its bytes."""
 
     def statuses(self, snapshot: Snapshot | None) -> list[management_pb2.TypeStatus]: ...
+
+    def in_sync(self, snapshot: Snapshot | None) -> bool:
+        """Every type SYNCED, or NOT_SENT (nothing of it was ever sent)."""
 
 
 class Sotw:
@@ -72,6 +77,9 @@ class Sotw:
     def statuses(self, snapshot: Snapshot | None) -> list[management_pb2.TypeStatus]:
         return self.state.statuses(snapshot.versions() if snapshot else {})
 
+    def in_sync(self, snapshot: Snapshot | None) -> bool:
+        return all(t.state in SETTLED for t in self.statuses(snapshot))
+
 
 class Delta:
     """Incremental discovery: meshgrpc's own protocol only (gRPC clients speak SotW)."""
@@ -97,3 +105,6 @@ class Delta:
 
     def statuses(self, snapshot: Snapshot | None) -> list[management_pb2.TypeStatus]:
         return self.state.statuses(snapshot)
+
+    def in_sync(self, snapshot: Snapshot | None) -> bool:
+        return self.state.in_sync(snapshot)

@@ -8,7 +8,7 @@ from meshapi.v1 import discovery_pb2
 from meshgrpc.config.resources import CLUSTER, ENDPOINTS, ROUTES, TYPE_ORDER
 from meshgrpc.xds import wire
 from meshgrpc.xds.delta_state import DeltaStreamState, next_delta
-from meshgrpc.xds.variants import Delta
+from meshgrpc.xds.variants import SETTLED, Delta
 from tests.unit.xds_builders import ORDERED, SHORT, snap
 
 S = {"C": CLUSTER, "E": ENDPOINTS, "R": ROUTES}
@@ -27,6 +27,7 @@ def converge(state: DeltaStreamState, snapshot, nack: set[str] = frozenset(), li
     (type, sorted updated names, removed names)."""
     sent = []
     for _ in range(limit):
+        assert_in_sync_agrees(state, snapshot)
         plan = next_delta(state.types, snapshot)
         if plan is None:
             return sent
@@ -38,6 +39,30 @@ def converge(state: DeltaStreamState, snapshot, nack: set[str] = frozenset(), li
             answer.error_detail.code, answer.error_detail.message = 3, "bad"
         state.on_request(answer)
     raise AssertionError(f"no convergence after {limit} responses: {sent}")
+
+
+def assert_in_sync_agrees(state: DeltaStreamState, snapshot) -> None:
+    """in_sync(), the cheap check, says what the statuses it does not build would say."""
+    assert state.in_sync(snapshot) == all(s.state in SETTLED for s in state.statuses(snapshot)), state.types
+
+
+def test_in_sync_until_a_subscribed_resource_changes_and_again_once_acked():
+    state = DeltaStreamState()
+    subscribe(state, names={CLUSTER: ["a"], ENDPOINTS: ["a"], ROUTES: ["default"]})
+    first = snap("1", ["a", "b"], {"default": ["a"]})
+    assert state.in_sync(first)        # NOT_SENT: nothing was ever sent, nothing is awaited
+    plan = next_delta(state.types, first)
+    nonce = state.next_nonce()
+    state.types[plan.type_url].record_sent(plan, nonce)
+    assert not state.in_sync(first)   # awaiting its answer
+    state.on_request(discovery_pb2.DeltaDiscoveryRequest(type_url=plan.type_url, response_nonce=nonce))
+    assert_in_sync_agrees(state, first)
+    converge(state, first)
+    assert state.in_sync(first)
+    assert state.in_sync(snap("2", ["a", "b", "c"], {"default": ["a"]}))         # nothing it subscribes to
+    assert not state.in_sync(snap("3", ["a", "b"], {"default": ["b"]}))          # its route changed
+    converge(state, snap("3", ["a", "b"], {"default": ["b"]}))
+    assert state.in_sync(snap("3", ["a", "b"], {"default": ["b"]}))
 
 
 def test_a_wildcard_subscription_gets_everything_once_then_only_what_changes():
