@@ -1,6 +1,8 @@
 """One end of a call's received messages, shared by the client's calls (call.py)
 and the server's (server_call.py): DATA cut into messages (framing.Deframer),
 the messages not yet taken, and the flow-control credit owed to the peer.
+Each message counts its 5-byte prefix too, so that empty messages are bounded
+like any other.
 
 Flow control (RFC 9113 §5.2): received bytes are handed back as they are cut
 into messages, so a message as large as the window allows can arrive, until
@@ -21,7 +23,8 @@ class Inbox:
 
     def __init__(self, max_message_bytes: int, queue_limit: int) -> None:
         self.queue_limit = queue_limit
-        self.messages: collections.deque[bytes] = collections.deque()
+        # None while empty: an idle stream holds no deque (624 bytes on CPython).
+        self.messages: collections.deque[bytes] | None = None
         self._deframer = framing.Deframer(max_message_bytes)
         self._queued = 0    # bytes in messages
         self._owed = 0      # flow-controlled bytes received and not yet handed back
@@ -32,8 +35,10 @@ class Inbox:
         `flow_len` back and ends the call)."""
         messages = self._deframer.feed(data)
         if messages:
+            if self.messages is None:
+                self.messages = collections.deque()
             self.messages.extend(messages)
-            self._queued += sum(map(len, messages))
+            self._queued += sum(map(len, messages)) + framing.PREFIX * len(messages)
         if self._queued <= self.queue_limit:
             return flow_len
         self._owed += flow_len
@@ -42,7 +47,9 @@ class Inbox:
     def take(self) -> tuple[bytes, int]:
         """The oldest message (there must be one) and the credit to hand back now."""
         payload = self.messages.popleft()
-        self._queued -= len(payload)
+        if not self.messages:
+            self.messages = None
+        self._queued -= len(payload) + framing.PREFIX
         if self._owed and self._queued <= self.queue_limit:
             owed, self._owed = self._owed, 0
             return payload, owed
@@ -50,7 +57,7 @@ class Inbox:
 
     def clear(self) -> None:
         """Drops what was not taken (the call was ended by this side)."""
-        self.messages.clear()
+        self.messages = None
         self._queued = 0
 
     def settle(self) -> int:
@@ -60,7 +67,7 @@ class Inbox:
         return owed
 
     def __len__(self) -> int:
-        return len(self.messages)
+        return 0 if self.messages is None else len(self.messages)
 
     @property
     def queued(self) -> int:

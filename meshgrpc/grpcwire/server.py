@@ -35,6 +35,7 @@ import collections
 import dataclasses
 import logging
 import ssl
+import sys
 
 import grpc
 
@@ -257,7 +258,8 @@ class ServerConnection(asyncio.Protocol):
             if name == b"grpc-timeout":
                 timeout = parse_timeout(value)
         options = self.server.options
-        call = ServerCall(self, stream_id, pseudo[b":path"].decode("ascii", "replace"), _metadata(fields),
+        method = sys.intern(pseudo[b":path"].decode("ascii", "replace"))   # one string per method, not per call
+        call = ServerCall(self, stream_id, method, _metadata(fields),
                           timeout=timeout, max_message_bytes=options.max_message_bytes,
                           queue_limit=self.server.limits.stream_window, io_timeout=options.io_timeout)
         self.calls[stream_id] = call

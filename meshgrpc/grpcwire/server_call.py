@@ -29,6 +29,7 @@ from meshgrpc.grpcwire.inbox import Inbox
 from meshgrpc.grpcwire.metadata import encode_metadata
 from meshgrpc.grpcwire.status import RpcError
 from meshgrpc.proxy.grpc_status import encode_message
+from meshgrpc.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from meshgrpc.grpcwire.server import ServerConnection
@@ -51,7 +52,7 @@ class ServerCall:
         self.link, self.stream_id, self.method, self.metadata = link, stream_id, method, metadata
         self.io_timeout = io_timeout
         self._inbox = Inbox(max_message_bytes, queue_limit)
-        self._readable, self._writable = asyncio.Event(), asyncio.Event()
+        self._readable, self._writable = Wakeup(), Wakeup()
         self._request_ended = False
         self._headers_sent = False
         self._ended = False           # trailers or a reset went out (or the stream is gone)
@@ -70,7 +71,7 @@ class ServerCall:
 
     def start(self, resolve) -> None:
         """Starts the call's task: `resolve(method, metadata)` finds its handler."""
-        self._task = asyncio.get_running_loop().create_task(self._serve(resolve), name=f"grpc {self.method}")
+        self._task = asyncio.get_running_loop().create_task(self._serve(resolve), name=self.method)
         self._task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task) -> None:
@@ -266,7 +267,7 @@ class ServerCall:
         return not self._ended
 
     @staticmethod
-    async def _wait(event: asyncio.Event) -> None:
+    async def _wait(event: Wakeup) -> None:
         event.clear()
         await event.wait()
 

@@ -26,6 +26,7 @@ from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.stream_state import UnknownTypeError
 from meshgrpc.xds.variants import Sotw, Variant
+from meshgrpc.wakeup import Wakeup
 
 
 
@@ -72,7 +73,7 @@ class Session:
         # between its streams (one per stream would cost each stream a dict).
         self.sent = sent if sent is not None else collections.Counter()
         self.idle_timeout, self.io_timeout = idle_timeout, io_timeout
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()   # the send loop's only: a new snapshot, a request applied, the reader ended
 
     async def run(self, on_accepted: Callable[[], Awaitable[None]] | None = None) -> None:
         """Serves the stream until the proxy closes it; raises StreamError to end
@@ -88,7 +89,7 @@ class Session:
             if on_accepted is not None:
                 await on_accepted()
             remove_listener = self.cache.add_listener(self._wake.set)
-            reader = asyncio.create_task(self._read_loop(), name=f"xds-reader {self.node.id}")
+            reader = asyncio.create_task(self._read_loop(), name="xds-reader")
             try:
                 await self._send_loop(reader)
             finally:
@@ -143,16 +144,24 @@ class Session:
             if reader.done():
                 reader.result()  # re-raises what ended the reader
                 return
-            snapshot = self.current()
-            plan = self.variant.next_plan(snapshot)
-            if plan is None:
+            if not await self._send_next():
                 await self._idle()
-            else:
-                data = self.variant.encode(plan, snapshot, self.bodies)
-                await self._send(data)
-                self.sent[plan.type_url] += plan.resource_count
-                if self._on_sent is not None:
-                    self._on_sent(self, plan, len(data))
+
+    async def _send_next(self) -> bool:
+        """Sends the next response, if one is due (False when none is). Its own
+        frame, so that nothing of it (the response's bytes, its plan) stays
+        alive while the loop waits idle: thousands of idle streams each holding
+        their last response would double the control plane's memory per stream."""
+        snapshot = self.current()
+        plan = self.variant.next_plan(snapshot)
+        if plan is None:
+            return False
+        data = self.variant.encode(plan, snapshot, self.bodies)
+        await self._send(data)
+        self.sent[plan.type_url] += plan.resource_count
+        if self._on_sent is not None:
+            self._on_sent(self, plan, len(data))
+        return True
 
     async def _idle(self) -> None:
         # Bounded: the loop re-checks its state at least every idle_timeout.
