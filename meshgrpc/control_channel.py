@@ -13,14 +13,17 @@ connection when no ack comes within `timeout`, so a control plane that vanished
 without closing the connection is noticed and redialled. Two client settings make
 that hold on an idle stream: `keepalive_permit_without_calls`, and
 `http2.max_pings_without_data` 0 (its default 2 stops pinging, or throttles it to
-once a minute, after two pings with no data sent). The server counts a ping that
-arrives sooner than `grpc.http2.min_ping_interval_without_data_ms` after the
-previous one (default 5 minutes) as a strike, and past `grpc.http2.max_ping_strikes`
-strikes (default 2) sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings". Nothing resets
-the strikes on an idle discovery stream (only data the server sends does), so the
-server must permit the clients' interval: by default it permits pings twice as
-often as proxies send them, as timers drift and a client told "too_many_pings"
-doubles its interval anyway (grpcwire's Dialer does the same).
+once a minute, after two pings with no data sent). A gRPC server counts a ping
+that arrives sooner than its minimum interval after the previous one (grpc-core:
+`grpc.http2.min_ping_interval_without_data_ms`, default 5 minutes) as a strike,
+and past its max strikes (default 2) sends GOAWAY ENHANCE_YOUR_CALM
+"too_many_pings"; the control plane's server (grpcwire/server.py, the codec's
+Limits.min_ping_interval and max_ping_strikes) keeps the same policy. Nothing
+resets the strikes on an idle discovery stream (only data the server sends
+does), so the server must permit the clients' interval: by default it permits
+pings twice as often as proxies send them (SERVER_MIN_INTERVAL), as timers drift
+and a client told "too_many_pings" doubles its interval anyway (grpcwire's
+Dialer does the same).
 
 Credentials. The control plane serves TLS with a certificate from the mesh's CA
 (controlplane/trust.py) and wants a credential on every call: a bearer token

@@ -1,7 +1,7 @@
 """A gRPC server on meshgrpc's own HTTP/2 codec: what the control plane serves on,
-so that a subscribed proxy's stream costs the control plane a codec stream and
-a task (about 1 KiB of transport state) instead of a grpc.aio call (23 KiB, most
-of it grpc-core's, bench/stream_floor.py).
+so that a subscribed proxy's stream costs the control plane a codec stream, a
+call and its task (about 3 KiB) instead of a grpc.aio call (23 KiB, most of it
+grpc-core's; bench/stream_floor.py).
 
 It takes what grpc.aio.Server takes, so servicers are written once:
 
