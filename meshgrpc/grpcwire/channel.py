@@ -33,6 +33,7 @@ from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, NO_ERROR
 from meshgrpc.control_channel import Keepalive
 from meshgrpc.grpcwire import status as st
 from meshgrpc.grpcwire.call import Call
+from meshgrpc.grpcwire.link import Link
 from meshgrpc.grpcwire.metadata import Metadata, request_headers
 from meshgrpc.grpcwire.status import RpcError, Status
 from meshgrpc.tasks import OwnedTask
@@ -43,7 +44,7 @@ CLOSE_TIMEOUT = 5.0   # longest close() waits for the transport to close before 
 TOO_MANY_PINGS = b"too_many_pings"
 
 
-class Channel(asyncio.Protocol):
+class Channel(Link):
     """Made (and connected) by Dialer.connect(). `target` is "host:port";
     `authority` goes in :authority; `tls` says whether the transport is TLS;
     `on_too_many_pings(channel)` is told of a GOAWAY "too_many_pings"."""
@@ -55,18 +56,13 @@ class Channel(asyncio.Protocol):
         self.keepalive = keepalive
         self._on_too_many_pings = on_too_many_pings
         self.max_message_bytes, self.io_timeout = max_message_bytes, io_timeout
-        self.conn = Connection(self, client=True, limits=limits)
+        super().__init__(Connection(self, client=True, limits=limits))
         self.queue_limit = limits.stream_window
-        self.transport: asyncio.Transport | None = None
-        self.calls: dict[int, Call] = {}
         self.goaway: tuple[int, int, bytes] | None = None   # (code, last stream id, debug) received
         self.too_many_pings = False
         self.lost: Status | None = None     # why the connection ended, once it has
         self._ready = asyncio.get_running_loop().create_future()  # the server's first SETTINGS
         self._closed = asyncio.Event()      # connection_lost() was called
-        self.writable = asyncio.Event()    # the transport's buffer is below its high-water mark
-        self.writable.set()
-        self._receiving = False
         self._last_read = asyncio.get_running_loop().time()
         self._ping_acked = asyncio.Event()
         self._ping_payload = b""
@@ -129,22 +125,12 @@ class Channel(asyncio.Protocol):
             self.transport.abort()
 
     # -- used by calls ----------------------------------------------------------------
-    def acknowledge(self, stream_id: int, n: int) -> None:
-        self.conn.acknowledge(stream_id, n)
-        self.flush()
+    def down(self) -> bool:
+        return self.lost is not None
 
     def release(self, call: Call, reset: int | None, owed: int) -> None:
-        """The call ended: forget it, hand back what it still owed the connection
-        window, reset its stream if it is still open."""
-        self.calls.pop(call.stream_id, None)
-        if self.lost is not None:
-            return
-        if owed:
-            self.conn.acknowledge(call.stream_id, owed)
-        if reset is not None:
-            self.conn.reset_stream(call.stream_id, reset)
-        self.flush()
-        if self.goaway is not None and not self.calls:
+        super().release(call, reset, owed)
+        if self.lost is None and self.goaway is not None and not self.calls:
             self._lose(self._gone_away())   # nothing left to finish
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -174,13 +160,6 @@ class Channel(asyncio.Protocol):
         self._lose(Status(st.UNAVAILABLE, f"{self.target}: {reason}"))
         self._closed.set()
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-        self._wake_all()
-
     # -- codec handler (client role) --------------------------------------------------
     def on_request(self, stream_id, headers, end_stream) -> None:   # server role only
         pass
@@ -192,23 +171,6 @@ class Channel(asyncio.Protocol):
     def on_trailers(self, stream_id, headers) -> None:
         if (call := self.calls.get(stream_id)) is not None:
             call.on_trailers(headers)
-
-    def on_data(self, stream_id, data, flow_len, end_stream) -> None:
-        call = self.calls.get(stream_id)
-        if call is None:
-            self.conn.acknowledge(stream_id, flow_len)
-            return
-        call.on_data(data, flow_len, end_stream)
-
-    def on_reset(self, stream_id, code) -> None:
-        if (call := self.calls.get(stream_id)) is not None:
-            call.on_reset(code)
-
-    def on_window_update(self, stream_id) -> None:
-        if stream_id == 0:
-            self._wake_all()
-        elif (call := self.calls.get(stream_id)) is not None:
-            call.on_window()
 
     def on_settings(self) -> None:
         if not self._ready.done():
@@ -242,21 +204,10 @@ class Channel(asyncio.Protocol):
         connection's error if it was lost first."""
         await self._ready
 
-    def flush(self) -> None:
-        if self._receiving or self.transport is None:
-            return   # data_received() flushes once the whole chunk is handled
-        data = self.conn.data_to_send()
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
-
     def _gone_away(self) -> Status:
         code, _, debug = self.goaway
         return Status(st.UNAVAILABLE, f"{self.target}: the server sent GOAWAY {st.h2_name(code)} "
                                       f"{debug.decode(errors='replace')!r}")
-
-    def _wake_all(self) -> None:
-        for call in list(self.calls.values()):
-            call.on_window()
 
     def _lose(self, status: Status) -> None:
         """The connection cannot carry calls any more: each one fails with `status`."""

@@ -43,6 +43,7 @@ from meshgrpc.addresses import split_address
 from meshgrpc.codec import Connection, ConnectionFailed, Limits
 from meshgrpc.codec.errors import NO_ERROR
 from meshgrpc.grpcwire import status as st
+from meshgrpc.grpcwire.link import Link
 from meshgrpc.grpcwire.server_call import ServerCall
 from meshgrpc.proxy.grpc_status import parse_timeout, trailers_only
 from meshgrpc.proxy.h2side import WRITE_HIGH, WRITE_LOW
@@ -159,7 +160,7 @@ def _chained(interceptor, continuation):
     return call
 
 
-class ServerConnection(asyncio.Protocol):
+class ServerConnection(Link):
     """One client's HTTP/2 connection: the codec's handler (server role) and the
     transport's protocol; `calls` by stream id."""
 
@@ -167,14 +168,9 @@ class ServerConnection(asyncio.Protocol):
         self.server = server
         self.tls = tls
         self.max_message_bytes = server.options.max_message_bytes
-        self.conn = Connection(self, client=False, limits=server.limits)
-        self.transport: asyncio.Transport | None = None
-        self.calls: dict[int, ServerCall] = {}
-        self.writable = asyncio.Event()
-        self.writable.set()
+        super().__init__(Connection(self, client=False, limits=server.limits))
         self.peer = ""
         self.auth_context: dict[str, list[bytes]] = {}
-        self._receiving = False
         self._lost = False
 
     # -- used by calls ----------------------------------------------------------------------
@@ -183,28 +179,8 @@ class ServerConnection(asyncio.Protocol):
             self.conn.send_headers(stream_id, headers, end_stream)
             self.flush()
 
-    def acknowledge(self, stream_id: int, n: int) -> None:
-        if not self._lost:
-            self.conn.acknowledge(stream_id, n)
-            self.flush()
-
-    def release(self, call: ServerCall, reset: int | None, owed: int) -> None:
-        """The call ended: forget it, hand back what it still owed, reset its stream."""
-        self.calls.pop(call.stream_id, None)
-        if self._lost:
-            return
-        if owed:
-            self.conn.acknowledge(call.stream_id, owed)
-        if reset is not None:
-            self.conn.reset_stream(call.stream_id, reset)
-        self.flush()
-
-    def flush(self) -> None:
-        if self._receiving or self.transport is None or self._lost:
-            return   # data_received() flushes once the whole read is handled
-        data = self.conn.data_to_send()
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
+    def down(self) -> bool:
+        return self._lost
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -238,13 +214,6 @@ class ServerConnection(asyncio.Protocol):
         self.writable.set()
         self.conn.detach()
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
-        self._wake_all()
-
     # -- codec handler (server role) ------------------------------------------------------
     def on_request(self, stream_id, headers, end_stream) -> None:
         fields = [(bytes(n), bytes(v)) for n, v in headers]
@@ -274,31 +243,11 @@ class ServerConnection(asyncio.Protocol):
         if (call := self.calls.get(stream_id)) is not None:
             call.on_request_end()
 
-    def on_data(self, stream_id, data, flow_len, end_stream) -> None:
-        call = self.calls.get(stream_id)
-        if call is None:
-            self.conn.acknowledge(stream_id, flow_len)
-            return
-        call.on_data(data, flow_len, end_stream)
-
-    def on_reset(self, stream_id, code) -> None:
-        if (call := self.calls.get(stream_id)) is not None:
-            call.on_reset()
-
-    def on_window_update(self, stream_id) -> None:
-        if stream_id == 0:
-            self._wake_all()
-        elif (call := self.calls.get(stream_id)) is not None:
-            call.on_window()
-
     def on_settings(self) -> None:
         self._wake_all()   # INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE may have changed
 
     def on_goaway(self, code, last_stream_id, debug) -> None:
         pass   # the client opens no more streams; its open calls go on
-
-    def on_ping_ack(self, payload) -> None:
-        pass
 
     # -- the server's side ----------------------------------------------------------------
     def go_away(self) -> None:
@@ -327,10 +276,6 @@ class ServerConnection(asyncio.Protocol):
     def _abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-    def _wake_all(self) -> None:
-        for call in list(self.calls.values()):
-            call.on_window()
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.peer} calls={len(self.calls)}>"

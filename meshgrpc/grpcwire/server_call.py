@@ -236,7 +236,7 @@ class ServerCall:
         self._request_ended = True
         self._readable.set()
 
-    def on_reset(self) -> None:
+    def on_reset(self, code: int) -> None:
         """The client reset the stream: nothing more is sent on it."""
         self._ended = True
         self.cancel(st.CANCELLED, "the client cancelled the call")
