@@ -20,8 +20,10 @@ Handlers (grpc.*_rpc_method_handler, generic handlers) and interceptors
   MAX_CONCURRENT_STREAMS;
 - message size limits both ways, grpc-timeout deadlines, a request that is not
   gRPC answered with an HTTP status;
-- a peer that stops reading stops being read from (the transport's high-water
-  mark), and a write that cannot go on for `io_timeout` ends its call;
+- a connection that has not finished TLS and sent HTTP/2's preface and SETTINGS
+  within `preface_timeout` is closed;
+- a peer that stops reading makes its calls' writes wait (the transport's
+  high-water mark), and a write that cannot go on for `io_timeout` ends its call;
 - stop(grace): GOAWAY, calls have `grace` seconds to finish, the rest end
   UNAVAILABLE, connections close.
 """
@@ -63,13 +65,16 @@ class HandlerCallDetails(_HandlerCallDetails, grpc.HandlerCallDetails):
 class ServerOptions:
     """`min_ping_interval`/`max_ping_strikes`: gRPC's ping policy (control_channel.py);
     `max_message_bytes` both ways; `max_concurrent_streams` per connection;
-    `io_timeout`: the longest one response write waits for the client's window."""
+    `io_timeout`: the longest one response write waits for the client's window;
+    `preface_timeout`: how long a new connection may take to finish its TLS
+    handshake and send HTTP/2's preface and SETTINGS before it is closed."""
 
     min_ping_interval: float = 300.0   # grpc-core's default (5 minutes)
     max_ping_strikes: int = 2
     max_message_bytes: int = 4 << 20   # grpc's default receive limit
     max_concurrent_streams: int = 1000
     io_timeout: float = 30.0
+    preface_timeout: float = 10.0
 
     def limits(self) -> Limits:
         return Limits(max_concurrent_streams=self.max_concurrent_streams, min_ping_interval=self.min_ping_interval,
@@ -104,7 +109,8 @@ class Server:
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(lambda: ServerConnection(self, tls=ssl_context is not None), host, port,
                                             ssl=ssl_context, start_serving=False, backlog=4096,
-                                            ssl_handshake_timeout=10.0 if ssl_context is not None else None)
+                                            ssl_handshake_timeout=self.options.preface_timeout
+                                            if ssl_context is not None else None)
         self._listeners.append(listener)
         return listener.sockets[0].getsockname()[1]
 
@@ -172,6 +178,7 @@ class ServerConnection(Link):
         self.peer = ""
         self.auth_context: dict[str, list[bytes]] = {}
         self._lost = False
+        self._preface_timer: asyncio.TimerHandle | None = None
 
     # -- used by calls ----------------------------------------------------------------------
     def send_headers(self, stream_id: int, headers, end_stream: bool) -> None:
@@ -189,6 +196,8 @@ class ServerConnection(Link):
         self.peer = _peer_name(transport.get_extra_info("peername"))
         self.auth_context = _auth_context(transport)
         self.server.connections.add(self)
+        self._preface_timer = asyncio.get_running_loop().call_later(self.server.options.preface_timeout,
+                                                                    self._check_preface)
         if self.server._stopping:
             self.conn.goaway(NO_ERROR)
         self.flush()
@@ -207,7 +216,17 @@ class ServerConnection(Link):
             self._receiving = False
         self.flush()
 
+    def _check_preface(self) -> None:
+        self._preface_timer = None
+        if not self.conn.peer_settings_received():
+            log.info("connection from %s closed: no HTTP/2 preface and SETTINGS within %gs", self.peer,
+                     self.server.options.preface_timeout)
+            self._abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._preface_timer is not None:
+            self._preface_timer.cancel()
+            self._preface_timer = None
         self._lost = True
         self.server.connections.discard(self)
         self.end_calls("the connection was lost")

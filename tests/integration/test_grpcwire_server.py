@@ -232,6 +232,17 @@ def test_a_request_that_is_not_grpc_gets_an_http_status(plain):
     assert status("-X", "POST", "-H", "content-type: text/plain", "-d", "x") == "415"
 
 
+def test_a_connection_that_never_speaks_http2_is_closed_after_the_preface_timeout():
+    with ThreadedServer(ServerOptions(preface_timeout=0.3)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as silent:
+            started = time.monotonic()
+            assert silent.recv(65536)            # the server's SETTINGS
+            while silent.recv(65536):
+                pass                             # until the server closes
+            assert time.monotonic() - started < 3.0
+        poll_until(lambda: not server.server.connections, 5, "the connection forgotten")
+
+
 def test_stop_lets_calls_finish_within_the_grace_and_ends_the_rest_unavailable():
     server = ThreadedServer()
     with grpc.insecure_channel(server.address) as channel:
