@@ -155,12 +155,14 @@ def scale_mesh(clusters: int, per_cluster: int, route_configs: int) -> dict:
 class DeltaFleet(ChildFleet):
     """Client processes holding `proxies` delta streams over the replicas."""
 
-    def __init__(self, targets: list[str], proxies: int, processes: int, route_configs: int, reach: int) -> None:
+    def __init__(self, targets: list[str], proxies: int, processes: int, route_configs: int, reach: int,
+                 per_channel: int = 100) -> None:
         shares = [proxies // processes + (i < proxies % processes) for i in range(processes)]
         firsts = [sum(shares[:i]) for i in range(processes)]
         self.procs = [subprocess.Popen(
             [sys.executable, "-m", "bench.delta_load", "--targets", ",".join(targets), "--first", str(first),
-             "--count", str(n), "--route-configs", str(route_configs), "--reach", str(reach)],
+             "--count", str(n), "--route-configs", str(route_configs), "--reach", str(reach),
+             "--per-channel", str(per_channel)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for first, n in zip(firsts, shares) if n]
 
     def _all(self, command: str | None) -> list[dict]:
@@ -185,9 +187,12 @@ class DeltaFleet(ChildFleet):
 
 
 def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clusters: int = 1000,
-                     per_cluster: int = 100, route_configs: int = 100, processes: int = 4) -> dict:
+                     per_cluster: int = 100, route_configs: int = 100, processes: int = 4,
+                     per_channel: int = 100) -> dict:
     """The issue-15 benchmark: `proxies` scoped delta streams over `replicas`
-    control planes on a 3-member etcd; one endpoint change and one route change."""
+    control planes on a 3-member etcd; one endpoint change and one route change.
+    `per_channel` streams share one HTTP/2 connection (1: a connection per proxy,
+    as real sidecars have)."""
     from tests.support.etcd import EtcdCluster
     doc = scale_mesh(clusters, per_cluster, route_configs)
     config = mesh.write_config(doc, os.path.join(workdir, "replicated.json"))
@@ -207,10 +212,11 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         result = {"proxies": proxies, "replicas": replicas, "etcd_members": len(etcd.members), "clusters": clusters,
                   "endpoints": clusters * per_cluster, "route_configs": route_configs,
                   "clusters_per_proxy": clusters // route_configs, "client_processes": processes,
+                  "streams_per_connection": per_channel,
                   "control_planes_up_s": round(time.monotonic() - t0, 2)}
         idle = [procstat.memory_kib(p.pid)["VmRSS"] for p in cps]
         t0 = time.monotonic()
-        fleet = DeltaFleet(targets, proxies, processes, route_configs, clusters // route_configs)
+        fleet = DeltaFleet(targets, proxies, processes, route_configs, clusters // route_configs, per_channel)
         result["streams_ready"], errors = fleet.wait_ready()
         if errors:
             result["stream_errors"] = errors
@@ -221,8 +227,8 @@ def replicated_scale(workdir: str, proxies: int = 10_000, replicas: int = 3, clu
         # The floor under it: an idle stream on the control plane's gRPC server with
         # nothing else of meshgrpc, and on grpc.aio for comparison (bench/stream_floor.py).
         share = max(1, proxies // replicas)
-        result["server_stream_floor_kib"] = stream_floor.measure(share, 100, codec=True)["kib_per_stream"]
-        result["grpc_aio_stream_floor_kib"] = stream_floor.measure(share, 100)["kib_per_stream"]
+        result["server_stream_floor_kib"] = stream_floor.measure(share, per_channel, codec=True)["kib_per_stream"]
+        result["grpc_aio_stream_floor_kib"] = stream_floor.measure(share, per_channel)["kib_per_stream"]
         with grpc.insecure_channel(targets[0]) as channel:
             stub = management_pb2_grpc.ManagementStub(channel)
             changed = {"cluster": "svc-0003", "endpoints": doc["endpoints"][3]["endpoints"] + [
@@ -272,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-cluster", type=int, default=100)
     ap.add_argument("--route-configs", type=int, default=100)
     ap.add_argument("--processes", type=int, default=4, help="processes holding the simulated proxies")
+    ap.add_argument("--per-channel", type=int, default=100, help="streams sharing one HTTP/2 connection")
     ap.add_argument("--out", help="write the result as JSON here too")
     a = ap.parse_args(argv)
     import tempfile
     with tempfile.TemporaryDirectory(prefix="meshgrpc-scale-") as workdir:
         result = replicated_scale(workdir, a.proxies, a.replicas, a.clusters, a.per_cluster, a.route_configs,
-                                  a.processes)
+                                  a.processes, a.per_channel)
     text = json.dumps(result, indent=1)
     print(text)
     if a.out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from meshgrpc.codec import Connection
+from meshgrpc.wakeup import Wakeup
 
 
 class Link(asyncio.Protocol):
@@ -21,7 +22,9 @@ class Link(asyncio.Protocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, object] = {}
-        self.writable = asyncio.Event()    # the transport's buffer is below its high-water mark
+        # The transport's buffer is below its high-water mark (only read: calls wait
+        # on their own wakeups, which resume_writing() sets).
+        self.writable = Wakeup()
         self.writable.set()
         self._receiving = False
 

@@ -42,7 +42,7 @@ import sys
 import grpc
 
 from meshgrpc.addresses import split_address
-from meshgrpc.codec import Connection, ConnectionFailed, Limits
+from meshgrpc.codec import Connection, ConnectionFailed, Counters, Limits
 from meshgrpc.codec.errors import NO_ERROR
 from meshgrpc.grpcwire import status as st
 from meshgrpc.grpcwire.link import Link
@@ -87,6 +87,7 @@ class Server:
     def __init__(self, options: ServerOptions = ServerOptions(), interceptors=()) -> None:
         self.options = options
         self.limits = options.limits()
+        self.counters = Counters()   # how often each HTTP/2 limit acted, on every connection
         self._interceptors = tuple(interceptors)
         self._generic: list = []
         self._listeners: list[asyncio.Server] = []
@@ -174,7 +175,7 @@ class ServerConnection(Link):
         self.server = server
         self.tls = tls
         self.max_message_bytes = server.options.max_message_bytes
-        super().__init__(Connection(self, client=False, limits=server.limits))
+        super().__init__(Connection(self, client=False, limits=server.limits, counters=server.counters))
         self.peer = ""
         self.auth_context: dict[str, list[bytes]] = {}
         self._lost = False
