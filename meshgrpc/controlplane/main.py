@@ -274,15 +274,20 @@ async def _bind_all(server: Server, args, trust: Trust | None) -> tuple[int, int
     if trust is None:
         port = await _bind(server, args.listen, None)
         return None if port is None else (port, 0)
-    port = await _bind(server, args.listen, trust.server_ssl_context(require_client_certificate=False))
-    mtls = await _bind(server, _mtls_address(args), trust.server_ssl_context(require_client_certificate=True)) \
+    port = await _bind(server, args.listen, trust, require_client_certificate=False)
+    mtls = await _bind(server, _mtls_address(args), trust, require_client_certificate=True) \
         if port is not None else None
     return None if mtls is None else (port, mtls)
 
 
-async def _bind(server: Server, listen: str, ssl_context) -> int | None:
+async def _bind(server: Server, listen: str, trust: Trust | None,
+                require_client_certificate: bool = False) -> int | None:
+    """The port bound: plaintext without `trust`, else TLS from its CA (renewed as
+    connections are accepted); None, having said why, when it cannot be bound."""
     try:
-        return await server.bind(listen, ssl_context)
+        if trust is None:
+            return await server.bind(listen)
+        return await server.bind(listen, trust.server_ssl_context(require_client_certificate), trust.renew_if_due)
     except (ValueError, OSError) as e:
         print(f"meshgrpc control-plane: cannot listen on {listen}: {e}", file=sys.stderr)
         return None

@@ -7,10 +7,11 @@ directory (private_files.py), checked at start.
 The control plane serves TLS (ssl.SSLContexts under meshgrpc's gRPC server,
 grpcwire/server.py; ALPN h2, TLS 1.2 or 1.3) with a certificate from its own CA,
 valid for the names clients dial (`hosts`), and re-issued at half its lifetime:
-each handshake checks whether it is due (the context's SNI callback) and a new
-one is loaded into every context, so it reaches new connections while old ones
-carry on. The pair is kept in the data dir (`server.key`, `server.pem`, private)
-because ssl loads certificates only from files.
+the server asks `renew_if_due()` at each connection it accepts, before its
+handshake, and a new pair is loaded into every context, so it reaches new
+connections while old ones carry on. ssl loads certificates only from files: the pair is written to a
+private temporary file in the data dir, loaded, and removed at once (replicas
+sharing a data dir never load each other's half-written pair).
 
 A port either requires a client certificate or never asks for one (as grpcio's
 servers do), so the control plane has two ports: `--listen` (TLS; the
@@ -26,6 +27,7 @@ import logging
 import os
 import socket
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -37,7 +39,6 @@ from meshgrpc.identity.tokens import TokenStore
 log = logging.getLogger(__name__)
 
 CA_BUNDLE, CA_KEY, ADMIN_TOKEN = "ca.pem", "ca.key", "admin.token"
-SERVER_KEY, SERVER_CHAIN = "server.key", "server.pem"
 SERVER_CERT_LIFETIME = 30 * 86400.0
 
 
@@ -93,31 +94,33 @@ class Trust:
             context.load_verify_locations(cadata=self.ca.bundle_pem.decode())
         self._server_pair()
         self._load_pair(context)
-        context.sni_callback = self._renew_if_due
         self._contexts.append(context)
         return context
 
-    def _renew_if_due(self, ssl_object, server_name, context) -> None:
-        """At each handshake: past half-life, a new pair for every context (and this
-        connection)."""
-        if self._clock() < self._server[2]:
-            return None
+    def renew_if_due(self) -> None:
+        """Past the serving certificate's half-life: a new pair, loaded into every
+        context (the handshakes that follow present it)."""
+        if self._server is not None and self._clock() < self._server[2]:
+            return
         self._server_pair()
         for each in self._contexts:
             self._load_pair(each)
-        ssl_object.context = context   # re-read: this handshake gets the new pair too
-        return None
 
     def _load_pair(self, context: ssl.SSLContext) -> None:
-        context.load_cert_chain(self.path(SERVER_CHAIN), self.path(SERVER_KEY))
+        key, chain, _ = self._server
+        fd, path = tempfile.mkstemp(prefix=".serving-", suffix=".pem", dir=self.settings.data_dir)   # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key + chain)
+            context.load_cert_chain(path)
+        finally:
+            os.unlink(path)
 
     def _server_pair(self) -> tuple[bytes, bytes]:
         if self._server is None or self._clock() >= self._server[2]:
             now = self._clock()
             key, issued = self.ca.issue_server(list(self.hosts), SERVER_CERT_LIFETIME, now)
             self._server = (key, issued.chain_pem, now + SERVER_CERT_LIFETIME / 2)
-            write_private(self.path(SERVER_KEY), key)
-            write_private(self.path(SERVER_CHAIN), issued.chain_pem)
         return self._server[0], self._server[1]
 
 

@@ -38,6 +38,7 @@ import dataclasses
 import logging
 import ssl
 import sys
+from collections.abc import Callable
 
 import grpc
 
@@ -102,13 +103,22 @@ class Server:
         pass   # the generic handler added alongside serves the same methods
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def bind(self, address: str, ssl_context: ssl.SSLContext | None = None) -> int:
+    async def bind(self, address: str, ssl_context: ssl.SSLContext | None = None,
+                   before_handshake: Callable[[], None] | None = None) -> int:
         """Listens on "host:port" (port 0: any free one), serving from start();
-        returns the port. Raises ValueError for a bad address, OSError when it
-        cannot be bound."""
+        returns the port. `before_handshake` is called for each connection
+        accepted, before its TLS handshake (where a certificate due for renewal
+        is renewed). Raises ValueError for a bad address, OSError when it cannot
+        be bound."""
         host, port = split_address(address, listen=True)
         loop = asyncio.get_running_loop()
-        listener = await loop.create_server(lambda: ServerConnection(self, tls=ssl_context is not None), host, port,
+        tls = ssl_context is not None
+
+        def accepted() -> ServerConnection:
+            if before_handshake is not None:
+                before_handshake()
+            return ServerConnection(self, tls=tls)
+        listener = await loop.create_server(accepted, host, port,
                                             ssl=ssl_context, start_serving=False, backlog=4096,
                                             ssl_handshake_timeout=self.options.preface_timeout
                                             if ssl_context is not None else None)

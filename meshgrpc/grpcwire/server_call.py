@@ -102,6 +102,8 @@ class ServerCall:
         except Exception as e:   # noqa: BLE001 - a handler's bug ends its call, as grpc.aio does
             log.exception("%s: the handler failed", self.method)
             self._code, self._details = st.UNKNOWN, f"Unexpected {type(e).__name__}: {e}"
+        if self._why_cancelled is not None and self._code == st.OK:
+            self._code, self._details = self._why_cancelled   # a handler that swallowed its cancel
         self._send_status()
 
     async def _run(self, handler) -> None:
