@@ -3,7 +3,7 @@
 cimport cython
 
 cdef class DynamicTable:
-    cdef public object entries
+    cdef public list entries
     cdef public long long size, maxsize, version, inserted
     cdef dict _fields, _names
 
