@@ -148,11 +148,13 @@ async def _serve(args: argparse.Namespace, store: Store) -> int:
 class _Visibility:
     """What the control plane shows of itself: load reports, metrics, the dashboard."""
 
-    def __init__(self, args, controller: Controller, publisher: Publisher, cache: SnapshotCache) -> None:
+    def __init__(self, args, controller: Controller, publisher: Publisher, cache: SnapshotCache,
+                 server: Server) -> None:
         self.book = LoadBook(args.load_report_interval)
         self.servers: list[DiscoveryServer] = []  # both discovery servers, once built (_add_services)
         self.metrics = ControlPlaneMetrics(self.servers, lambda: len(self.book),
-                                           lambda: controller.state.registration_count(), clock=time.monotonic)
+                                           lambda: controller.state.registration_count(), clock=time.monotonic,
+                                           http2_limits=server.counters.as_dict)
         controller.on_commit, publisher.on_published = self.metrics.on_commit, self.metrics.on_published
         self.pages = DashboardPages(cache, self.book, self.servers,
                                     lambda: {t: tv.version for t, tv in publisher.versions.items()}, self.metrics)
@@ -181,7 +183,7 @@ async def _run_server(args, controller, publisher, registry, cache, watcher) -> 
     trust = getattr(args, "trust", None)
     server = _new_server(trust, args.min_ping_interval)
     ports = await _bind_all(server, args, trust)
-    seen = _Visibility(args, controller, publisher, cache)
+    seen = _Visibility(args, controller, publisher, cache, server)
     if ports is None or not await seen.start_http(args.http):
         return 1
     identity = IdentityService(trust, mtls_port=ports[1])

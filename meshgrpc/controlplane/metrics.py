@@ -15,6 +15,9 @@ scrape time from their owners.
   (convergence.py says exactly what is timed); meshgrpc_cp_convergence_abandoned_total
 - meshgrpc_cp_registrations_total, meshgrpc_cp_registered_instances
 - meshgrpc_cp_store_commit_seconds{kind}: apply, delete, register, unregister
+- meshgrpc_cp_http2_limit_events_total{limit}: what the gRPC server's HTTP/2 limits
+  did on its ports (too_many_pings GOAWAYs, floods ended, streams refused; the
+  codec's Counters, read at scrape time)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from meshgrpc.controlplane.convergence import ConvergenceTracker
 from meshgrpc.xds.protocol import MESH
@@ -54,7 +57,8 @@ class ControlPlaneMetrics:
     at scrape time; `clock` is monotonic seconds, the publisher's."""
 
     def __init__(self, servers: Sequence, reporting: Callable[[], int], registered: Callable[[], int],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 http2_limits: Callable[[], dict[str, int]] = dict) -> None:
         self._servers = servers
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -73,7 +77,7 @@ class ControlPlaneMetrics:
                                  ["kind"], buckets=COMMIT_BUCKETS, registry=r)
         self.registrations = Counter("meshgrpc_cp_registrations", "Instance registrations committed", registry=r)
         self.tracker = ConvergenceTracker(self.convergence.observe, abandoned.inc, clock)
-        r.register(_ScrapeGauges(servers, reporting, registered))
+        r.register(_ScrapeGauges(servers, reporting, registered, http2_limits))
 
     # -- the discovery servers' observer -------------------------------------------------
     def sent(self, server, session, type_url: str, size: int) -> None:
@@ -109,8 +113,10 @@ class ControlPlaneMetrics:
 class _ScrapeGauges:
     """Gauges read from their owners when /metrics is scraped."""
 
-    def __init__(self, servers: Sequence, reporting: Callable[[], int], registered: Callable[[], int]) -> None:
+    def __init__(self, servers: Sequence, reporting: Callable[[], int], registered: Callable[[], int],
+                 http2_limits: Callable[[], dict[str, int]]) -> None:
         self._servers, self._reporting, self._registered = servers, reporting, registered
+        self._http2_limits = http2_limits
 
     def collect(self) -> Iterable:
         connected = GaugeMetricFamily("meshgrpc_cp_connected_proxies",
@@ -126,3 +132,9 @@ class _ScrapeGauges:
                                 value=self._reporting())
         yield GaugeMetricFamily("meshgrpc_cp_registered_instances", "Service instances registered now",
                                 value=self._registered())
+        limits = CounterMetricFamily("meshgrpc_cp_http2_limit_events",
+                                     "What the gRPC server's HTTP/2 limits did (pings refused, floods ended)",
+                                     labels=["limit"])
+        for limit, count in self._http2_limits().items():
+            limits.add_metric([limit], count)
+        yield limits

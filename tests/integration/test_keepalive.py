@@ -20,6 +20,7 @@ from meshgrpc.control_channel import Keepalive
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.client import DiscoveryClient, control_plane_dialer
 from tests.integration.test_discovery_stream import Plane, poll
+from tests.integration.test_visibility import metric
 from tests.support.mesh import Mesh, mesh_config, route
 from tests.support.procs import poll_until
 from tests.support.tcp_relay import TcpRelay
@@ -65,6 +66,8 @@ def test_a_control_plane_that_forbids_the_pings_sends_too_many_pings(tmp_path):
         # As grpc-core does, the proxy doubles its interval for the connections that follow.
         proxy.proc.wait_for_line(rf"too_many_pings: pinging every {2 * INTERVAL:g}s from now on", 5)
         poll_until(lambda: control_plane_link(proxy)["connects"] >= 2, 10, "the proxy reconnected")
+        http = mesh.control_plane.address("dashboard")
+        assert metric(http, "meshgrpc_cp_http2_limit_events_total", limit="too_many_pings") >= 1
 
 
 def test_a_control_plane_gone_silent_is_noticed_by_keepalive_and_the_next_replica_takes_over():

@@ -42,7 +42,7 @@ def exposed() -> dict[str, set[str]]:
         proxy.on_event(event, "c", "x")
     proxy.on_nack()
     proxy.watch_access_log(AccessLog("/dev/null"))
-    cp = ControlPlaneMetrics([_Server()], lambda: 1, lambda: 1)
+    cp = ControlPlaneMetrics([_Server()], lambda: 1, lambda: 1, http2_limits=lambda: {"too_many_pings": 1})
     session = _Session()
     cp.sent(None, session, "type.googleapis.com/meshapi.v1.Cluster", 100)
     cp.answered(None, session, "type.googleapis.com/meshapi.v1.Cluster", "nack")
