@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 # Request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
 _NOT_METADATA = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"})
+_PLAINTEXT: dict[str, list[bytes]] = {}
 _HandlerCallDetails = collections.namedtuple("_HandlerCallDetails", ("method", "invocation_metadata"))
 
 
@@ -187,7 +188,7 @@ class ServerConnection(Link):
         self.max_message_bytes = server.options.max_message_bytes
         super().__init__(Connection(self, client=False, limits=server.limits, counters=server.counters))
         self.peer = ""
-        self.auth_context: dict[str, list[bytes]] = {}
+        self.auth_context: dict[str, list[bytes]] = _PLAINTEXT
         self._lost = False
         self._preface_timer: asyncio.TimerHandle | None = None
 
@@ -226,6 +227,13 @@ class ServerConnection(Link):
         finally:
             self._receiving = False
         self.flush()
+        if self._preface_timer is not None and self.conn.peer_settings_received():
+            self._cancel_preface_timer()   # not held for the rest of the preface timeout
+
+    def _cancel_preface_timer(self) -> None:
+        if self._preface_timer is not None:
+            self._preface_timer.cancel()
+            self._preface_timer = None
 
     def _check_preface(self) -> None:
         self._preface_timer = None
@@ -235,9 +243,7 @@ class ServerConnection(Link):
             self._abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._preface_timer is not None:
-            self._preface_timer.cancel()
-            self._preface_timer = None
+        self._cancel_preface_timer()
         self._lost = True
         self.server.connections.discard(self)
         self.end_calls("the connection was lost")
@@ -354,7 +360,7 @@ def _auth_context(transport) -> dict[str, list[bytes]]:
     """What grpc's auth_context() holds that meshgrpc reads: the verified client certificate."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return {}
+        return _PLAINTEXT   # read-only, shared by every plaintext connection
     context = {"transport_security_type": [b"ssl"]}
     der = ssl_object.getpeercert(binary_form=True)
     if der:
