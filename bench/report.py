@@ -239,7 +239,8 @@ def _replicated(r: dict | None) -> list[str]:
         return []
     per_stream = r["memory_per_stream_kib"]
     lines = ["", "## Replicated control plane, delta discovery, scoped proxies", "",
-             f"{r['proxies']} simulated proxies (delta streams from {r['client_processes']} processes) over "
+             f"{r['proxies']} simulated proxies (delta streams from {r['client_processes']} processes, "
+             f"{r.get('streams_per_connection', 100)} to an HTTP/2 connection) over "
              f"{r['replicas']} control-plane replicas on a {r['etcd_members']}-member etcd; {r['endpoints']} endpoints "
              f"in {r['clusters']} clusters; each proxy's route config reaches {r['clusters_per_proxy']} clusters. "
              f"Initial sync of every stream: {r['initial_sync_s']:.2f} s. Times run from the Apply call returning "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from google.protobuf.message import Message
 
@@ -34,6 +34,9 @@ class Context:
 
     clusters: frozenset[str] | None = None
     route_configs: frozenset[str] | None = None
+    # The mesh's resource lists whose per-resource rules run only on their first
+    # entries (list field -> how many); None: on every entry (validate.py).
+    first: Mapping[str, int] | None = None
 
 
 Rule = Callable[[Message, str, Context], Iterable[FieldError]]

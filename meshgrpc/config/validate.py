@@ -15,7 +15,7 @@ call and build a path string only when they have an error to report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from google.protobuf.message import Message
 
@@ -31,16 +31,27 @@ from meshgrpc.errors import ConfigError, FieldError
 # ---------------------------------------------------------------- public API
 
 
-def validate_mesh(mesh: pb.MeshConfig, *, check_references: bool = True) -> list[FieldError]:
-    """Every rule `mesh` breaks, each with its field path; empty when it is valid."""
-    ctx = Context(frozenset(c.name for c in mesh.clusters), frozenset(r.name for r in mesh.routes)) \
-        if check_references else Context()
+def validate_mesh(mesh: pb.MeshConfig, *, check_references: bool = True,
+                  first: Mapping[str, int] | None = None) -> list[FieldError]:
+    """Every rule `mesh` breaks, each with its field path; empty when it is valid.
+
+    `first` (list field -> count, e.g. {"endpoints": 1}) judges only the first
+    entries of each resource list by the per-resource rules, for a merge that
+    adds or replaces resources without removing any: the rest were valid when
+    committed, and what a per-resource rule may know of the mesh (its cluster and
+    route config names, Context) only grows in a merge, so they still are. The
+    mesh-wide rules (unique names, one endpoint set per cluster) judge every
+    entry. An apply of one endpoint set to a mesh of 100,000 endpoints then
+    checks its own addresses, not all of them."""
+    ctx = Context(frozenset(c.name for c in mesh.clusters), frozenset(r.name for r in mesh.routes), first) \
+        if check_references else Context(first=first)
     return _apply(MESH_RULES, mesh, "", ctx)
 
 
-def check_mesh(mesh: pb.MeshConfig, *, check_references: bool = True, source: str = "") -> None:
-    """Raises ConfigError carrying every error in `mesh`."""
-    errors = validate_mesh(mesh, check_references=check_references)
+def check_mesh(mesh: pb.MeshConfig, *, check_references: bool = True, source: str = "",
+               first: Mapping[str, int] | None = None) -> None:
+    """Raises ConfigError carrying every error in `mesh` (validate_mesh)."""
+    errors = validate_mesh(mesh, check_references=check_references, first=first)
     if errors:
         raise ConfigError(errors, source=source)
 
@@ -92,6 +103,24 @@ def _each(field: str, rules: tuple[Rule, ...]) -> Rule:
                 yield from sub_rule(item, item_path, ctx)
 
     rule.__name__ = f"each_{field}"
+    return rule
+
+
+def _resources(field: str, rules: tuple[Rule, ...]) -> Rule:
+    """`_each` for one of the mesh's resource lists: only its first
+    `ctx.first[field]` entries when ctx.first is given (validate_mesh)."""
+    each = _each(field, rules)
+
+    def rule(mesh: Message, path: str, ctx: Context) -> Iterator[FieldError]:
+        if ctx.first is None:
+            yield from each(mesh, path, ctx)
+            return
+        for i, item in enumerate(getattr(mesh, field)[:ctx.first.get(field, 0)]):
+            item_path = f"{join(path, field)}[{i}]"
+            for sub_rule in rules:
+                yield from sub_rule(item, item_path, ctx)
+
+    rule.__name__ = f"resources_{field}"
     return rule
 
 
@@ -157,11 +186,11 @@ MESH_RULES: tuple[Rule, ...] = (
     rr.unique_route_config_names,
     rl.unique_listener_names,
     ra.unique_policy_names,
-    _each("clusters", CLUSTER_RULES),
-    _each("endpoints", ENDPOINT_SET_RULES),
-    _each("routes", ROUTE_CONFIG_RULES),
-    _each("listeners", LISTENER_RULES),
-    _each("authorization_policies", AUTHZ_POLICY_RULES),
+    _resources("clusters", CLUSTER_RULES),
+    _resources("endpoints", ENDPOINT_SET_RULES),
+    _resources("routes", ROUTE_CONFIG_RULES),
+    _resources("listeners", LISTENER_RULES),
+    _resources("authorization_policies", AUTHZ_POLICY_RULES),
     unsupported_fields,
 )
 

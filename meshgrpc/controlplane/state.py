@@ -108,14 +108,19 @@ def plan_apply(state: MeshState, incoming: resources_pb2.MeshConfig, replace: bo
 
     Raises ConfigError with every error of the resulting mesh; error paths index
     into `incoming` because its resources come first, in their own order, in the
-    mesh that is validated.
+    mesh that is validated. A merge judges the resources kept by the mesh-wide
+    rules only (validate_mesh's `first`: they were valid when committed, and a
+    merge removes nothing they could refer to); a replace judges everything.
     """
     candidate = resources_pb2.MeshConfig()
+    applied: dict[str, int] = {}
     for type_url in resources.MESH_TYPES:
-        given = list(getattr(incoming, resources.MESH_FIELD[type_url]))
+        field = resources.MESH_FIELD[type_url]
+        given = list(getattr(incoming, field))
         kept = [] if replace else _without(state.configured[type_url], {resources.resource_name(r) for r in given})
-        getattr(candidate, resources.MESH_FIELD[type_url]).extend(given + kept)
-    check_mesh(candidate)
+        getattr(candidate, field).extend(given + kept)
+        applied[field] = len(given)
+    check_mesh(candidate, first=None if replace else applied)
     configured = {t: resources.by_name(candidate, t) for t in resources.MESH_TYPES}
     return _plan(state, configured)
 

@@ -504,3 +504,26 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _paths(mesh: pb.MeshConfig, **kwargs) -> list[str]:
+    return [e.path for e in validate.validate_mesh(mesh, **kwargs)]
+
+
+def test_a_merge_judges_the_applied_resources_and_the_mesh_wide_rules_not_the_kept_ones():
+    mesh = loader.parse_document(copy.deepcopy(BASE))
+    applied = mesh.endpoints[0]
+    applied.endpoints[0].address = "not-an-address"                     # the applied set: judged
+    mesh.endpoints[1].endpoints[0].address = "also-bad"                 # kept: valid when committed, not judged
+    everything = _paths(mesh)
+    assert everything == [f"{EP}.address", "endpoints[1].endpoints[0].address"]
+    assert _paths(mesh, first={"endpoints": 1}) == [f"{EP}.address"]
+    assert _paths(mesh, first={"endpoints": 0}) == []
+    mesh.clusters.append(pb.Cluster(name="greeter"))                     # mesh-wide: a duplicate name anywhere
+    assert "clusters[2].name" in " ".join(_paths(mesh, first={}))
+
+
+def test_a_merged_resource_is_judged_against_every_name_in_the_mesh():
+    mesh = loader.parse_document(copy.deepcopy(BASE))
+    mesh.endpoints.insert(0, pb.EndpointSet(cluster="nowhere", endpoints=[pb.Endpoint(address="127.0.0.1:1")]))
+    assert _paths(mesh, first={"endpoints": 1}) == _paths(mesh) == ["endpoints[0].cluster"]
