@@ -15,7 +15,7 @@ call and build a path string only when they have an error to report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from google.protobuf.message import Message
 
@@ -93,11 +93,14 @@ def _apply(rules: tuple[Rule, ...], message: Message, path: str, ctx: Context) -
     return errors
 
 
-def _each(field: str, rules: tuple[Rule, ...]) -> Rule:
-    """A rule applying `rules` to every element of repeated message `field`."""
+def _each(field: str, rules: tuple[Rule, ...], limit: Callable[[Context], int | None] = lambda ctx: None) -> Rule:
+    """A rule applying `rules` to every element of repeated message `field` (the
+    first `limit(ctx)` only, when that is not None)."""
 
     def rule(message: Message, path: str, ctx: Context) -> Iterator[FieldError]:
-        for i, item in enumerate(getattr(message, field)):
+        items = getattr(message, field)
+        count = limit(ctx)
+        for i, item in enumerate(items if count is None else items[:count]):
             item_path = f"{join(path, field)}[{i}]"
             for sub_rule in rules:
                 yield from sub_rule(item, item_path, ctx)
@@ -109,19 +112,7 @@ def _each(field: str, rules: tuple[Rule, ...]) -> Rule:
 def _resources(field: str, rules: tuple[Rule, ...]) -> Rule:
     """`_each` for one of the mesh's resource lists: only its first
     `ctx.first[field]` entries when ctx.first is given (validate_mesh)."""
-    each = _each(field, rules)
-
-    def rule(mesh: Message, path: str, ctx: Context) -> Iterator[FieldError]:
-        if ctx.first is None:
-            yield from each(mesh, path, ctx)
-            return
-        for i, item in enumerate(getattr(mesh, field)[:ctx.first.get(field, 0)]):
-            item_path = f"{join(path, field)}[{i}]"
-            for sub_rule in rules:
-                yield from sub_rule(item, item_path, ctx)
-
-    rule.__name__ = f"resources_{field}"
-    return rule
+    return _each(field, rules, lambda ctx: None if ctx.first is None else ctx.first.get(field, 0))
 
 
 def _sub(field: str, rules: tuple[Rule, ...]) -> Rule:
