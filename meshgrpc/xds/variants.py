@@ -15,11 +15,10 @@ from typing import Protocol
 from meshapi.v1 import discovery_pb2, management_pb2
 from meshgrpc.xds import wire
 from meshgrpc.xds.delta_state import DeltaPlan, DeltaStreamState, next_delta
-from meshgrpc.xds.delta_state import Outcome as DeltaOutcome
 from meshgrpc.xds.ordering import ResponsePlan, next_response
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.snapshot import Snapshot
-from meshgrpc.xds.stream_state import Outcome, StreamState
+from meshgrpc.xds.stream_state import StreamState
 
 SETTLED = (management_pb2.TypeStatus.SYNCED, management_pb2.TypeStatus.NOT_SENT)
 
