@@ -32,7 +32,6 @@ NeverIndexed fields are never cached on encode: only the plain head of a list is
 
 from __future__ import annotations
 
-
 from meshgrpc.codec import huffman
 from meshgrpc.codec.errors import ENHANCE_YOUR_CALM, HpackError
 from meshgrpc.codec.static_table import STATIC_TABLE

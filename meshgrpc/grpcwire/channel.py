@@ -52,11 +52,11 @@ class Channel(Link):
     def __init__(self, target: str, *, authority: str, tls: bool, limits: Limits,
                  keepalive: Keepalive | None, max_message_bytes: int, io_timeout: float,
                  on_too_many_pings: Callable[[Channel], None] | None = None) -> None:
-        self.target, self.authority, self.tls = target, authority, tls
+        self.target, self.authority = target, authority
         self.keepalive = keepalive
         self._on_too_many_pings = on_too_many_pings
         self.max_message_bytes, self.io_timeout = max_message_bytes, io_timeout
-        super().__init__(Connection(self, client=True, limits=limits))
+        super().__init__(Connection(self, client=True, limits=limits), tls=tls)
         self.queue_limit = limits.stream_window
         self.goaway: tuple[int, int, bytes] | None = None   # (code, last stream id, debug) received
         self.too_many_pings = False
@@ -142,15 +142,10 @@ class Channel(Link):
 
     def data_received(self, data: bytes) -> None:
         self._last_read = asyncio.get_running_loop().time()
-        self._receiving = True
-        try:
-            self.conn.receive(data)
-        except ConnectionFailed as e:
-            self.flush()
-            self._abort(Status(st.UNAVAILABLE, f"{self.target}: HTTP/2 connection error: {e}"))
-        finally:
-            self._receiving = False
-        self.flush()
+        super().data_received(data)
+
+    def protocol_failed(self, error: ConnectionFailed) -> None:
+        self._abort(Status(st.UNAVAILABLE, f"{self.target}: HTTP/2 connection error: {error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection lost: {exc}" if exc is not None else "connection closed by the server"
@@ -226,16 +221,7 @@ class Channel(Link):
             if self.conn.failed is None:   # else the codec's own GOAWAY went out already
                 self.conn.goaway(NO_ERROR)
                 self.transport.write(self.conn.data_to_send())
-            self._close_transport()
-
-    def _close_transport(self) -> None:
-        if self.tls:
-            # asyncio's TLS close waits for the peer's close_notify, which grpc-core
-            # never sends; like grpc-go, close the socket once the GOAWAY is written
-            # (an SSL transport writes through to the socket at once).
-            self.transport.abort()
-        else:
-            self.transport.close()
+            self.close_transport()
 
     def _abort(self, status: Status) -> None:
         """Drops the connection at once (nothing more will be read from it)."""

@@ -6,20 +6,22 @@ event to its call. A call here has on_data(data, flow_len, end_stream),
 on_reset(code), on_window() and `stream_id`.
 
 Writes: a read's output is written once, after the whole read is handled
-(`_receiving`); outside a read, each flush() writes what is queued.
+(`_receiving`); outside a read, each flush() writes what is queued. A read the
+codec refuses (ConnectionFailed: it queued GOAWAY) goes to `protocol_failed()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from meshgrpc.codec import Connection
+from meshgrpc.codec import Connection, ConnectionFailed
 from meshgrpc.wakeup import Wakeup
 
 
 class Link(asyncio.Protocol):
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, tls: bool) -> None:
         self.conn = conn
+        self.tls = tls
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, object] = {}
         # The transport's buffer is below its high-water mark (only read: calls wait
@@ -31,6 +33,32 @@ class Link(asyncio.Protocol):
     def down(self) -> bool:
         """True once the connection cannot carry calls (lost, closed)."""
         raise NotImplementedError
+
+    def protocol_failed(self, error: ConnectionFailed) -> None:
+        """The peer broke HTTP/2 or a limit; the codec's GOAWAY has been written."""
+        raise NotImplementedError
+
+    def data_received(self, data: bytes) -> None:
+        self._receiving = True
+        try:
+            self.conn.receive(data)
+        except ConnectionFailed as e:
+            self._receiving = False
+            self.flush()
+            self.protocol_failed(e)
+            return
+        finally:
+            self._receiving = False
+        self.flush()
+
+    def close_transport(self) -> None:
+        """Closes the connection once what is queued is written. Over TLS, at once:
+        asyncio's TLS close waits for the peer's close_notify, which grpc-core never
+        sends; like grpc-go, close the socket (an SSL transport writes through to it)."""
+        if self.tls:
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         """Hand `n` flow-controlled bytes of the stream back to the peer."""

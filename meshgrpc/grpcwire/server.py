@@ -38,7 +38,8 @@ import dataclasses
 import logging
 import ssl
 import sys
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 
 import grpc
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # Request headers that are HTTP/2's or gRPC's own, not the caller's metadata.
 _NOT_METADATA = frozenset({b"content-type", b"te", b"grpc-timeout", b"grpc-encoding", b"grpc-accept-encoding"})
-_PLAINTEXT: dict[str, list[bytes]] = {}
+_PLAINTEXT: Mapping[str, list[bytes]] = types.MappingProxyType({})   # every plaintext connection's
 _HandlerCallDetails = collections.namedtuple("_HandlerCallDetails", ("method", "invocation_metadata"))
 
 
@@ -90,11 +91,13 @@ class Server:
         self.options = options
         self.limits = options.limits()
         self.counters = Counters()   # how often each HTTP/2 limit acted, on every connection
-        self._interceptors = tuple(interceptors)
         self._generic: list = []
+        self._handler_of = self._lookup   # the interceptors, outermost first, then the lookup
+        for interceptor in reversed(tuple(interceptors)):
+            self._handler_of = _chained(interceptor, self._handler_of)
         self._listeners: list[asyncio.Server] = []
         self.connections: set[ServerConnection] = set()
-        self._stopping = False
+        self.stopping = False
 
     # -- what grpc's generated add_*_to_server functions call ----------------------------
     def add_generic_rpc_handlers(self, handlers) -> None:
@@ -133,7 +136,7 @@ class Server:
     async def stop(self, grace: float | None) -> None:
         """No new connections or calls; calls have `grace` seconds to end, then the
         rest end UNAVAILABLE and every connection closes."""
-        self._stopping = True
+        self.stopping = True
         for listener in self._listeners:
             listener.close()
         for connection in list(self.connections):
@@ -158,11 +161,7 @@ class Server:
     # -- calls ----------------------------------------------------------------------------
     async def resolve(self, method: str, metadata: tuple):
         """The handler of `method` after the interceptors, or None (UNIMPLEMENTED)."""
-        details = HandlerCallDetails(method, metadata)
-        continuation = self._lookup
-        for interceptor in reversed(self._interceptors):
-            continuation = _chained(interceptor, continuation)
-        return await continuation(details)
+        return await self._handler_of(HandlerCallDetails(method, metadata))
 
     async def _lookup(self, details):
         for generic in self._generic:
@@ -184,11 +183,10 @@ class ServerConnection(Link):
 
     def __init__(self, server: Server, *, tls: bool) -> None:
         self.server = server
-        self.tls = tls
         self.max_message_bytes = server.options.max_message_bytes
-        super().__init__(Connection(self, client=False, limits=server.limits, counters=server.counters))
+        super().__init__(Connection(self, client=False, limits=server.limits, counters=server.counters), tls=tls)
         self.peer = ""
-        self.auth_context: dict[str, list[bytes]] = _PLAINTEXT
+        self.auth_context: Mapping[str, list[bytes]] = _PLAINTEXT
         self._lost = False
         self._preface_timer: asyncio.TimerHandle | None = None
 
@@ -210,25 +208,18 @@ class ServerConnection(Link):
         self.server.connections.add(self)
         self._preface_timer = asyncio.get_running_loop().call_later(self.server.options.preface_timeout,
                                                                     self._check_preface)
-        if self.server._stopping:
+        if self.server.stopping:
             self.conn.goaway(NO_ERROR)
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        self._receiving = True
-        try:
-            self.conn.receive(data)
-        except ConnectionFailed as e:
-            log.info("connection from %s ended: HTTP/2 error (code %d): %s", self.peer, e.code, e)
-            self._receiving = False
-            self.flush()
-            self._abort()
-            return
-        finally:
-            self._receiving = False
-        self.flush()
+        super().data_received(data)
         if self._preface_timer is not None and self.conn.peer_settings_received():
             self._cancel_preface_timer()   # not held for the rest of the preface timeout
+
+    def protocol_failed(self, error: ConnectionFailed) -> None:
+        log.info("connection from %s ended: HTTP/2 error (code %d): %s", self.peer, error.code, error)
+        self._abort()
 
     def _cancel_preface_timer(self) -> None:
         if self._preface_timer is not None:
@@ -304,10 +295,7 @@ class ServerConnection(Link):
         if self.transport is None or self._lost:
             return
         self.flush()
-        if self.tls:
-            self.transport.abort()   # no close_notify wait: see grpcwire/channel.py
-        else:
-            self.transport.close()
+        self.close_transport()
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -356,11 +344,11 @@ def _peer_name(peername) -> str:
     return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
 
 
-def _auth_context(transport) -> dict[str, list[bytes]]:
+def _auth_context(transport) -> Mapping[str, list[bytes]]:
     """What grpc's auth_context() holds that meshgrpc reads: the verified client certificate."""
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
-        return _PLAINTEXT   # read-only, shared by every plaintext connection
+        return _PLAINTEXT
     context = {"transport_security_type": [b"ssl"]}
     der = ssl_object.getpeercert(binary_form=True)
     if der:

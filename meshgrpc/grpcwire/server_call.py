@@ -263,7 +263,8 @@ class ServerCall:
         if self._ended:
             return False
         try:
-            await asyncio.wait_for(self._wait(self._writable), self.io_timeout)
+            async with asyncio.timeout(self.io_timeout):
+                await self._wait(self._writable)
         except TimeoutError:
             await self.abort(grpc.StatusCode.UNAVAILABLE, f"the client took no data for {self.io_timeout:g}s")
         return not self._ended

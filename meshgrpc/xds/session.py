@@ -21,14 +21,12 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from meshapi.v1 import management_pb2
+from meshgrpc.wakeup import Wakeup
 from meshgrpc.xds import wire
 from meshgrpc.xds.cache import SnapshotCache
 from meshgrpc.xds.protocol import MESH, DiscoveryProtocol
 from meshgrpc.xds.stream_state import UnknownTypeError
 from meshgrpc.xds.variants import Sotw, Variant
-from meshgrpc.wakeup import Wakeup
-
-
 
 
 class StreamIO(Protocol):
